@@ -1,0 +1,255 @@
+//! The chat actions beyond the seed: join (with recovery by `since`), leave, setname,
+//! history, who, sendprivate, ping, rooms. Each answers its sender with one event.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use bytes::Bytes;
+
+use super::{ChatDeps, announce_presence, now_ms, post, reply_error, response};
+use crate::error::{HandlerError, StoreError};
+use crate::event::WebSocketEventExt;
+use crate::model::{ConnectionRecord, Framing};
+use crate::names::{validate_name, validate_room};
+use crate::protocol::{ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, parse_action};
+
+pub struct ChatHandler;
+
+impl ChatHandler {
+    /// Handles `action` (one of [`crate::protocol::ACTIONS`] other than `sendmessage`).
+    pub async fn handle(
+        deps: &ChatDeps,
+        event: &ApiGatewayWebsocketProxyRequest,
+        action: &str,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let connection_id = event.connection_id()?;
+        let body = event.body.as_deref().unwrap_or("");
+        let parsed = match parse_action(action, body) {
+            Ok(a) => a,
+            Err(e) => return reply_error(deps, connection_id, &e, Some(action), None).await,
+        };
+        let Some(me) = deps.connections.get_connection(connection_id).await? else {
+            return Ok(response(410, "Gone."));
+        };
+        let outcome = match parsed {
+            ClientAction::Join { room, since, epoch } => join(deps, &me, &room, since, epoch.as_deref()).await,
+            ClientAction::Leave => leave(deps, &me).await,
+            ClientAction::SetName { name } => set_name(deps, &me, &name).await,
+            ClientAction::History { room, before, limit } => history(deps, &me, room, before, limit).await,
+            ClientAction::Who { room } => who(deps, &me, room).await,
+            ClientAction::SendPrivate { to, connection_id: to_id, text, id } => {
+                send_private(deps, &me, to, to_id, &text, id.as_deref()).await
+            }
+            ClientAction::Ping => Ok(ServerEvent::Pong { ts: now_ms() }.to_bytes()),
+            ClientAction::Rooms => rooms(deps).await,
+            ClientAction::SendMessage { .. } => unreachable!("sendmessage has its own handler"),
+        };
+        match outcome {
+            Ok(frame) => {
+                post(deps, connection_id, frame).await?;
+                Ok(response(200, "OK."))
+            }
+            Err(Outcome::Refused(e)) => reply_error(deps, connection_id, &e, Some(action), None).await,
+            Err(Outcome::Failed(e)) => Err(e),
+        }
+    }
+}
+
+enum Outcome {
+    Refused(ProtocolError),
+    Failed(HandlerError),
+}
+
+impl From<ProtocolError> for Outcome {
+    fn from(e: ProtocolError) -> Self {
+        Outcome::Refused(e)
+    }
+}
+
+impl From<StoreError> for Outcome {
+    fn from(e: StoreError) -> Self {
+        Outcome::Failed(e.into())
+    }
+}
+
+impl From<HandlerError> for Outcome {
+    fn from(e: HandlerError) -> Self {
+        Outcome::Failed(e)
+    }
+}
+
+type Answer = Result<Bytes, Outcome>;
+
+fn room_or_current(me: &ConnectionRecord, room: Option<String>) -> Result<String, ProtocolError> {
+    let room = room
+        .or_else(|| me.room.clone())
+        .ok_or_else(|| ProtocolError::new("not_in_room", "join a room first, or name one in `room`"))?;
+    validate_room(&room)?;
+    Ok(room)
+}
+
+/// Moves to `room`. With `since`, first replays what was stored after it, unless the position
+/// cannot be trusted: another epoch (the log was created anew), a seq beyond the log's end (the
+/// store was reset), or a gap older than retention or larger than `max_replay`. Then the client
+/// is told `recovered: false` and reloads with `history`.
+async fn join(deps: &ChatDeps, me: &ConnectionRecord, room: &str, since: Option<u64>, epoch: Option<&str>) -> Answer {
+    validate_room(room)?;
+    let old = deps.connections.set_room(&me.connection_id, Some(room)).await?;
+    if let Some(old_room) = old.room.as_deref()
+        && old_room != room
+    {
+        announce_presence(deps, old_room, &old, "leave").await?;
+    }
+    if old.room.as_deref() != Some(room) {
+        announce_presence(deps, room, me, "join").await?;
+    }
+    let state = deps.messages.room_state(room).await?;
+    let Some(since) = since else {
+        return Ok(ServerEvent::Joined {
+            room,
+            epoch: &state.epoch,
+            last_seq: state.last_seq,
+            replayed: None,
+            recovered: None,
+            reason: None,
+        }
+        .to_bytes());
+    };
+    let refusal = if epoch.is_some_and(|e| e != state.epoch) {
+        Some("epoch_changed")
+    } else if since > state.last_seq {
+        Some("position_ahead_of_log")
+    } else if since + 1 < state.first_seq {
+        Some("gap_older_than_retention")
+    } else if state.last_seq - since > deps.settings.max_replay as u64 {
+        Some("gap_too_large")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        return Ok(ServerEvent::Joined {
+            room,
+            epoch: &state.epoch,
+            last_seq: state.last_seq,
+            replayed: Some(0),
+            recovered: Some(false),
+            reason: Some(reason),
+        }
+        .to_bytes());
+    }
+    let missed = deps.messages.read_after(room, since, deps.settings.max_replay).await?;
+    let plain = me.framing == Framing::Plain;
+    for m in &missed {
+        let frame = if plain { Bytes::from(m.text.clone()) } else { ServerEvent::Message(m).to_bytes() };
+        post(deps, &me.connection_id, frame).await?;
+    }
+    Ok(ServerEvent::Joined {
+        room,
+        epoch: &state.epoch,
+        last_seq: state.last_seq.max(missed.last().map_or(0, |m| m.seq)),
+        replayed: Some(missed.len()),
+        recovered: Some(true),
+        reason: None,
+    }
+    .to_bytes())
+}
+
+async fn leave(deps: &ChatDeps, me: &ConnectionRecord) -> Answer {
+    let old = deps.connections.set_room(&me.connection_id, None).await?;
+    let Some(room) = old.room.clone() else {
+        return Err(ProtocolError::new("not_in_room", "you are not in a room").into());
+    };
+    announce_presence(deps, &room, &old, "leave").await?;
+    Ok(ServerEvent::Left { room: &room }.to_bytes())
+}
+
+async fn set_name(deps: &ChatDeps, me: &ConnectionRecord, name: &str) -> Answer {
+    if me.principal_id.is_some() {
+        return Err(ProtocolError::new("name_fixed", "your name comes from your token").into());
+    }
+    validate_name(name)?;
+    let updated = deps.connections.set_name(&me.connection_id, name).await?;
+    if let Some(room) = &me.room
+        && me.name != name
+    {
+        announce_presence(deps, room, me, "leave").await?;
+        announce_presence(deps, room, &updated, "join").await?;
+    }
+    Ok(ServerEvent::Named { name }.to_bytes())
+}
+
+async fn history(deps: &ChatDeps, me: &ConnectionRecord, room: Option<String>, before: Option<u64>, limit: Option<usize>) -> Answer {
+    let room = room_or_current(me, room)?;
+    let limit = limit.unwrap_or(50).clamp(1, deps.settings.history_page_max);
+    let mut messages = deps.messages.read_before(&room, before, limit + 1).await?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    messages.reverse();
+    Ok(ServerEvent::History { room: &room, messages, more }.to_bytes())
+}
+
+async fn who(deps: &ChatDeps, me: &ConnectionRecord, room: Option<String>) -> Answer {
+    let room = room_or_current(me, room)?;
+    let mut members = Vec::new();
+    let mut next: Option<String> = None;
+    let mut truncated = false;
+    loop {
+        let page = deps.connections.members(&room, next.as_deref(), deps.settings.fanout_page_size).await?;
+        for c in page.items {
+            if members.len() == deps.settings.who_max {
+                truncated = true;
+                break;
+            }
+            members.push(Member { name: c.name, connection_id: c.connection_id });
+        }
+        next = page.next;
+        if next.is_none() || truncated {
+            break;
+        }
+    }
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ServerEvent::Members { room: &room, members, truncated }.to_bytes())
+}
+
+async fn send_private(
+    deps: &ChatDeps,
+    me: &ConnectionRecord,
+    to: Option<String>,
+    to_id: Option<String>,
+    text: &str,
+    id: Option<&str>,
+) -> Answer {
+    let targets: Vec<ConnectionRecord> = match (&to_id, &to) {
+        (Some(cid), _) => deps.connections.get_connection(cid).await?.into_iter().collect(),
+        (None, Some(name)) => deps.connections.connections_named(name).await?,
+        (None, None) => Vec::new(),
+    };
+    let targets: Vec<ConnectionRecord> = targets.into_iter().filter(|t| t.connection_id != me.connection_id).collect();
+    if targets.is_empty() {
+        return Err(ProtocolError::new("no_such_recipient", "nobody by that name or id is connected").into());
+    }
+    let to_name = targets[0].name.clone();
+    let ts = now_ms();
+    let json = ServerEvent::Private { from: &me.name, from_connection_id: &me.connection_id, to: &to_name, text, id, ts }.to_bytes();
+    let plain = Bytes::from(format!("[private] {}: {}", me.name, text));
+    let mut delivered = 0;
+    for t in &targets {
+        let frame = if t.framing == Framing::Json { json.clone() } else { plain.clone() };
+        if post(deps, &t.connection_id, frame).await? {
+            delivered += 1;
+        }
+    }
+    if delivered == 0 {
+        return Err(ProtocolError::new("no_such_recipient", "the recipient has just gone").into());
+    }
+    Ok(ServerEvent::PrivateAck { id, delivered }.to_bytes())
+}
+
+async fn rooms(deps: &ChatDeps) -> Answer {
+    let rooms = deps
+        .messages
+        .list_rooms(100)
+        .await?
+        .into_iter()
+        .map(|s| RoomSummary { room: s.room, last_seq: s.last_seq })
+        .collect();
+    Ok(ServerEvent::Rooms { rooms }.to_bytes())
+}

@@ -1,0 +1,66 @@
+//! SendMessageHandler: stores the message under its room's next `seq`, then fans it out to the
+//! room's members (seed: "iterates through connectionIds + sends messages to connected
+//! clients"), through a paginated query of the room index, never a scan. Connections found
+//! gone are deleted — those connections, not the sender. With an `id`, the sender gets an
+//! `ack` once the message is stored and fanned out; a retry with the same `id` is not published
+//! twice and gets the original `seq`.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use bytes::Bytes;
+use tracing::debug;
+
+use super::{ChatDeps, broadcast, now_ms, post, reply_error, response};
+use crate::error::HandlerError;
+use crate::event::WebSocketEventExt;
+use crate::model::{Framing, NewMessage};
+use crate::names::validate_room;
+use crate::protocol::{ClientAction, ProtocolError, ServerEvent, parse_action};
+
+pub struct SendMessageHandler;
+
+impl SendMessageHandler {
+    pub async fn handle(
+        deps: &ChatDeps,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let connection_id = event.connection_id()?;
+        let body = event.body.as_deref().unwrap_or("");
+        let (text, room, id) = match parse_action("sendmessage", body) {
+            Ok(ClientAction::SendMessage { text, room, id }) => (text, room, id),
+            Ok(_) => unreachable!("parse_action(\"sendmessage\") yields SendMessage"),
+            Err(e) => return reply_error(deps, connection_id, &e, Some("sendmessage"), None).await,
+        };
+        let Some(sender) = deps.connections.get_connection(connection_id).await? else {
+            return Ok(response(410, "Gone."));
+        };
+        let room = match room.or_else(|| sender.room.clone()) {
+            Some(r) => r,
+            None => {
+                let e = ProtocolError::new("not_in_room", "join a room first, or name one in `room`");
+                return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
+            }
+        };
+        if let Err(e) = validate_room(&room) {
+            return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
+        }
+        let publisher = sender.principal_id.clone().unwrap_or_else(|| sender.name.clone());
+        let appended = deps
+            .messages
+            .append(NewMessage { room: room.clone(), id: id.clone(), from: sender.name.clone(), publisher, text, ts: now_ms() })
+            .await?;
+        let message = &appended.message;
+        if !appended.duplicate {
+            let json = ServerEvent::Message(message).to_bytes();
+            let plain = Bytes::from(message.text.clone());
+            let delivered = broadcast(deps, &room, json, Some(plain)).await?;
+            debug!(connection_id, room = %room, seq = message.seq, delivered, "message fanned out");
+        }
+        if let Some(id) = &id
+            && sender.framing == Framing::Json
+        {
+            let ack = ServerEvent::Ack { id, room: &room, seq: message.seq, duplicate: appended.duplicate }.to_bytes();
+            post(deps, connection_id, ack).await?;
+        }
+        Ok(response(200, "Data sent."))
+    }
+}

@@ -1,0 +1,52 @@
+//! # dynamowave-core: the chat domain
+//!
+//! The chat handlers of the seed (ConnectHandler, DisconnectHandler, SendMessageHandler,
+//! DefaultHandler) and the chat actions added on top of them (join, leave, setname, history,
+//! who, sendprivate, ping, rooms), written as functions of
+//! `(dependencies, aws_lambda_events WebSocket event) -> response`. The same code runs
+//! in-process behind the local gateway (`dynamowave-gateway`) and inside the Lambda binaries
+//! (`dynamowave-lambda`); neither sockets nor the AWS SDK are known here.
+//!
+//! # Layout
+//!
+//! - [`store`]: the storage ports, named by role: [`store::ConnectionStore`] (the seed's
+//!   ConnectionsTable) and [`store::MessageLog`] (durable per-room history).
+//! - [`connections_api`]: the delivery port, [`connections_api::ConnectionsApi`], mirroring API
+//!   Gateway's `@connections` API (PostToConnection, GetConnection, DeleteConnection) and its
+//!   errors (Gone, PayloadTooLarge, LimitExceeded, Forbidden).
+//! - [`model`]: the records the ports carry.
+//! - [`protocol`]: the wire contract (`docs/protocol.md`): client actions in, server events out,
+//!   in both framings (plain, as in AWS's tutorial, and JSON events under `dynamowave.v1`).
+//! - [`names`]: display-name and room-name validation.
+//! - [`event`]: reading what the handlers need out of an API Gateway WebSocket event.
+//! - [`handlers`]: the handlers and the router that picks one by `routeKey`.
+//! - [`integration`]: how a gateway invokes a route (in-process here; Lambda elsewhere).
+//! - `testing` (feature `testing`): an in-memory store and a recording `ConnectionsApi` for unit
+//!   tests of pure logic, and [`contract`], the suite every storage adapter must pass.
+
+pub mod connections_api;
+pub mod error;
+pub mod event;
+pub mod handlers;
+pub mod integration;
+pub mod model;
+pub mod names;
+pub mod protocol;
+pub mod store;
+
+#[cfg(feature = "testing")]
+pub mod contract;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
+pub use connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
+pub use error::{HandlerError, StoreError};
+pub use handlers::{ChatDeps, ChatSettings, handle, is_warmup_event};
+pub use model::{ConnectionRecord, Framing};
+pub use store::{ConnectionStore, MessageLog};
+
+/// The WebSocket subprotocol that selects JSON event framing.
+pub const SUBPROTOCOL: &str = "dynamowave.v1";

@@ -1,0 +1,72 @@
+//! The storage ports. Each adapter (embedded redb, DynamoDB) implements both, and passes the
+//! shared suite in [`crate::contract`].
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::{Appended, ConnectionRecord, NewMessage, Page, RoomState, StoredMessage};
+
+/// The seed's ConnectionsTable: who is connected, under which name, in which room.
+///
+/// Fan-out reads a room's members through [`ConnectionStore::members`], a paginated query on a
+/// room index: never a scan of the whole table.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Registers a new connection. Fails with `Conflict` if the id exists (a conditional put).
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+
+    /// The connection's item, if it is registered.
+    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
+
+    /// Removes a connection and returns what it was (`None` if it was not there).
+    async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
+
+    /// Removes many connections at once (the seed's batch operations): stale ones found by a
+    /// fan-out. Ids that are already gone are not an error.
+    async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError>;
+
+    /// Moves a connection to `room` (or out of any room), returning the record as it was
+    /// before. `NotFound` if the connection is not registered.
+    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError>;
+
+    /// Sets the display name. `NotFound` if the connection is not registered.
+    async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError>;
+
+    /// One page of the members of `room`, `page_size` at most, continuing from `next`.
+    async fn members(
+        &self,
+        room: &str,
+        next: Option<&str>,
+        page_size: usize,
+    ) -> Result<Page<ConnectionRecord>, StoreError>;
+
+    /// The connections with this display name (a user may have several tabs open).
+    async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError>;
+}
+
+/// Durable per-room history. Each room's messages carry a `seq` that is strictly increasing
+/// with no gaps, allocated atomically with the write.
+#[async_trait]
+pub trait MessageLog: Send + Sync {
+    /// Stores a message under the room's next seq, durably, before returning. When
+    /// (`room`, `publisher`, `id`) was stored before, returns that message with
+    /// `duplicate: true` and writes nothing.
+    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError>;
+
+    /// Messages with seq > `after`, oldest first, at most `limit`.
+    async fn read_after(&self, room: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Messages with seq < `before` (or the newest, when `None`), newest first, at most `limit`.
+    async fn read_before(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Where the room's log stands (an empty room still has an epoch once it is asked for).
+    async fn room_state(&self, room: &str) -> Result<RoomState, StoreError>;
+
+    /// Rooms that have a log, most recently active first, at most `limit`.
+    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError>;
+}
