@@ -23,7 +23,8 @@ pub enum IntegrationError {
 /// A route's backend.
 #[async_trait]
 pub trait Integration: Send + Sync {
-    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> Result<ApiGatewayProxyResponse, IntegrationError>;
+    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest)
+    -> Result<ApiGatewayProxyResponse, IntegrationError>;
 }
 
 /// The handlers, called in this process.
@@ -31,7 +32,10 @@ pub struct InProcess(pub ChatDeps);
 
 #[async_trait]
 impl Integration for InProcess {
-    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> Result<ApiGatewayProxyResponse, IntegrationError> {
+    async fn invoke(
+        &self,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
         handle(&self.0, event).await.map_err(|e| IntegrationError::Failed(e.to_string()))
     }
 }

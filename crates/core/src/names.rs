@@ -73,8 +73,17 @@ mod tests {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", " alice", "alice ", "al  ice", "al\u{00A0}ice", "al\u{200B}ice", "a\u{202E}b", "a\tb",
-            "<img src=x onerror=alert(1)>", "---", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "",
+            " alice",
+            "alice ",
+            "al  ice",
+            "al\u{00A0}ice",
+            "al\u{200B}ice",
+            "a\u{202E}b",
+            "a\tb",
+            "<img src=x onerror=alert(1)>",
+            "---",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }

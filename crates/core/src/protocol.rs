@@ -25,17 +25,8 @@ pub enum ClientAction {
 }
 
 /// The actions this server routes, besides `$connect`, `$disconnect` and `$default`.
-pub const ACTIONS: &[&str] = &[
-    "sendmessage",
-    "join",
-    "leave",
-    "setname",
-    "history",
-    "who",
-    "sendprivate",
-    "ping",
-    "rooms",
-];
+pub const ACTIONS: &[&str] =
+    &["sendmessage", "join", "leave", "setname", "history", "who", "sendprivate", "ping", "rooms"];
 
 /// Why a client frame was refused. `code` is stable; `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,12 +201,29 @@ pub enum ServerEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'a str>,
     },
-    Left { room: &'a str },
-    Named { name: &'a str },
+    Left {
+        room: &'a str,
+    },
+    Named {
+        name: &'a str,
+    },
     #[serde(rename_all = "camelCase")]
-    Presence { room: &'a str, event: &'a str, name: &'a str, connection_id: &'a str },
-    Members { room: &'a str, members: Vec<Member>, truncated: bool },
-    History { room: &'a str, messages: Vec<StoredMessage>, more: bool },
+    Presence {
+        room: &'a str,
+        event: &'a str,
+        name: &'a str,
+        connection_id: &'a str,
+    },
+    Members {
+        room: &'a str,
+        members: Vec<Member>,
+        truncated: bool,
+    },
+    History {
+        room: &'a str,
+        messages: Vec<StoredMessage>,
+        more: bool,
+    },
     #[serde(rename_all = "camelCase")]
     Private {
         from: &'a str,
@@ -225,9 +233,16 @@ pub enum ServerEvent<'a> {
         id: Option<&'a str>,
         ts: i64,
     },
-    PrivateAck { id: Option<&'a str>, delivered: usize },
-    Pong { ts: i64 },
-    Rooms { rooms: Vec<RoomSummary> },
+    PrivateAck {
+        id: Option<&'a str>,
+        delivered: usize,
+    },
+    Pong {
+        ts: i64,
+    },
+    Rooms {
+        rooms: Vec<RoomSummary>,
+    },
     Error {
         code: &'a str,
         message: &'a str,

@@ -176,7 +176,13 @@ async fn set_name(deps: &ChatDeps, me: &ConnectionRecord, name: &str) -> Answer 
     Ok(ServerEvent::Named { name }.to_bytes())
 }
 
-async fn history(deps: &ChatDeps, me: &ConnectionRecord, room: Option<String>, before: Option<u64>, limit: Option<usize>) -> Answer {
+async fn history(
+    deps: &ChatDeps,
+    me: &ConnectionRecord,
+    room: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+) -> Answer {
     let room = room_or_current(me, room)?;
     let limit = limit.unwrap_or(50).clamp(1, deps.settings.history_page_max);
     let mut messages = deps.messages.read_before(&room, before, limit + 1).await?;
@@ -228,7 +234,9 @@ async fn send_private(
     }
     let to_name = targets[0].name.clone();
     let ts = now_ms();
-    let json = ServerEvent::Private { from: &me.name, from_connection_id: &me.connection_id, to: &to_name, text, id, ts }.to_bytes();
+    let json =
+        ServerEvent::Private { from: &me.name, from_connection_id: &me.connection_id, to: &to_name, text, id, ts }
+            .to_bytes();
     let plain = Bytes::from(format!("[private] {}: {}", me.name, text));
     let mut delivered = 0;
     for t in &targets {

@@ -22,9 +22,8 @@ impl ConnectHandler {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let connection_id = event.connection_id()?;
-        let offered_json = event
-            .header("sec-websocket-protocol")
-            .is_some_and(|p| p.split(',').any(|p| p.trim() == SUBPROTOCOL));
+        let offered_json =
+            event.header("sec-websocket-protocol").is_some_and(|p| p.split(',').any(|p| p.trim() == SUBPROTOCOL));
         let principal_id = event.authorizer_field(AUTH_PRINCIPAL);
         // The token's name wins; an invalid one falls back to an anonymous name rather than
         // refusing a connection the authorizer allowed.
@@ -32,7 +31,8 @@ impl ConnectHandler {
             .authorizer_field(AUTH_NAME)
             .filter(|n| validate_name(n).is_ok())
             .unwrap_or_else(|| anonymous_name(connection_id));
-        let connected_at = if event.request_context.connected_at > 0 { event.request_context.connected_at } else { now_ms() };
+        let connected_at =
+            if event.request_context.connected_at > 0 { event.request_context.connected_at } else { now_ms() };
         let record = ConnectionRecord {
             connection_id: connection_id.to_string(),
             connected_at,

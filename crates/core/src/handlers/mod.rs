@@ -158,11 +158,14 @@ pub(crate) async fn broadcast(
             page.items.iter().partition(|c| c.framing == Framing::Json);
         let json_ids: Vec<&str> = json_ids.iter().map(|c| c.connection_id.as_str()).collect();
         let mut attempted = json_ids.len();
-        let mut failed = deps.connections_api.post_to_many(&json_ids, json.clone(), deps.settings.fanout_concurrency).await;
+        let mut failed =
+            deps.connections_api.post_to_many(&json_ids, json.clone(), deps.settings.fanout_concurrency).await;
         if let Some(plain) = &plain {
             let plain_ids: Vec<&str> = plain_ids.iter().map(|c| c.connection_id.as_str()).collect();
             attempted += plain_ids.len();
-            failed.extend(deps.connections_api.post_to_many(&plain_ids, plain.clone(), deps.settings.fanout_concurrency).await);
+            failed.extend(
+                deps.connections_api.post_to_many(&plain_ids, plain.clone(), deps.settings.fanout_concurrency).await,
+            );
         }
         delivered += attempted - failed.len();
         for (id, err) in failed {
@@ -197,14 +200,13 @@ pub(crate) async fn announce_presence(
     if page.items.len() > limit || page.next.is_some() {
         return Ok(());
     }
-    let same_name_elsewhere = page
-        .items
-        .iter()
-        .any(|c| c.name == record.name && c.connection_id != record.connection_id);
+    let same_name_elsewhere =
+        page.items.iter().any(|c| c.name == record.name && c.connection_id != record.connection_id);
     if same_name_elsewhere {
         return Ok(());
     }
-    let frame = ServerEvent::Presence { room, event, name: &record.name, connection_id: &record.connection_id }.to_bytes();
+    let frame =
+        ServerEvent::Presence { room, event, name: &record.name, connection_id: &record.connection_id }.to_bytes();
     let ids: Vec<&str> = page
         .items
         .iter()

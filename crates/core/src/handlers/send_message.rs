@@ -46,7 +46,14 @@ impl SendMessageHandler {
         let publisher = sender.principal_id.clone().unwrap_or_else(|| sender.name.clone());
         let appended = deps
             .messages
-            .append(NewMessage { room: room.clone(), id: id.clone(), from: sender.name.clone(), publisher, text, ts: now_ms() })
+            .append(NewMessage {
+                room: room.clone(),
+                id: id.clone(),
+                from: sender.name.clone(),
+                publisher,
+                text,
+                ts: now_ms(),
+            })
             .await?;
         let message = &appended.message;
         if !appended.duplicate {
