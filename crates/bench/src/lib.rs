@@ -1,1 +1,68 @@
-//! placeholder
+//! A lean load generator for DynamoWave Chat and any server speaking protocol v1's JSON framing
+//! (subprotocol `dynamowave.v1`), such as the Node.js peer it is compared with.
+//!
+//! Three modes:
+//! - **load** (default): `--connections` spread over `--rooms` (`join bench-<i>`), the first
+//!   `--senders` of them sending `sendmessage` at a fixed total `--rate` (or flat out with a window
+//!   of unacknowledged messages). Every text carries its send timestamp; receivers measure latency
+//!   into an HDR histogram and track each room's `seq` for duplicates and reordering; loss is the
+//!   expected deliveries (sent x room size) minus the distinct ones received.
+//! - **idle** (`--idle`): connect, join, hold; reports the server's RSS per connection.
+//! - **churn** (`--churn`): connect/disconnect loops; reports connects per second.
+//!
+//! With `--server-pid` the server's CPU seconds and RSS over the measured window come from `/proc`;
+//! the generator reports its own CPU use too, and says when it saturated its cores.
+//!
+//! # Layout
+//! - [`args`]: [`BenchArgs`] (clap derive, `DYNAMOWAVE_BENCH_*` environment), duration parsing.
+//! - [`event`]: the frames written and read; a zero-allocation fast path for `message` and `ack`.
+//! - [`accounting`]: sequence tracking, loss arithmetic, latency histograms (pure, unit-tested).
+//! - [`procfs`]: `/proc/PID/stat` and `/proc/PID/status` parsing.
+//! - `client`: TCP from a chosen source address, the upgrade, `join`.
+//! - `runner`: connection tasks and the controller for the three modes.
+//! - [`report`]: [`Report`], serialisable and printable.
+//!
+//! # Use
+//! Call [`run`] from a multi-thread tokio runtime (or [`run_blocking`] outside any runtime):
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let args = dynamowave_bench::BenchArgs {
+//!     url: "ws://127.0.0.1:8090/".into(),
+//!     connections: 1000,
+//!     rate: 25.0,
+//!     ..Default::default()
+//! };
+//! dynamowave_bench::run(args).await?.print_table();
+//! # Ok(()) }
+//! ```
+
+pub mod accounting;
+pub mod args;
+mod client;
+pub mod event;
+pub mod procfs;
+pub mod report;
+mod runner;
+
+pub use args::{BenchArgs, Mode};
+pub use report::Report;
+
+/// Runs one benchmark and returns its report (also written to `--json` when given). Progress goes
+/// to stderr once a second unless `--quiet`.
+///
+/// Needs a multi-thread tokio runtime with the timer and I/O drivers enabled: on a current-thread
+/// runtime the generator would share one thread with its caller and more easily become the
+/// bottleneck.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    runner::run(args).await
+}
+
+/// [`run`] on a fresh multi-thread runtime with one worker per core this process may use.
+pub fn run_blocking(args: BenchArgs) -> anyhow::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the tokio runtime: {e}"))?;
+    runtime.block_on(run(args))
+}

@@ -1,1 +1,289 @@
-pub fn x() {}
+//! The storage contract: checks every adapter of [`ConnectionStore`] and [`MessageLog`] must
+//! pass (feature `testing`). The in-memory store, the embedded redb store and the DynamoDB store
+//! (against moto) all run it, so the handlers can rely on the same behaviour everywhere.
+//!
+//! Each check panics with a message that names the rule broken. Ids, names and rooms carry a
+//! per-run suffix, so a suite can run against a table that earlier runs (or other tests running
+//! at the same time) have written to.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage};
+use crate::store::{ConnectionStore, MessageLog};
+use crate::testing::unique_suffix;
+
+fn record(id: &str, name: &str, room: Option<&str>) -> ConnectionRecord {
+    ConnectionRecord {
+        connection_id: id.to_string(),
+        connected_at: 1_700_000_000_000,
+        source_ip: "192.0.2.1".into(),
+        user_agent: Some("contract".into()),
+        framing: Framing::Json,
+        name: name.to_string(),
+        principal_id: None,
+        room: room.map(str::to_string),
+        expires_at: 1_700_007_800,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn new_message(room: &str, publisher: &str, id: Option<&str>, text: &str, ts: i64) -> NewMessage {
+    NewMessage {
+        room: room.to_string(),
+        id: id.map(str::to_string),
+        from: publisher.to_string(),
+        publisher: publisher.to_string(),
+        text: text.to_string(),
+        ts,
+    }
+}
+
+/// Reads every member of `room`, page by page, checking each page's size.
+async fn all_members(store: &dyn ConnectionStore, room: &str, page_size: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = store.members(room, next.as_deref(), page_size).await.expect("members");
+        assert!(page.items.len() <= page_size, "members returned {} items for page size {page_size}", page.items.len());
+        for c in &page.items {
+            assert_eq!(c.room.as_deref(), Some(room), "members({room}) returned {} in another room", c.connection_id);
+        }
+        ids.extend(page.items.into_iter().map(|c| c.connection_id));
+        next = page.next;
+        if next.is_none() {
+            return ids;
+        }
+    }
+    panic!("members({room}) pagination never ended");
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// The [`ConnectionStore`] contract.
+pub async fn connection_store_contract(store: Arc<dyn ConnectionStore>) {
+    let run = unique_suffix();
+    let id = |n: &str| format!("c-{run}-{n}");
+    let room_a = format!("room-a-{run}");
+    let room_b = format!("room-b-{run}");
+
+    // Conditional put: a second put of the same id is a Conflict and changes nothing.
+    let first = record(&id("1"), &format!("alice-{run}"), Some(&room_a));
+    store.put_connection(&first).await.expect("put a new connection");
+    let mut imposter = first.clone();
+    imposter.name = "imposter".into();
+    match store.put_connection(&imposter).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("a second put of the same connection id must be Conflict, got {other:?}"),
+    }
+    assert_eq!(store.get_connection(&first.connection_id).await.expect("get"), Some(first.clone()), "get after put");
+    assert_eq!(store.get_connection(&id("never")).await.expect("get unknown"), None, "get of an unknown id is None");
+
+    // Delete returns what was there, then None.
+    let deleted = store.delete_connection(&first.connection_id).await.expect("delete");
+    assert_eq!(deleted, Some(first.clone()), "delete returns the old record");
+    assert_eq!(store.delete_connection(&first.connection_id).await.expect("delete again"), None, "second delete");
+    assert_eq!(store.get_connection(&first.connection_id).await.expect("get"), None, "get after delete");
+    store.put_connection(&first).await.expect("an id may be registered again once deleted");
+
+    // Batch delete ignores ids that are already gone.
+    let second = record(&id("2"), &format!("bob-{run}"), Some(&room_a));
+    store.put_connection(&second).await.expect("put");
+    store
+        .delete_connections(&[first.connection_id.clone(), id("missing"), second.connection_id.clone()])
+        .await
+        .expect("delete_connections with a missing id is not an error");
+    assert_eq!(store.get_connection(&first.connection_id).await.expect("get"), None, "batch-deleted");
+    assert_eq!(store.get_connection(&second.connection_id).await.expect("get"), None, "batch-deleted");
+    store.delete_connections(&[]).await.expect("delete_connections of nothing");
+
+    // Updates of unknown connections are NotFound.
+    match store.set_room(&id("ghost"), Some(&room_a)).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("set_room of an unknown id must be NotFound, got {other:?}"),
+    }
+    match store.set_name(&id("ghost"), "ghost").await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("set_name of an unknown id must be NotFound, got {other:?}"),
+    }
+    assert_eq!(store.get_connection(&id("ghost")).await.expect("get"), None, "a failed update creates nothing");
+
+    // Pagination: 23 members with page size 5 come back exactly once each.
+    let mut expected_a = Vec::new();
+    for n in 0..23 {
+        let r = record(&id(&format!("m{n:02}")), &format!("member{n}-{run}"), Some(&room_a));
+        store.put_connection(&r).await.expect("put member");
+        expected_a.push(r.connection_id);
+    }
+    let outsider = record(&id("outsider"), &format!("out-{run}"), Some(&room_b));
+    store.put_connection(&outsider).await.expect("put");
+    let roomless = record(&id("roomless"), &format!("nowhere-{run}"), None);
+    store.put_connection(&roomless).await.expect("put a connection in no room");
+    let got = all_members(store.as_ref(), &room_a, 5).await;
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "members pagination returned a member twice: {got:?}");
+    assert_eq!(sorted(got), sorted(expected_a.clone()), "members pagination must return every member once");
+    assert_eq!(sorted(all_members(store.as_ref(), &room_a, 1000).await), sorted(expected_a.clone()), "one big page");
+    assert_eq!(all_members(store.as_ref(), &room_b, 1).await, vec![outsider.connection_id.clone()], "room b");
+    assert!(all_members(store.as_ref(), &format!("empty-{run}"), 10).await.is_empty(), "an empty room");
+
+    // set_room moves a member between room indexes and returns the old record.
+    let movers: Vec<String> = expected_a.drain(..3).collect();
+    for m in &movers {
+        let old = store.set_room(m, Some(&room_b)).await.expect("set_room");
+        assert_eq!(old.room.as_deref(), Some(room_a.as_str()), "set_room returns the record as it was");
+        let now = store.get_connection(m).await.expect("get").expect("still registered");
+        assert_eq!(now.room.as_deref(), Some(room_b.as_str()), "set_room is visible to get");
+    }
+    assert_eq!(sorted(all_members(store.as_ref(), &room_a, 4).await), sorted(expected_a.clone()), "a after moves");
+    let mut expected_b = movers.clone();
+    expected_b.push(outsider.connection_id.clone());
+    assert_eq!(sorted(all_members(store.as_ref(), &room_b, 2).await), sorted(expected_b.clone()), "b after moves");
+    let old = store.set_room(&movers[0], None).await.expect("leave");
+    assert_eq!(old.room.as_deref(), Some(room_b.as_str()));
+    expected_b.retain(|m| m != &movers[0]);
+    assert_eq!(sorted(all_members(store.as_ref(), &room_b, 2).await), sorted(expected_b), "b after a leave");
+
+    // Names: set_name returns the updated record; connections_named finds every tab.
+    let shared = format!("carol-{run}");
+    let updated = store.set_name(&expected_a[0], &shared).await.expect("set_name");
+    assert_eq!(updated.name, shared, "set_name returns the updated record");
+    assert_eq!(updated.room.as_deref(), Some(room_a.as_str()), "set_name keeps the room");
+    store.set_name(&expected_a[1], &shared).await.expect("set_name");
+    let named = store.connections_named(&shared).await.expect("connections_named");
+    assert_eq!(
+        sorted(named.iter().map(|c| c.connection_id.clone()).collect()),
+        sorted(vec![expected_a[0].clone(), expected_a[1].clone()]),
+        "connections_named returns each connection with that name"
+    );
+    store.set_name(&expected_a[1], &format!("dave-{run}")).await.expect("rename");
+    let named = store.connections_named(&shared).await.expect("connections_named");
+    assert_eq!(named.len(), 1, "a renamed connection no longer answers to its old name");
+    assert!(store.connections_named(&format!("nobody-{run}")).await.expect("named").is_empty());
+
+    // Delete removes a member from its room and its name.
+    store.delete_connection(&expected_a[0]).await.expect("delete");
+    assert!(store.connections_named(&shared).await.expect("named").is_empty(), "deleted connection still named");
+    let after = all_members(store.as_ref(), &room_a, 7).await;
+    assert!(!after.contains(&expected_a[0]), "a deleted connection is still a member");
+    assert_eq!(after.len(), expected_a.len() - 1);
+
+    // Clean up, so a reused table does not grow with every run.
+    let mut all: Vec<String> = expected_a.clone();
+    all.extend(movers);
+    all.extend([outsider.connection_id, roomless.connection_id]);
+    store.delete_connections(&all).await.expect("cleanup");
+    assert!(all_members(store.as_ref(), &room_a, 10).await.is_empty(), "room a after cleanup");
+}
+
+fn seqs(messages: &[StoredMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq).collect()
+}
+
+/// The [`MessageLog`] contract.
+pub async fn message_log_contract(log: Arc<dyn MessageLog>) {
+    let run = unique_suffix();
+    let room = format!("log-{run}");
+
+    // An empty room has an epoch, stable across calls and across its first appends.
+    let empty = log.room_state(&room).await.expect("room_state of a new room");
+    assert!(!empty.epoch.is_empty(), "an empty room has an epoch");
+    assert_eq!((empty.last_seq, empty.first_seq), (0, 1), "an empty room: last_seq 0, first_seq 1");
+    assert_eq!(empty.room, room);
+    assert_eq!(log.room_state(&room).await.expect("room_state").epoch, empty.epoch, "epoch stable when asked twice");
+    assert!(log.read_after(&room, 0, 10).await.expect("read_after").is_empty(), "empty room reads empty");
+    assert!(log.read_before(&room, None, 10).await.expect("read_before").is_empty(), "empty room reads empty");
+
+    let t0 = now_ms();
+    let a = log.append(new_message(&room, "alice", None, "hello", t0)).await.expect("append");
+    assert!(!a.duplicate, "a first append is not a duplicate");
+    assert_eq!(a.message, StoredMessage { room: room.clone(), seq: 1, id: None, from: "alice".into(), text: "hello".into(), ts: t0 });
+    for n in 2..=10u64 {
+        let m = log.append(new_message(&room, "alice", None, &format!("m{n}"), t0 + n as i64)).await.expect("append");
+        assert_eq!(m.message.seq, n, "seqs are allocated 1, 2, 3, … with no gaps");
+    }
+    let state = log.room_state(&room).await.expect("room_state");
+    assert_eq!(state.epoch, empty.epoch, "the epoch does not change with appends");
+    assert_eq!((state.first_seq, state.last_seq), (1, 10), "first_seq/last_seq after 10 appends");
+
+    // read_after: seq > after, oldest first, at most limit.
+    assert_eq!(seqs(&log.read_after(&room, 3, 2).await.expect("read_after")), vec![4, 5], "read_after(3, 2)");
+    assert_eq!(seqs(&log.read_after(&room, 0, 100).await.expect("read_after")), (1..=10).collect::<Vec<_>>());
+    assert!(log.read_after(&room, 10, 5).await.expect("read_after").is_empty(), "nothing after the last seq");
+    assert!(log.read_after(&room, 50, 5).await.expect("read_after").is_empty(), "nothing after a seq past the end");
+    assert_eq!(log.read_after(&room, 4, 1).await.expect("read_after")[0].text, "m5", "read_after returns the text");
+    // read_before: seq < before (newest when None), newest first, at most limit.
+    assert_eq!(seqs(&log.read_before(&room, None, 3).await.expect("read_before")), vec![10, 9, 8], "newest 3");
+    assert_eq!(seqs(&log.read_before(&room, Some(3), 10).await.expect("read_before")), vec![2, 1], "before 3");
+    assert!(log.read_before(&room, Some(1), 10).await.expect("read_before").is_empty(), "nothing before seq 1");
+    assert_eq!(seqs(&log.read_before(&room, Some(100), 2).await.expect("read_before")), vec![10, 9], "before 100");
+    assert!(log.read_after(&format!("nothing-{run}"), 0, 5).await.expect("read_after").is_empty(), "unknown room");
+
+    // Idempotency: (room, publisher, id) identifies a message; a retry writes nothing.
+    let first = log.append(new_message(&room, "bob", Some("k1"), "once", t0 + 20)).await.expect("append");
+    assert_eq!((first.message.seq, first.duplicate), (11, false));
+    let retry = log.append(new_message(&room, "bob", Some("k1"), "once (retry)", t0 + 21)).await.expect("retry");
+    assert!(retry.duplicate, "a retry with the same (room, publisher, id) is a duplicate");
+    assert_eq!(retry.message, first.message, "a retry gets the original message back");
+    let other = log.append(new_message(&room, "carol", Some("k1"), "mine", t0 + 22)).await.expect("append");
+    assert_eq!((other.message.seq, other.duplicate), (12, false), "another publisher's equal id is a new message");
+    let elsewhere = format!("log-other-{run}");
+    let there = log.append(new_message(&elsewhere, "bob", Some("k1"), "there", t0 + 23)).await.expect("append");
+    assert_eq!((there.message.seq, there.duplicate), (1, false), "the same id in another room is a new message");
+    assert_eq!(log.room_state(&room).await.expect("state").last_seq, 12, "a duplicate allocates no seq");
+    let texts: Vec<String> = log.read_after(&room, 10, 10).await.expect("read").into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, vec!["once", "mine"], "the retry was not stored twice");
+    assert_eq!(log.read_after(&room, 10, 1).await.expect("read")[0].id.as_deref(), Some("k1"), "the id is stored");
+
+    // Concurrency: 8 tasks x 50 appends into one room give exactly 1..=400.
+    let busy = format!("busy-{run}");
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            let busy = busy.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::with_capacity(50);
+                for n in 0..50 {
+                    let m = new_message(&busy, &format!("p{t}"), Some(&format!("{n}")), &format!("{t}/{n}"), now_ms());
+                    let appended = log.append(m).await.expect("concurrent append");
+                    assert!(!appended.duplicate, "distinct ids are never duplicates");
+                    mine.push(appended.message.seq);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let mine = task.await.expect("append task panicked");
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "one publisher's seqs must increase: {mine:?}");
+        all.extend(mine);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<u64>>(), "400 concurrent appends must get seqs 1..=400 exactly once");
+    let stored = log.read_after(&busy, 0, 1000).await.expect("read_after");
+    assert_eq!(seqs(&stored), (1..=400).collect::<Vec<u64>>(), "every concurrent append is stored once, in order");
+    let state = log.room_state(&busy).await.expect("room_state");
+    assert_eq!((state.first_seq, state.last_seq), (1, 400));
+
+    // list_rooms: most recently active first (by the newest message's ts), at most limit.
+    let future = now_ms() + 1_000_000;
+    let names: Vec<String> = ["x", "y", "z"].iter().map(|n| format!("recent-{n}-{run}")).collect();
+    log.append(new_message(&names[0], "p", None, "1", future)).await.expect("append");
+    log.append(new_message(&names[1], "p", None, "2", future + 1)).await.expect("append");
+    log.append(new_message(&names[2], "p", None, "3", future + 2)).await.expect("append");
+    log.append(new_message(&names[0], "p", None, "4", future + 3)).await.expect("append");
+    let listed = log.list_rooms(1000).await.expect("list_rooms");
+    let mine: Vec<&str> = listed.iter().map(|r| r.room.as_str()).filter(|r| names.iter().any(|n| n == r)).collect();
+    assert_eq!(mine, vec![names[0].as_str(), names[2].as_str(), names[1].as_str()], "list_rooms order");
+    let x = listed.iter().find(|r| r.room == names[0]).expect("listed");
+    assert_eq!((x.first_seq, x.last_seq), (1, 2), "list_rooms carries each room's state");
+    assert_eq!(log.list_rooms(2).await.expect("list_rooms").len(), 2, "list_rooms honours its limit");
+}

@@ -1,1 +1,356 @@
-pub fn x() {}
+//! Test doubles for unit tests of pure logic (feature `testing`).
+//!
+//! - [`MemoryStore`]: a [`ConnectionStore`] and [`MessageLog`] in a std `Mutex` (never held
+//!   across an `.await`), with the same observable semantics the adapters must have (it passes
+//!   [`crate::contract`]), so handler tests exercise the real rules: conditional puts, per-room
+//!   gap-free seqs, idempotent appends, epochs.
+//! - [`RecordingApi`]: a [`ConnectionsApi`] that records every frame posted per connection id,
+//!   answers `Gone` for the ids it is told are gone, and answers GetConnection from a map.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
+use crate::error::StoreError;
+use crate::model::{Appended, ConnectionRecord, NewMessage, Page, RoomState, StoredMessage};
+use crate::store::{ConnectionStore, MessageLog};
+
+/// A string unlikely to repeat across runs and processes: for epochs and test ids. Not random
+/// in the cryptographic sense, which neither use needs.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}{:x}", nanos, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Locks a mutex, carrying on if a panicking test poisoned it: the data is plain and still
+/// consistent (every critical section below is a single step).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct RoomLog {
+    epoch: String,
+    first_seq: u64,
+    last_seq: u64,
+    last_ts: i64,
+    /// Creation order, to break ties in `list_rooms` between rooms with equal `last_ts`.
+    touched: u64,
+    messages: BTreeMap<u64, StoredMessage>,
+}
+
+impl RoomLog {
+    fn state(&self, room: &str) -> RoomState {
+        RoomState { room: room.to_string(), epoch: self.epoch.clone(), last_seq: self.last_seq, first_seq: self.first_seq }
+    }
+}
+
+#[derive(Default)]
+struct MemoryState {
+    connections: BTreeMap<String, ConnectionRecord>,
+    rooms: HashMap<String, RoomLog>,
+    idempotency: HashMap<(String, String, String), u64>,
+    clock: u64,
+}
+
+impl MemoryState {
+    fn room(&mut self, room: &str) -> &mut RoomLog {
+        self.clock += 1;
+        let clock = self.clock;
+        self.rooms.entry(room.to_string()).or_insert_with(|| RoomLog {
+            epoch: unique_suffix(),
+            first_seq: 1,
+            last_seq: 0,
+            last_ts: 0,
+            touched: clock,
+            messages: BTreeMap::new(),
+        })
+    }
+}
+
+/// An in-memory [`ConnectionStore`] + [`MessageLog`] for unit tests.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<MemoryState>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every registered connection, by id (for assertions).
+    pub fn connection_ids(&self) -> Vec<String> {
+        lock(&self.state).connections.keys().cloned().collect()
+    }
+
+    /// Drops a room's log as a store reset would: the next use creates a new epoch.
+    pub fn reset_room(&self, room: &str) {
+        let mut s = lock(&self.state);
+        s.rooms.remove(room);
+        s.idempotency.retain(|(r, _, _), _| r != room);
+    }
+
+    /// Forgets messages with seq < `first_seq`, as retention would.
+    pub fn prune_room(&self, room: &str, first_seq: u64) {
+        let mut s = lock(&self.state);
+        if let Some(log) = s.rooms.get_mut(room) {
+            log.messages = log.messages.split_off(&first_seq);
+            log.first_seq = log.first_seq.max(first_seq.min(log.last_seq + 1));
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        if s.connections.contains_key(&record.connection_id) {
+            return Err(StoreError::Conflict(format!("connection {} exists", record.connection_id)));
+        }
+        s.connections.insert(record.connection_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+        Ok(lock(&self.state).connections.get(connection_id).cloned())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+        Ok(lock(&self.state).connections.remove(connection_id))
+    }
+
+    async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        for id in connection_ids {
+            s.connections.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError> {
+        let mut s = lock(&self.state);
+        let c = s.connections.get_mut(connection_id).ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
+        let old = c.clone();
+        c.room = room.map(str::to_string);
+        Ok(old)
+    }
+
+    async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
+        let mut s = lock(&self.state);
+        let c = s.connections.get_mut(connection_id).ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
+        c.name = name.to_string();
+        Ok(c.clone())
+    }
+
+    async fn members(
+        &self,
+        room: &str,
+        next: Option<&str>,
+        page_size: usize,
+    ) -> Result<Page<ConnectionRecord>, StoreError> {
+        let s = lock(&self.state);
+        let page_size = page_size.max(1);
+        let mut items: Vec<ConnectionRecord> = s
+            .connections
+            .values()
+            .filter(|c| c.room.as_deref() == Some(room))
+            .filter(|c| next.is_none_or(|n| c.connection_id.as_str() > n))
+            .take(page_size + 1)
+            .cloned()
+            .collect();
+        let next = if items.len() > page_size {
+            items.truncate(page_size);
+            items.last().map(|c| c.connection_id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+        Ok(lock(&self.state).connections.values().filter(|c| c.name == name).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl MessageLog for MemoryStore {
+    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        let mut s = lock(&self.state);
+        if let Some(id) = &message.id {
+            let key = (message.room.clone(), message.publisher.clone(), id.clone());
+            if let Some(seq) = s.idempotency.get(&key).copied() {
+                let stored = s.rooms.get(&message.room).and_then(|r| r.messages.get(&seq)).cloned().ok_or_else(
+                    || StoreError::Corrupt(format!("idempotency key points at missing seq {seq} in {}", message.room)),
+                )?;
+                return Ok(Appended { message: stored, duplicate: true });
+            }
+        }
+        let log = s.room(&message.room);
+        let seq = log.last_seq + 1;
+        let stored = StoredMessage {
+            room: message.room.clone(),
+            seq,
+            id: message.id.clone(),
+            from: message.from,
+            text: message.text,
+            ts: message.ts,
+        };
+        log.last_seq = seq;
+        log.last_ts = log.last_ts.max(message.ts);
+        log.messages.insert(seq, stored.clone());
+        if let Some(id) = message.id {
+            s.idempotency.insert((message.room, message.publisher, id), seq);
+        }
+        Ok(Appended { message: stored, duplicate: false })
+    }
+
+    async fn read_after(&self, room: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        let s = lock(&self.state);
+        Ok(s.rooms
+            .get(room)
+            .map(|r| r.messages.range(after.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn read_before(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let s = lock(&self.state);
+        let before = before.unwrap_or(u64::MAX);
+        Ok(s.rooms
+            .get(room)
+            .map(|r| r.messages.range(..before).rev().take(limit).map(|(_, m)| m.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
+        Ok(lock(&self.state).room(room).state(room))
+    }
+
+    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError> {
+        let s = lock(&self.state);
+        let mut rooms: Vec<(&String, &RoomLog)> = s.rooms.iter().collect();
+        rooms.sort_by(|a, b| (b.1.last_ts, b.1.touched).cmp(&(a.1.last_ts, a.1.touched)));
+        Ok(rooms.into_iter().take(limit).map(|(name, log)| log.state(name)).collect())
+    }
+}
+
+/// A [`ConnectionsApi`] that records what each connection was sent.
+#[derive(Default)]
+pub struct RecordingApi {
+    posted: Mutex<HashMap<String, Vec<Bytes>>>,
+    gone: Mutex<HashSet<String>>,
+    infos: Mutex<HashMap<String, ConnectionInfo>>,
+    deleted: Mutex<Vec<String>>,
+}
+
+impl RecordingApi {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From now on, posts and GetConnection for `connection_id` answer `Gone`.
+    pub fn set_gone(&self, connection_id: &str) {
+        lock(&self.gone).insert(connection_id.to_string());
+    }
+
+    /// What GetConnection answers for `connection_id`.
+    pub fn set_info(&self, connection_id: &str, info: ConnectionInfo) {
+        lock(&self.infos).insert(connection_id.to_string(), info);
+    }
+
+    /// Every frame posted to `connection_id`, in order.
+    pub fn frames(&self, connection_id: &str) -> Vec<Bytes> {
+        lock(&self.posted).get(connection_id).cloned().unwrap_or_default()
+    }
+
+    /// The frames posted to `connection_id`, as text (lossy for non-UTF-8, which never happens
+    /// with the handlers' frames).
+    pub fn texts(&self, connection_id: &str) -> Vec<String> {
+        self.frames(connection_id).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    }
+
+    /// The frames posted to `connection_id` that are JSON, parsed.
+    pub fn json(&self, connection_id: &str) -> Vec<serde_json::Value> {
+        self.frames(connection_id).iter().filter_map(|b| serde_json::from_slice(b).ok()).collect()
+    }
+
+    /// The JSON frames of `type` posted to `connection_id`.
+    pub fn events(&self, connection_id: &str, kind: &str) -> Vec<serde_json::Value> {
+        self.json(connection_id).into_iter().filter(|v| v["type"] == kind).collect()
+    }
+
+    /// Forgets every recorded frame (not the gone set or the infos).
+    pub fn clear(&self) {
+        lock(&self.posted).clear();
+    }
+
+    /// The connections DeleteConnection was called for.
+    pub fn deleted(&self) -> Vec<String> {
+        lock(&self.deleted).clone()
+    }
+
+    fn is_gone(&self, connection_id: &str) -> bool {
+        lock(&self.gone).contains(connection_id)
+    }
+}
+
+#[async_trait]
+impl ConnectionsApi for RecordingApi {
+    async fn post_to_connection(&self, connection_id: &str, data: Bytes) -> Result<(), ConnectionsApiError> {
+        if self.is_gone(connection_id) {
+            return Err(ConnectionsApiError::Gone);
+        }
+        lock(&self.posted).entry(connection_id.to_string()).or_default().push(data);
+        Ok(())
+    }
+
+    async fn get_connection(&self, connection_id: &str) -> Result<ConnectionInfo, ConnectionsApiError> {
+        if self.is_gone(connection_id) {
+            return Err(ConnectionsApiError::Gone);
+        }
+        lock(&self.infos).get(connection_id).cloned().ok_or(ConnectionsApiError::Gone)
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), ConnectionsApiError> {
+        if self.is_gone(connection_id) {
+            return Err(ConnectionsApiError::Gone);
+        }
+        lock(&self.deleted).push(connection_id.to_string());
+        self.set_gone(connection_id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_contract() {
+        let store = Arc::new(MemoryStore::new());
+        crate::contract::connection_store_contract(store.clone()).await;
+        crate::contract::message_log_contract(store).await;
+    }
+
+    #[tokio::test]
+    async fn recording_api_answers_gone_for_gone_ids() {
+        let api = RecordingApi::new();
+        api.post_to_connection("a", Bytes::from_static(b"hi")).await.unwrap();
+        api.set_gone("b");
+        assert_eq!(api.post_to_connection("b", Bytes::from_static(b"x")).await, Err(ConnectionsApiError::Gone));
+        assert_eq!(api.texts("a"), vec!["hi"]);
+        assert!(api.frames("b").is_empty());
+        assert_eq!(api.get_connection("a").await, Err(ConnectionsApiError::Gone), "no info was set for a");
+    }
+}

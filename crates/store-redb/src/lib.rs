@@ -1,1 +1,92 @@
-//! placeholder
+//! # dynamowave-store-redb: the embedded store
+//!
+//! [`RedbStore`] implements core's [`ConnectionStore`](dynamowave_core::ConnectionStore) and
+//! [`MessageLog`](dynamowave_core::MessageLog) on [redb](https://docs.rs/redb), a pure-Rust,
+//! ACID, crash-safe embedded database, for running the whole chat on one machine. One process
+//! owns a data dir (redb's file lock enforces it). `docs/storage.md` describes the format and
+//! the guarantees.
+//!
+//! # Layout
+//!
+//! - [`store`]: [`RedbStore`]: open (with the purge of connections left by a previous process),
+//!   the trait implementations, flush/close, admin operations.
+//! - `writer`: the writer thread and its group commit: every write request goes through a
+//!   channel; all pending ones share one transaction and one fsync.
+//! - `index`: the in-memory registry (id, room -> members, name -> ids) that answers fan-out
+//!   reads without touching the disk.
+//! - `tables`: table definitions, stored records, and the MessageLog journal with the function
+//!   that applies an entry (shared by live writes, journal folding and restore).
+//! - [`restore`]: point-in-time recovery into a new data dir.
+
+mod index;
+pub mod restore;
+pub mod store;
+mod tables;
+mod writer;
+
+use std::time::Duration;
+
+use dynamowave_core::StoreError;
+
+pub use restore::{RestoreReport, restore};
+pub use store::RedbStore;
+pub use tables::FILE_NAME;
+pub use writer::MaintenanceReport;
+
+/// Settings of the embedded store, with their defaults.
+#[derive(Clone, Debug)]
+pub struct RedbSettings {
+    /// Messages older than this are pruned (the room's `first_seq` advances). Default 35 days.
+    pub retention: Duration,
+    /// How far back [`restore`] can go: MessageLog journal entries are kept this long, then
+    /// folded into the base tables. Default 35 days (the seed's DynamoDB PITR window).
+    pub pitr_window: Duration,
+    /// How often the writer runs retention and journal folding. Default 60 s.
+    pub maintenance_interval: Duration,
+    /// Most write requests in one transaction. Default 1024.
+    pub max_batch: usize,
+    /// Connection-only batches commit without fsync; at least one commit per this interval is
+    /// durable, so redb can reclaim the pages that non-durable commits leave. Default 1 s.
+    pub durable_interval: Duration,
+    /// Most journal entries folded in one maintenance pass, so that a long backlog does not
+    /// stall writes. Default 10,000.
+    pub max_fold_per_pass: u64,
+    /// redb's page cache, in bytes. Default 64 MiB.
+    pub cache_bytes: usize,
+}
+
+impl Default for RedbSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(35 * 24 * 3600),
+            pitr_window: Duration::from_secs(35 * 24 * 3600),
+            maintenance_interval: Duration::from_secs(60),
+            max_batch: 1024,
+            durable_interval: Duration::from_secs(1),
+            max_fold_per_pass: 10_000,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+impl RedbSettings {
+    /// Refuses settings that cannot work, with the reason.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |m: &str| Err(StoreError::Unavailable(format!("invalid store settings: {m}")));
+        if self.max_batch == 0 {
+            return bad("max_batch must be at least 1");
+        }
+        if self.maintenance_interval.is_zero() {
+            return bad("maintenance_interval must be more than 0");
+        }
+        if self.max_fold_per_pass == 0 {
+            return bad("max_fold_per_pass must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Now, in µs since the epoch (journal keys).
+pub(crate) fn now_micros() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0)
+}

@@ -1,0 +1,34 @@
+//! # dynamowave-auth: JWT authorization for `$connect`
+//!
+//! API Gateway runs a WebSocket API's authorizer only on `$connect` (REQUEST type). This crate
+//! is that authorizer's logic, shared by the `authorizer` Lambda binary and the local gateway:
+//! take the token from `?token=` or `Authorization: Bearer`, verify it, and answer with an IAM
+//! policy allowing `execute-api:Invoke` on the `methodArn`, with `principalId` and `name` in the
+//! context that API Gateway then passes to every later event of the connection.
+//!
+//! # Layout
+//!
+//! - [`settings`]: [`AuthSettings`] (keys, audience, issuer, leeway, origin secret), read from
+//!   the environment by [`AuthSettings::from_env`], and [`Secret`], which never prints itself.
+//! - [`verify`]: [`token_from`], [`verify_token`] and the [`Claims`] it yields; [`mint_hs256`]
+//!   for tests and local use.
+//! - [`authorizer`]: [`authorize`], the REQUEST authorizer from event to policy.
+//! - [`error`]: [`AuthError`] and [`TokenRejection`], with the HTTP status each maps to.
+//!
+//! # Rules
+//!
+//! The signature must verify with a configured key, and the token's `alg` must be one that key
+//! allows: `none` is refused outright, an HS token is only ever checked against `JWT_SECRET`,
+//! and an RS/ES token only against a JWKS key of that type (no HS/RS confusion). `exp` is
+//! required; `exp` and `nbf` are checked with a leeway (default 30 s); `aud` and `iss` are
+//! checked when configured; `sub` becomes the principal.
+
+pub mod authorizer;
+pub mod error;
+pub mod settings;
+pub mod verify;
+
+pub use authorizer::authorize;
+pub use error::{AuthError, TokenRejection};
+pub use settings::{AuthSettings, Secret};
+pub use verify::{Claims, mint_hs256, token_from, verify_token};

@@ -1,0 +1,260 @@
+//! Command-line and environment arguments of the load generator.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What one benchmark run does. Every flag can also come from `DYNAMOWAVE_BENCH_<FLAG>`.
+///
+/// The mode is a load run (senders and receivers) unless `--idle` or `--churn` is given.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// WebSocket URL of the server under test.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_URL", default_value = "ws://127.0.0.1:8080/production")]
+    pub url: String,
+
+    /// Connections to open (in churn mode: how many connect/disconnect loops run at once).
+    #[arg(long, short = 'c', env = "DYNAMOWAVE_BENCH_CONNECTIONS", default_value_t = 100)]
+    pub connections: usize,
+
+    /// Local addresses to bind client sockets to, round-robin (each 127.0.0.x brings its own
+    /// ephemeral port range).
+    #[arg(long, env = "DYNAMOWAVE_BENCH_SOURCE_ADDRS", value_delimiter = ',', default_value = "127.0.0.1")]
+    pub source_addrs: Vec<IpAddr>,
+
+    /// Rooms `bench-0 .. bench-{R-1}`; connection `i` joins room `i % R`.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_ROOMS", default_value_t = 1)]
+    pub rooms: usize,
+
+    /// Connections that also send (the first S, so they spread evenly over the rooms).
+    #[arg(long, env = "DYNAMOWAVE_BENCH_SENDERS", default_value_t = 1)]
+    pub senders: usize,
+
+    /// Offered load in messages per second, all senders together; 0 = flat out, each sender keeping
+    /// `--window` messages in flight.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_RATE", default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// In-flight messages per sender (sent, not yet acknowledged) when `--rate 0`.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_WINDOW", default_value_t = 16)]
+    pub window: u64,
+
+    /// Bytes of message text (the timestamp and counter included).
+    #[arg(long, env = "DYNAMOWAVE_BENCH_SIZE", default_value_t = 100)]
+    pub size: usize,
+
+    /// Length of the measured window (e.g. `10s`, `500ms`, `1m`).
+    #[arg(long, env = "DYNAMOWAVE_BENCH_DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+
+    /// Load before the measured window, not counted.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_WARMUP", value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+
+    /// Longest wait after the window for acknowledgements and deliveries still in flight.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_DRAIN", value_parser = parse_duration, default_value = "5s")]
+    pub drain: Duration,
+
+    /// Connect, join and hold the connections for the window; report the server's memory.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_IDLE", conflicts_with = "churn")]
+    pub idle: bool,
+
+    /// Connect and disconnect as fast as possible; report connects per second.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_CHURN")]
+    pub churn: bool,
+
+    /// New connections per second while connecting (a ramp); 0 = as fast as `--connect-concurrency`
+    /// allows.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_CONNECT_RATE", default_value_t = 0.0)]
+    pub connect_rate: f64,
+
+    /// Handshakes in progress at once while connecting.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_CONNECT_CONCURRENCY", default_value_t = 256)]
+    pub connect_concurrency: usize,
+
+    /// Longest wait for one connection (TCP, upgrade and `joined`).
+    #[arg(long, env = "DYNAMOWAVE_BENCH_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+
+    /// Server process to watch through /proc: CPU seconds and RSS over the measured window.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_SERVER_PID")]
+    pub server_pid: Option<u32>,
+
+    /// Also write the report as JSON to this file.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_JSON")]
+    pub json: Option<PathBuf>,
+
+    /// A name for the server under test, copied into the report.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_LABEL")]
+    pub label: Option<String>,
+
+    /// No progress line on stderr.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_QUIET")]
+    pub quiet: bool,
+}
+
+impl Default for BenchArgs {
+    /// The same values as the flags' defaults (a unit test keeps the two in step).
+    fn default() -> Self {
+        Self {
+            url: "ws://127.0.0.1:8080/production".to_owned(),
+            connections: 100,
+            source_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            rooms: 1,
+            senders: 1,
+            rate: 100.0,
+            window: 16,
+            size: 100,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            drain: Duration::from_secs(5),
+            idle: false,
+            churn: false,
+            connect_rate: 0.0,
+            connect_concurrency: 256,
+            connect_timeout: Duration::from_secs(10),
+            server_pid: None,
+            json: None,
+            label: None,
+            quiet: false,
+        }
+    }
+}
+
+/// What `run` does, derived from the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Senders and receivers in rooms.
+    Load,
+    /// Connections held open.
+    Idle,
+    /// Connect/disconnect loops.
+    Churn,
+}
+
+impl BenchArgs {
+    /// The run's mode.
+    pub fn mode(&self) -> Mode {
+        if self.churn {
+            Mode::Churn
+        } else if self.idle {
+            Mode::Idle
+        } else {
+            Mode::Load
+        }
+    }
+
+    /// Rejects combinations that cannot produce a meaningful run.
+    pub fn validate(&self) -> Result<(), ArgsError> {
+        if self.connections == 0 {
+            return Err(ArgsError::Invalid("--connections must be at least 1"));
+        }
+        if self.source_addrs.is_empty() {
+            return Err(ArgsError::Invalid("--source-addrs needs at least one address"));
+        }
+        if self.mode() == Mode::Load {
+            if self.rooms == 0 || self.rooms > self.connections {
+                return Err(ArgsError::Invalid("--rooms must be between 1 and --connections"));
+            }
+            if self.senders == 0 || self.senders > self.connections {
+                return Err(ArgsError::Invalid("--senders must be between 1 and --connections"));
+            }
+            if !(self.rate >= 0.0 && self.rate.is_finite()) {
+                return Err(ArgsError::Invalid("--rate must be a finite number >= 0"));
+            }
+            if self.rate == 0.0 && self.window == 0 {
+                return Err(ArgsError::Invalid("--window must be at least 1 with --rate 0"));
+            }
+        }
+        if self.duration.is_zero() {
+            return Err(ArgsError::Invalid("--duration must be more than 0"));
+        }
+        if !(self.connect_rate >= 0.0 && self.connect_rate.is_finite()) {
+            return Err(ArgsError::Invalid("--connect-rate must be a finite number >= 0"));
+        }
+        if self.connect_concurrency == 0 {
+            return Err(ArgsError::Invalid("--connect-concurrency must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A bad flag or flag combination.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// The combination makes no sense.
+    #[error("invalid arguments: {0}")]
+    Invalid(&'static str),
+    /// A duration that does not parse.
+    #[error("invalid duration {0:?}: expected a number with an optional unit ms, s or m (e.g. 500ms, 10s, 1.5m)")]
+    Duration(String),
+}
+
+/// Parses `10`, `10s`, `500ms`, `1.5m` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, ArgsError> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| ArgsError::Duration(text.to_owned()))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|_| ArgsError::Duration(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("10").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5m").ok(), Some(Duration::from_secs(90)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn default_matches_the_flag_defaults() {
+        let parsed = Cli::try_parse_from(["bench"]).map(|c| c.args);
+        let parsed = match parsed {
+            Ok(a) => a,
+            Err(e) => panic!("defaults do not parse: {e}"),
+        };
+        let default = BenchArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn source_addresses_are_a_comma_list_and_modes_exclude_each_other() {
+        let cli = Cli::try_parse_from(["bench", "--source-addrs", "127.0.0.1,127.0.0.2", "--idle"]);
+        let args = match cli {
+            Ok(c) => c.args,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(args.source_addrs.len(), 2);
+        assert_eq!(args.mode(), Mode::Idle);
+        assert!(Cli::try_parse_from(["bench", "--idle", "--churn"]).is_err());
+    }
+
+    #[test]
+    fn validation_rejects_more_senders_than_connections() {
+        let args = BenchArgs { connections: 2, senders: 3, ..BenchArgs::default() };
+        assert!(args.validate().is_err());
+        assert!(BenchArgs::default().validate().is_ok());
+    }
+}

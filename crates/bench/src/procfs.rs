@@ -1,0 +1,119 @@
+//! CPU time and memory of a process, read from `/proc` (Linux only).
+
+use std::path::PathBuf;
+
+/// Clock ticks per second in `/proc/PID/stat`. The kernel reports in USER_HZ, which is 100 on every
+/// architecture Linux exports to user space; asking `sysconf` would need `unsafe`.
+pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// One reading of a process.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ProcSample {
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size now, KiB.
+    pub rss_kib: u64,
+    /// Peak resident set size (since start, or since the last peak reset), KiB.
+    pub hwm_kib: u64,
+}
+
+impl ProcSample {
+    /// CPU seconds between `self` (earlier) and `later`.
+    pub fn cpu_seconds_until(&self, later: &ProcSample) -> f64 {
+        later.cpu_ticks.saturating_sub(self.cpu_ticks) as f64 / CLOCK_TICKS_PER_SEC
+    }
+}
+
+/// A process that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// The file is missing or unreadable (the process may have exited).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file's format is not what Linux writes.
+    #[error("unexpected format in {0}")]
+    Format(&'static str),
+}
+
+/// `utime + stime` from the contents of `/proc/PID/stat`.
+pub fn parse_stat_cpu_ticks(stat: &str) -> Result<u64, ProcError> {
+    // The command name (field 2) is in parentheses and may hold spaces or ')', so count fields from
+    // the last ')'. After it come field 3 (state) onwards; utime and stime are fields 14 and 15.
+    let after = stat.rfind(')').map(|i| &stat[i + 1..]).ok_or(ProcError::Format("/proc/PID/stat"))?;
+    let mut fields = after.split_ascii_whitespace().skip(11);
+    let mut next = || -> Result<u64, ProcError> {
+        fields.next().and_then(|f| f.parse().ok()).ok_or(ProcError::Format("/proc/PID/stat"))
+    };
+    let utime = next()?;
+    let stime = next()?;
+    Ok(utime + stime)
+}
+
+/// `(VmRSS, VmHWM)` in KiB from the contents of `/proc/PID/status`.
+pub fn parse_status_memory(status: &str) -> Result<(u64, u64), ProcError> {
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find_map(|line| line.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse().ok())
+    };
+    match (field("VmRSS:"), field("VmHWM:")) {
+        (Some(rss), Some(hwm)) => Ok((rss, hwm)),
+        _ => Err(ProcError::Format("/proc/PID/status")),
+    }
+}
+
+fn read(path: PathBuf) -> Result<String, ProcError> {
+    std::fs::read_to_string(&path).map_err(|source| ProcError::Read { path, source })
+}
+
+/// Reads `/proc/<pid>/` (`pid` None: this process).
+pub fn sample(pid: Option<u32>) -> Result<ProcSample, ProcError> {
+    let dir = pid.map_or_else(|| PathBuf::from("/proc/self"), |p| PathBuf::from(format!("/proc/{p}")));
+    let cpu_ticks = parse_stat_cpu_ticks(&read(dir.join("stat"))?)?;
+    let (rss_kib, hwm_kib) = parse_status_memory(&read(dir.join("status"))?)?;
+    Ok(ProcSample { cpu_ticks, rss_kib, hwm_kib })
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS, so that a later VmHWM covers only the
+/// window from now on. Needs permission to write `/proc/PID/clear_refs`; false when refused.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "4242 (node server.js) S 1 4242 4242 0 -1 4194560 6131 0 0 0 1234 567 0 0 20 0 11 0 \
+        99 1254567936 12345 18446744073709551615 1 1 0 0 0 0 0 16781312 134235650 0 0 0 17 0 0 0 0 0 0";
+
+    #[test]
+    fn stat_cpu_is_utime_plus_stime() {
+        assert_eq!(parse_stat_cpu_ticks(STAT).ok(), Some(1234 + 567));
+        // A command name with ") " inside must not shift the fields.
+        let tricky = STAT.replace("(node server.js)", "(a) b (c))");
+        assert_eq!(parse_stat_cpu_ticks(&tricky).ok(), Some(1801));
+        assert!(parse_stat_cpu_ticks("garbage").is_err());
+    }
+
+    #[test]
+    fn status_memory_fields() {
+        let status = "Name:\tnode\nVmPeak:\t 1000 kB\nVmHWM:\t   52000 kB\nVmRSS:\t   48000 kB\nThreads:\t11\n";
+        assert_eq!(parse_status_memory(status).ok(), Some((48_000, 52_000)));
+        assert!(parse_status_memory("Name:\tkthread\n").is_err());
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let s = match sample(None) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib, "{s:?}");
+        let later = ProcSample { cpu_ticks: s.cpu_ticks + 250, ..s };
+        assert!((s.cpu_seconds_until(&later) - 2.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,82 @@
+//! # dynamowave: the command
+//!
+//! A thin front over the libraries: `serve` builds the local gateway on the embedded store (or
+//! on real Lambda binaries), `restore` rebuilds a data dir as of a past moment.
+//!
+//! # Layout
+//!
+//! - `main.rs`: the subcommands and logging.
+//! - `serve.rs`: `dynamowave serve`: flags (each with a `DYNAMOWAVE_*` variable) → settings →
+//!   gateway, then the store flushed on the way out.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// DynamoWave Chat: a real-time chat backend that runs as API Gateway + Lambda + DynamoDB on
+/// AWS, and whole on one machine behind a local API Gateway.
+#[derive(Parser, Debug)]
+#[command(name = "dynamowave", version, about, long_about = None)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "DYNAMOWAVE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the chat: the local API Gateway WebSocket on the embedded store, web client at `/`.
+    Serve(Box<serve::ServeArgs>),
+    /// Rebuild a data dir as it was at a past moment (point-in-time recovery).
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RestoreArgs {
+    /// The data dir to restore from (its journal covers the retention window).
+    #[arg(long, env = "DYNAMOWAVE_DATA_DIR")]
+    data_dir: std::path::PathBuf,
+    /// The moment to restore to, RFC 3339 (e.g. 2026-11-27T20:00:00Z).
+    #[arg(long)]
+    to: String,
+    /// A new, empty dir to write the restored state into.
+    #[arg(long)]
+    into: std::path::PathBuf,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
+        Command::Restore(args) => {
+            let to = chrono::DateTime::parse_from_rfc3339(&args.to)
+                .map_err(|e| anyhow::anyhow!("--to {:?} is not an RFC 3339 time: {e}", args.to))?
+                .with_timezone(&chrono::Utc);
+            eprintln!("restoring {} as of {to} into {} …", args.data_dir.display(), args.into.display());
+            let report = dynamowave_store_redb::restore(&args.data_dir, to, &args.into)?;
+            println!("{report:?}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! `dynamowave serve`: flags (each with a `DYNAMOWAVE_*` environment variable, defaults from API
+//! Gateway's quotas) → settings → the gateway on the embedded store; on SIGINT/SIGTERM every
+//! connection is closed with 1001, gets its `$disconnect`, and the store is flushed.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use dynamowave_core::ChatSettings;
+use dynamowave_gateway::settings::{Bucket, Concurrency, Limits, ManagementAccess, SigV4Credentials, Throttling};
+use dynamowave_gateway::{Backend, Gateway, GatewaySettings};
+use dynamowave_store_redb::{RedbSettings, RedbStore};
+use tracing::info;
+
+/// Flags of `dynamowave serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (WebSocket, `@connections`, web client, `/metrics`).
+    #[arg(long, env = "DYNAMOWAVE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the embedded store keeps its file.
+    #[arg(long, env = "DYNAMOWAVE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Stage name: the WebSocket is `ws://LISTEN/{stage}`.
+    #[arg(long, env = "DYNAMOWAVE_STAGE", default_value = "production")]
+    pub stage: String,
+    /// `requestContext.apiId` of the events.
+    #[arg(long, env = "DYNAMOWAVE_API_ID", default_value = "dynamowave")]
+    pub api_id: String,
+    /// The API's route selection expression.
+    #[arg(long, env = "DYNAMOWAVE_ROUTE_SELECTION_EXPRESSION", default_value = "$request.body.action")]
+    pub route_selection_expression: String,
+
+    /// Largest frame a client may send, bytes (larger: close 1009).
+    #[arg(long, env = "DYNAMOWAVE_MAX_FRAME_BYTES", default_value_t = 32 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Largest message, bytes (larger: close 1009; PostToConnection: 413).
+    #[arg(long, env = "DYNAMOWAVE_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
+    pub max_message_bytes: usize,
+    /// Seconds without a frame from the client before the connection is closed (1001).
+    #[arg(long, env = "DYNAMOWAVE_IDLE_TIMEOUT_SECS", default_value_t = 600)]
+    pub idle_timeout_secs: u64,
+    /// Longest a connection may live, seconds (then closed 1001).
+    #[arg(long, env = "DYNAMOWAVE_MAX_CONNECTION_SECS", default_value_t = 7200)]
+    pub max_connection_secs: u64,
+    /// Frames that may wait for one slow client before it is disconnected (1008).
+    #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_FRAMES", default_value_t = 4096)]
+    pub send_queue_frames: usize,
+
+    /// Account-wide message rate, per second (0: unlimited).
+    #[arg(long, env = "DYNAMOWAVE_ACCOUNT_RATE", default_value_t = 10_000.0)]
+    pub account_rate: f64,
+    /// Account-wide burst.
+    #[arg(long, env = "DYNAMOWAVE_ACCOUNT_BURST", default_value_t = 5_000)]
+    pub account_burst: u32,
+    /// Each route's rate unless --route-throttle names it (`DefaultRouteSettings`), per second.
+    #[arg(long, env = "DYNAMOWAVE_STAGE_RATE", default_value_t = 10_000.0)]
+    pub stage_rate: f64,
+    /// Each route's burst unless --route-throttle names it.
+    #[arg(long, env = "DYNAMOWAVE_STAGE_BURST", default_value_t = 5_000)]
+    pub stage_burst: u32,
+    /// Per-route throttling (`RouteSettings`): `ROUTE=RATE:BURST`, repeatable or comma-separated.
+    #[arg(long, env = "DYNAMOWAVE_ROUTE_THROTTLE", value_delimiter = ',')]
+    pub route_throttle: Vec<String>,
+    /// New connections per second (over it: HTTP 429 on the upgrade; 0: unlimited).
+    #[arg(long, env = "DYNAMOWAVE_CONNECT_RATE", default_value_t = 500.0)]
+    pub connect_rate: f64,
+    /// New-connection burst.
+    #[arg(long, env = "DYNAMOWAVE_CONNECT_BURST", default_value_t = 500)]
+    pub connect_burst: u32,
+    /// Messages per second from one connection (0: unlimited).
+    #[arg(long, env = "DYNAMOWAVE_CONNECTION_RATE", default_value_t = 100.0)]
+    pub connection_rate: f64,
+    /// Per-connection burst.
+    #[arg(long, env = "DYNAMOWAVE_CONNECTION_BURST", default_value_t = 200)]
+    pub connection_burst: u32,
+
+    /// Reserved concurrency per route: `ROUTE=N`, repeatable or comma-separated
+    /// (defaults: $connect=64, $disconnect=64, sendmessage=128).
+    #[arg(long, env = "DYNAMOWAVE_ROUTE_CONCURRENCY", value_delimiter = ',')]
+    pub route_concurrency: Vec<String>,
+    /// Concurrency of routes not named in --route-concurrency.
+    #[arg(long, env = "DYNAMOWAVE_DEFAULT_CONCURRENCY", default_value_t = 64)]
+    pub default_concurrency: usize,
+    /// How long an invocation waits for a free slot before it is throttled, milliseconds.
+    #[arg(long, env = "DYNAMOWAVE_CONCURRENCY_QUEUE_MS", default_value_t = 250)]
+    pub concurrency_queue_ms: u64,
+
+    /// Whether loopback callers may use the `@connections` API without signing.
+    #[arg(long, env = "DYNAMOWAVE_MANAGEMENT_LOOPBACK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub management_loopback: bool,
+    /// Access key id whose SigV4 signatures the `@connections` API accepts from anywhere.
+    #[arg(long, env = "DYNAMOWAVE_MANAGEMENT_ACCESS_KEY_ID", requires = "management_secret_access_key")]
+    pub management_access_key_id: Option<String>,
+    /// Its secret access key.
+    #[arg(long, env = "DYNAMOWAVE_MANAGEMENT_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub management_secret_access_key: Option<String>,
+
+    /// The room every connection starts in.
+    #[arg(long, env = "DYNAMOWAVE_DEFAULT_ROOM", default_value = "lobby")]
+    pub default_room: String,
+    /// Most messages a `join` with `since` replays before answering "could not recover".
+    #[arg(long, env = "DYNAMOWAVE_MAX_REPLAY", default_value_t = 1000)]
+    pub max_replay: usize,
+    /// How long messages are kept, days.
+    #[arg(long, env = "DYNAMOWAVE_RETENTION_DAYS", default_value_t = 35)]
+    pub retention_days: u64,
+    /// Presence events go only to rooms of at most this many members.
+    #[arg(long, env = "DYNAMOWAVE_PRESENCE_LIMIT", default_value_t = 100)]
+    pub presence_limit: usize,
+}
+
+fn parse_pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let (k, v) = s.split_once('=').with_context(|| format!("{what} {s:?}: expected ROUTE=VALUE"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+impl ServeArgs {
+    /// The gateway's settings from the flags; a bad value is a clear error, not a default.
+    pub fn gateway_settings(&self) -> anyhow::Result<GatewaySettings> {
+        if !self.route_selection_expression.starts_with("$request.body.") {
+            bail!("--route-selection-expression must be of the form $request.body.<path>");
+        }
+        if self.stage.is_empty() || !self.stage.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            bail!("--stage must be letters, digits, - and _");
+        }
+        let mut route_settings = HashMap::new();
+        for (route, value) in parse_pairs(&self.route_throttle, "--route-throttle")? {
+            let (rate, burst) = value.split_once(':').with_context(|| format!("--route-throttle {route}: expected RATE:BURST"))?;
+            let bucket = Bucket {
+                rate: rate.parse().with_context(|| format!("--route-throttle {route}: bad rate {rate:?}"))?,
+                burst: burst.parse().with_context(|| format!("--route-throttle {route}: bad burst {burst:?}"))?,
+            };
+            route_settings.insert(route, bucket);
+        }
+        let mut concurrency = Concurrency {
+            default_route: self.default_concurrency,
+            queue_timeout: Duration::from_millis(self.concurrency_queue_ms),
+            ..Concurrency::default()
+        };
+        for (route, n) in parse_pairs(&self.route_concurrency, "--route-concurrency")? {
+            let n: usize = n.parse().with_context(|| format!("--route-concurrency {route}: bad number {n:?}"))?;
+            concurrency.per_route.insert(route, n);
+        }
+        let credentials = match (&self.management_access_key_id, &self.management_secret_access_key) {
+            (Some(id), Some(secret)) => {
+                Some(SigV4Credentials { access_key_id: id.clone(), secret_access_key: secret.clone() })
+            }
+            _ => None,
+        };
+        Ok(GatewaySettings {
+            listen: self.listen,
+            stage: self.stage.clone(),
+            api_id: self.api_id.clone(),
+            route_selection_expression: self.route_selection_expression.clone(),
+            limits: Limits {
+                max_frame_bytes: self.max_frame_bytes,
+                max_message_bytes: self.max_message_bytes,
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_connection_duration: Duration::from_secs(self.max_connection_secs),
+                send_queue_frames: self.send_queue_frames,
+                ..Limits::default()
+            },
+            throttling: Throttling {
+                account: Bucket { rate: self.account_rate, burst: self.account_burst },
+                default_route: Bucket { rate: self.stage_rate, burst: self.stage_burst },
+                route_settings,
+                connect: Bucket { rate: self.connect_rate, burst: self.connect_burst },
+                per_connection: Bucket { rate: self.connection_rate, burst: self.connection_burst },
+            },
+            concurrency,
+            management: ManagementAccess { allow_loopback: self.management_loopback, credentials },
+            handle_signals: true,
+        })
+    }
+
+    pub fn chat_settings(&self) -> anyhow::Result<ChatSettings> {
+        dynamowave_core::names::validate_room(&self.default_room)
+            .map_err(|e| anyhow::anyhow!("--default-room: {}", e.message))?;
+        Ok(ChatSettings {
+            default_room: self.default_room.clone(),
+            max_replay: self.max_replay,
+            presence_broadcast_limit: self.presence_limit,
+            ..ChatSettings::default()
+        })
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.gateway_settings()?;
+    let chat = args.chat_settings()?;
+    let store_settings =
+        RedbSettings { retention: Duration::from_secs(args.retention_days * 86_400), ..RedbSettings::default() };
+    let store = Arc::new(
+        RedbStore::open(&args.data_dir, store_settings)
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+    );
+    if store.purged_on_open() > 0 {
+        info!(purged = store.purged_on_open(), "removed connections left by a previous process");
+    }
+    let gateway = Gateway::build(settings, Backend::in_process(store.clone(), store.clone(), chat)).await?;
+    let url = format!("ws://{}/{}", gateway.local_addr(), args.stage);
+    // One machine-readable line on stdout, for scripts and tests that start us on port 0.
+    println!("DYNAMOWAVE_LISTENING {url}");
+    std::io::stdout().flush()?;
+    eprintln!("DynamoWave Chat on {url} — web client at http://{}/", gateway.local_addr());
+    let served = gateway.run_until_stopped().await;
+    store.close().await.context("flushing the store")?;
+    info!("store flushed; bye");
+    served?;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Every limit and behaviour of the gateway is a setting, with API Gateway's value as default
+//! (`../shared/reference/aws-websocket-facts.md`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The gateway's settings.
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    /// Where to listen (port 0 picks one: see [`crate::Gateway::local_addr`]).
+    pub listen: SocketAddr,
+    /// The stage: the WebSocket is `ws://HOST/{stage}`, the management API `/{stage}/@connections`.
+    pub stage: String,
+    /// `requestContext.apiId`.
+    pub api_id: String,
+    /// The API's `RouteSelectionExpression`: `$request.body.<json path>`.
+    pub route_selection_expression: String,
+    pub limits: Limits,
+    pub throttling: Throttling,
+    pub concurrency: Concurrency,
+    pub management: ManagementAccess,
+    /// Whether SIGINT/SIGTERM stop the gateway (tests stop it through a handle instead).
+    pub handle_signals: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            stage: "production".into(),
+            api_id: "dynamowave".into(),
+            route_selection_expression: "$request.body.action".into(),
+            limits: Limits::default(),
+            throttling: Throttling::default(),
+            concurrency: Concurrency::default(),
+            management: ManagementAccess::default(),
+            handle_signals: true,
+        }
+    }
+}
+
+/// Frame, message and time limits (API Gateway's quotas).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest frame a client may send: 32 KiB. Larger: close 1009.
+    pub max_frame_bytes: usize,
+    /// Largest message (all frames of one message): 128 KiB. Larger: close 1009.
+    pub max_message_bytes: usize,
+    /// A connection with no frame from its client for this long is closed (1001): 10 minutes.
+    pub idle_timeout: Duration,
+    /// No connection lives longer than this (closed 1001): 2 hours.
+    pub max_connection_duration: Duration,
+    /// Frames that may wait in one connection's send queue. A client that cannot keep up is
+    /// disconnected (close 1008, "slow consumer") rather than slowing everyone down, and posts to
+    /// it answer 429 LimitExceeded meanwhile, as API Gateway does when a client's buffer is full.
+    pub send_queue_frames: usize,
+    /// Socket read buffer per connection, bytes (small: idle connections cost little memory).
+    pub read_buffer_bytes: usize,
+    /// Socket write buffer per connection, bytes.
+    pub write_buffer_bytes: usize,
+    /// Maximum URL length (API Gateway: 4096).
+    pub max_url_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 32 * 1024,
+            max_message_bytes: 128 * 1024,
+            idle_timeout: Duration::from_secs(600),
+            max_connection_duration: Duration::from_secs(7200),
+            send_queue_frames: 4096,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 8192,
+            max_url_bytes: 4096,
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    pub rate: f64,
+    pub burst: u32,
+}
+
+/// Throttling, as API Gateway's account, stage (`DefaultRouteSettings`) and route
+/// (`RouteSettings`) limits, plus the new-connection rate and a per-connection message rate.
+#[derive(Clone, Debug)]
+pub struct Throttling {
+    /// Shared by every route (API Gateway's account limit: 10,000 requests/s, burst 5,000).
+    pub account: Bucket,
+    /// Each route's own bucket unless `route_settings` names it (`DefaultRouteSettings`).
+    pub default_route: Bucket,
+    /// Per-route overrides (`RouteSettings`).
+    pub route_settings: HashMap<String, Bucket>,
+    /// New connections per second (API Gateway: 500/s per account); over it the upgrade gets 429.
+    pub connect: Bucket,
+    /// Messages per second from one connection.
+    pub per_connection: Bucket,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Self {
+            account: Bucket { rate: 10_000.0, burst: 5_000 },
+            default_route: Bucket { rate: 10_000.0, burst: 5_000 },
+            route_settings: HashMap::new(),
+            connect: Bucket { rate: 500.0, burst: 500 },
+            per_connection: Bucket { rate: 100.0, burst: 200 },
+        }
+    }
+}
+
+/// The seed's reserved concurrency: how many invocations of each route may run at once, so a
+/// flood of `sendmessage` cannot take the capacity `$connect`/`$disconnect` need.
+#[derive(Clone, Debug)]
+pub struct Concurrency {
+    /// Routes not named below.
+    pub default_route: usize,
+    /// Per-route limits.
+    pub per_route: HashMap<String, usize>,
+    /// How long an invocation waits for a free slot before it is throttled.
+    pub queue_timeout: Duration,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        let per_route = [("$connect", 64), ("$disconnect", 64), ("sendmessage", 128)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Self { default_route: 64, per_route, queue_timeout: Duration::from_millis(250) }
+    }
+}
+
+impl Concurrency {
+    pub fn for_route(&self, route_key: &str) -> usize {
+        self.per_route.get(route_key).copied().unwrap_or(self.default_route).max(1)
+    }
+}
+
+/// Who may call the `@connections` management API.
+#[derive(Clone, Debug)]
+pub struct ManagementAccess {
+    /// Callers on a loopback address may manage connections without signing.
+    pub allow_loopback: bool,
+    /// When set, a request signed with SigV4 (service `execute-api`) by these credentials is
+    /// allowed from anywhere.
+    pub credentials: Option<SigV4Credentials>,
+}
+
+impl Default for ManagementAccess {
+    fn default() -> Self {
+        Self { allow_loopback: true, credentials: None }
+    }
+}
+
+/// An access key pair for SigV4. The secret never appears in `Debug` output.
+#[derive(Clone)]
+pub struct SigV4Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for SigV4Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigV4Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}

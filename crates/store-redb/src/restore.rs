@@ -1,0 +1,143 @@
+//! Point-in-time recovery: rebuilds the MessageLog as of a moment into a new data dir.
+//!
+//! The state at any time `t` within the window is `base + every journal entry with commit
+//! time <= t`: the base tables hold the state at the journal horizon (entries older than the
+//! PITR window are folded into them), the journal holds every later MessageLog mutation. The
+//! restored store gets the same base and the journal up to `t`, so it can itself be restored to
+//! any time between the horizon and `t`. Connections are not restored: they are purged at every
+//! open anyway.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use dynamowave_core::StoreError;
+use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use tracing::info;
+
+use crate::now_micros;
+use crate::tables::{
+    BASE_IDEMPOTENCY, BASE_MESSAGES, BASE_ROOMS, FILE_NAME, FORMAT_VERSION, JOURNAL, JournalEntry, LogTables, META,
+    META_FORMAT, META_HORIZON, apply, db_err, decode, ensure_tables,
+};
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The moment restored to.
+    pub to: DateTime<Utc>,
+    /// The data dir written.
+    pub into_dir: PathBuf,
+    /// Journal entries replayed on top of the base.
+    pub entries_replayed: u64,
+    /// Rooms with a log in the restored store.
+    pub rooms: u64,
+    /// Messages in the restored store.
+    pub messages: u64,
+}
+
+/// Restores the store in `from_dir` (which must not be open by a running server: stop it, or
+/// use [`crate::RedbStore::restore_to`] on the running store) as of `to` into `into_dir`, which
+/// must be missing or empty. `to` must lie within the PITR window: not before the journal
+/// horizon, not in the future.
+pub fn restore(from_dir: &Path, to: DateTime<Utc>, into_dir: &Path) -> Result<RestoreReport, StoreError> {
+    let path = from_dir.join(FILE_NAME);
+    if !path.exists() {
+        return Err(StoreError::NotFound(format!("no store to restore from: {} does not exist", path.display())));
+    }
+    let source = ReadOnlyDatabase::open(&path).map_err(|e| match e {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+            "{} is open by a running server: stop it first, or restore from the running store (RedbStore::restore_to)",
+            path.display()
+        )),
+        other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
+    })?;
+    restore_from(&source, to, into_dir)
+}
+
+fn time(us: u64) -> String {
+    i64::try_from(us)
+        .ok()
+        .and_then(|us| Utc.timestamp_micros(us).single())
+        .map_or_else(|| format!("{us} µs"), |t| t.to_rfc3339())
+}
+
+pub(crate) fn restore_from(
+    source: &impl ReadableDatabase,
+    to: DateTime<Utc>,
+    into_dir: &Path,
+) -> Result<RestoreReport, StoreError> {
+    let not_empty = into_dir.exists()
+        && std::fs::read_dir(into_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", into_dir.display())))?
+            .next()
+            .is_some();
+    if not_empty {
+        return Err(StoreError::Conflict(format!(
+            "refusing to restore into {}: it is not empty (restore needs a new data dir)",
+            into_dir.display()
+        )));
+    }
+    let read = source.begin_read().map_err(db_err)?;
+    let meta = read.open_table(META).map_err(db_err)?;
+    let format = meta.get(META_FORMAT).map_err(db_err)?.map(|g| g.value());
+    if format != Some(FORMAT_VERSION) {
+        return Err(StoreError::Corrupt(format!("source format {format:?}, this build reads {FORMAT_VERSION}")));
+    }
+    let horizon = meta.get(META_HORIZON).map_err(db_err)?.map_or(0, |g| g.value());
+    let now = now_micros();
+    let to_us = u64::try_from(to.timestamp_micros()).unwrap_or(0);
+    if to_us < horizon || to_us > now {
+        return Err(StoreError::Unavailable(format!(
+            "cannot restore to {}: outside the point-in-time window, which runs from {} to now ({})",
+            to.to_rfc3339(),
+            time(horizon),
+            time(now)
+        )));
+    }
+
+    std::fs::create_dir_all(into_dir)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", into_dir.display())))?;
+    let target = Database::create(into_dir.join(FILE_NAME)).map_err(db_err)?;
+    let txn = target.begin_write().map_err(db_err)?;
+    ensure_tables(&txn)?;
+    let mut entries_replayed = 0;
+    let (rooms, messages) = {
+        let mut live = LogTables::live(&txn)?;
+        let mut base = LogTables::base(&txn)?;
+        // The base goes to both generations: as the base, and as the start of the live state.
+        let base_messages = read.open_table(BASE_MESSAGES).map_err(db_err)?;
+        for item in base_messages.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            base.messages.insert(k.value(), v.value()).map_err(db_err)?;
+            live.messages.insert(k.value(), v.value()).map_err(db_err)?;
+        }
+        let base_keys = read.open_table(BASE_IDEMPOTENCY).map_err(db_err)?;
+        for item in base_keys.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            base.idempotency.insert(k.value(), v.value()).map_err(db_err)?;
+            live.idempotency.insert(k.value(), v.value()).map_err(db_err)?;
+        }
+        let base_rooms = read.open_table(BASE_ROOMS).map_err(db_err)?;
+        for item in base_rooms.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            base.rooms.insert(k.value(), v.value()).map_err(db_err)?;
+            live.rooms.insert(k.value(), v.value()).map_err(db_err)?;
+        }
+        let journal = read.open_table(JOURNAL).map_err(db_err)?;
+        let mut target_journal = txn.open_table(JOURNAL).map_err(db_err)?;
+        for item in journal.range(..=to_us).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let entry: JournalEntry = decode(v.value(), "journal entry")?;
+            apply(&mut live, &entry)?;
+            target_journal.insert(k.value(), v.value()).map_err(db_err)?;
+            entries_replayed += 1;
+        }
+        let mut target_meta = txn.open_table(META).map_err(db_err)?;
+        target_meta.insert(META_FORMAT, FORMAT_VERSION).map_err(db_err)?;
+        target_meta.insert(META_HORIZON, horizon).map_err(db_err)?;
+        (live.rooms.len().map_err(db_err)?, live.messages.len().map_err(db_err)?)
+    };
+    txn.commit().map_err(db_err)?;
+    info!(to = %to.to_rfc3339(), into = %into_dir.display(), entries_replayed, rooms, messages, "restored");
+    Ok(RestoreReport { to, into_dir: into_dir.to_path_buf(), entries_replayed, rooms, messages })
+}

@@ -1,0 +1,197 @@
+//! The on-disk format: table definitions, the records stored in them, and the MessageLog journal
+//! with [`apply`], the one function that turns a journal entry into table changes. Live writes,
+//! the folding of old journal entries into the base tables, and restore all go through it, so a
+//! replay produces exactly what the live store wrote.
+
+use dynamowave_core::StoreError;
+use dynamowave_core::model::{RoomState, StoredMessage};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+/// The file inside the data dir.
+pub const FILE_NAME: &str = "dynamowave.redb";
+
+/// connection_id -> JSON [`dynamowave_core::ConnectionRecord`]. Purged at every open.
+pub(crate) const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
+/// (room, seq) -> JSON [`StoredRecord`].
+pub(crate) const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// (room, publisher, id) -> seq.
+pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("idempotency");
+/// room -> JSON [`RoomMeta`].
+pub(crate) const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
+/// commit time in µs since the epoch (strictly increasing) -> JSON [`JournalEntry`].
+pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// The MessageLog as of the journal horizon: the journal entries older than the PITR window,
+/// folded in. `base + journal = live`.
+pub(crate) const BASE_MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("base_messages");
+pub(crate) const BASE_IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("base_idempotency");
+pub(crate) const BASE_ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("base_rooms");
+/// Named numbers: [`META_FORMAT`], [`META_HORIZON`].
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub(crate) const META_FORMAT: &str = "format_version";
+/// µs since the epoch: the oldest time a restore can reach (base tables hold the state then).
+pub(crate) const META_HORIZON: &str = "journal_horizon_us";
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+/// Wraps any redb or codec error: nothing of redb leaks past this crate.
+pub(crate) fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redb: {e}"))
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A stored message and who published it (for its idempotency key, which pruning removes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredRecord {
+    pub publisher: String,
+    pub message: StoredMessage,
+}
+
+/// A room's log position.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RoomMeta {
+    /// Random, made when the room's log is created; a new log (after a history delete) gets a
+    /// new one, so clients holding old positions learn they cannot resume from them.
+    pub epoch: String,
+    pub last_seq: u64,
+    pub first_seq: u64,
+    /// ms since the epoch of the newest message (0 when none): orders `list_rooms`.
+    pub last_ts: i64,
+}
+
+impl RoomMeta {
+    pub fn state(&self, room: &str) -> RoomState {
+        RoomState { room: room.to_string(), epoch: self.epoch.clone(), last_seq: self.last_seq, first_seq: self.first_seq }
+    }
+}
+
+/// One MessageLog mutation, as the journal keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum JournalEntry {
+    RoomCreated { room: String, epoch: String },
+    Appended { publisher: String, message: StoredMessage },
+    /// Retention: messages with seq < `first_seq` are gone.
+    Pruned { room: String, first_seq: u64 },
+    /// The admin operation `delete_room_history`: the room's log, keys and epoch are gone.
+    HistoryDeleted { room: String },
+}
+
+/// The three MessageLog tables of one generation (live or base) in a write transaction.
+pub(crate) struct LogTables<'t> {
+    pub messages: Table<'t, (&'static str, u64), &'static [u8]>,
+    pub idempotency: Table<'t, (&'static str, &'static str, &'static str), u64>,
+    pub rooms: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> LogTables<'t> {
+    pub fn live(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            messages: txn.open_table(MESSAGES).map_err(db_err)?,
+            idempotency: txn.open_table(IDEMPOTENCY).map_err(db_err)?,
+            rooms: txn.open_table(ROOMS).map_err(db_err)?,
+        })
+    }
+
+    pub fn base(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            messages: txn.open_table(BASE_MESSAGES).map_err(db_err)?,
+            idempotency: txn.open_table(BASE_IDEMPOTENCY).map_err(db_err)?,
+            rooms: txn.open_table(BASE_ROOMS).map_err(db_err)?,
+        })
+    }
+
+    pub fn room(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
+        match self.rooms.get(room).map_err(db_err)? {
+            Some(v) => Ok(Some(decode(v.value(), "room meta")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_room(&mut self, room: &str, meta: &RoomMeta) -> Result<(), StoreError> {
+        self.rooms.insert(room, encode(meta)?.as_slice()).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn message(&self, room: &str, seq: u64) -> Result<Option<StoredRecord>, StoreError> {
+        match self.messages.get((room, seq)).map_err(db_err)? {
+            Some(v) => Ok(Some(decode(v.value(), "message")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the room's messages with seq in `from..to`, with their idempotency keys.
+    fn remove_messages(&mut self, room: &str, from: u64, to: u64) -> Result<(), StoreError> {
+        let mut doomed: Vec<(u64, Option<(String, String)>)> = Vec::new();
+        for item in self.messages.range((room, from)..(room, to)).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let record: StoredRecord = decode(v.value(), "message")?;
+            doomed.push((k.value().1, record.message.id.map(|id| (record.publisher, id))));
+        }
+        for (seq, key) in doomed {
+            self.messages.remove((room, seq)).map_err(db_err)?;
+            if let Some((publisher, id)) = key {
+                self.idempotency.remove((room, publisher.as_str(), id.as_str())).map_err(db_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one journal entry to a generation of the MessageLog tables.
+pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
+    match entry {
+        JournalEntry::RoomCreated { room, epoch } => {
+            let meta = RoomMeta { epoch: epoch.clone(), last_seq: 0, first_seq: 1, last_ts: 0 };
+            tables.put_room(room, &meta)
+        }
+        JournalEntry::Appended { publisher, message } => {
+            let room = message.room.as_str();
+            let mut meta =
+                tables.room(room)?.ok_or_else(|| StoreError::Corrupt(format!("append to room {room} with no log")))?;
+            if message.seq != meta.last_seq + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "append of seq {} to room {room} whose last seq is {}",
+                    message.seq, meta.last_seq
+                )));
+            }
+            let record = StoredRecord { publisher: publisher.clone(), message: message.clone() };
+            tables.messages.insert((room, message.seq), encode(&record)?.as_slice()).map_err(db_err)?;
+            if let Some(id) = &message.id {
+                tables.idempotency.insert((room, publisher.as_str(), id.as_str()), message.seq).map_err(db_err)?;
+            }
+            meta.last_seq = message.seq;
+            meta.last_ts = meta.last_ts.max(message.ts);
+            tables.put_room(room, &meta)
+        }
+        JournalEntry::Pruned { room, first_seq } => {
+            let Some(mut meta) = tables.room(room)? else { return Ok(()) };
+            tables.remove_messages(room, 0, *first_seq)?;
+            meta.first_seq = meta.first_seq.max(*first_seq);
+            tables.put_room(room, &meta)
+        }
+        JournalEntry::HistoryDeleted { room } => {
+            tables.remove_messages(room, 0, u64::MAX)?;
+            tables.rooms.remove(room.as_str()).map_err(db_err)?;
+            Ok(())
+        }
+    }
+}
+
+/// Opens (creating) every table, so readers never meet a missing one.
+pub(crate) fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(CONNECTIONS).map_err(db_err)?;
+    LogTables::live(txn)?;
+    LogTables::base(txn)?;
+    txn.open_table(JOURNAL).map_err(db_err)?;
+    txn.open_table(META).map_err(db_err)?;
+    Ok(())
+}
