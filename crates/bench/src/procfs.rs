@@ -83,6 +83,16 @@ pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
+/// The 1-minute load average from the contents of `/proc/loadavg`.
+pub fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// This machine's 1-minute load average, when readable.
+pub fn loadavg_1min() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +114,12 @@ mod tests {
         let status = "Name:\tnode\nVmPeak:\t 1000 kB\nVmHWM:\t   52000 kB\nVmRSS:\t   48000 kB\nThreads:\t11\n";
         assert_eq!(parse_status_memory(status).ok(), Some((48_000, 52_000)));
         assert!(parse_status_memory("Name:\tkthread\n").is_err());
+    }
+
+    #[test]
+    fn loadavg_first_field() {
+        assert_eq!(parse_loadavg("5.74 6.65 5.28 2/100 1234\n"), Some(5.74));
+        assert_eq!(parse_loadavg(""), None);
     }
 
     #[test]

@@ -227,8 +227,14 @@ impl Report {
         );
         row("connect latency", fmt_latency(&k.latency));
         if let Some(l) = &self.load {
-            row("offered", format!("{:.0} msgs/s ({} sent in window, {} acked in run)", l.offered_per_second, l.sent, l.acked));
-            row("delivered", format!("{:.0} msgs/s ({} of {} expected)", l.delivered_per_second, l.delivered, l.expected));
+            row(
+                "offered",
+                format!("{:.0} msgs/s ({} sent in window, {} acked in run)", l.offered_per_second, l.sent, l.acked),
+            );
+            row(
+                "delivered",
+                format!("{:.0} msgs/s ({} of {} expected)", l.delivered_per_second, l.delivered, l.expected),
+            );
             row(
                 "lost / dup / out-of-order",
                 format!("{} / {} / {}  (foreign frames {})", l.lost, l.duplicated, l.out_of_order, l.foreign_frames),

@@ -214,8 +214,12 @@ async fn connection_task(
     let _ = outcomes.send(Ok(began.elapsed()));
     drop(outcomes);
 
-    let mut session =
-        Session { shared: &shared, idx, tracker: SeqTracker::default(), report: ConnReport { room, joined: true, ..ConnReport::default() } };
+    let mut session = Session {
+        shared: &shared,
+        idx,
+        tracker: SeqTracker::default(),
+        report: ConnReport { room, joined: true, ..ConnReport::default() },
+    };
     let is_sender = idx < cfg.senders;
     let mut waiting_for_start = is_sender;
     let mut sending = false;
@@ -394,6 +398,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         generator: GeneratorStats { nofile_limit, ..GeneratorStats::default() },
         notes: Vec::new(),
     };
+    if let Some(load) = procfs::loadavg_1min()
+        && load > 1.0
+    {
+        report.notes.push(format!(
+            "the machine was busy before the run (1-minute load average {load:.2}): other processes competed for the CPUs"
+        ));
+    }
     let needed_files = args.connections as u64 + 64;
     if args.mode() != Mode::Churn && nofile_limit < needed_files {
         report.notes.push(format!("RLIMIT_NOFILE is {nofile_limit}, below the {needed_files} files this run needs"));
@@ -712,7 +723,9 @@ fn fill_load(args: &BenchArgs, report: &mut Report, results: &[ConnReport], wind
         s.cpu_seconds_per_million_deliveries = Some(s.cpu_seconds / (load.delivered as f64 / 1e6));
     }
     if !drained {
-        report.notes.push(format!("not drained after {:?}: some acknowledgements or deliveries never arrived", args.drain));
+        report
+            .notes
+            .push(format!("not drained after {:?}: some acknowledgements or deliveries never arrived", args.drain));
     }
     if args.rate > 0.0 && load.offered_per_second < args.rate * 0.95 {
         report.notes.push(format!(
@@ -745,8 +758,13 @@ async fn run_churn(
     let timeout = args.connect_timeout;
     let mut workers = Vec::with_capacity(args.connections);
     for w in 0..args.connections {
-        let (target, sources, latency, completed, failed) =
-            (Arc::clone(&target), Arc::clone(&sources), Arc::clone(&latency), Arc::clone(&completed), Arc::clone(&failed));
+        let (target, sources, latency, completed, failed) = (
+            Arc::clone(&target),
+            Arc::clone(&sources),
+            Arc::clone(&latency),
+            Arc::clone(&completed),
+            Arc::clone(&failed),
+        );
         workers.push(tokio::spawn(async move {
             let mut in_window = 0u64;
             let mut attempts_in_window = 0u64;
@@ -758,7 +776,8 @@ async fn run_churn(
                 let t0 = Instant::now();
                 let counted = t0 >= window_start_at;
                 attempts_in_window += u64::from(counted);
-                let result = tokio::time::timeout(timeout, target.connect(source)).await.unwrap_or(Err(ConnectError::Timeout));
+                let result =
+                    tokio::time::timeout(timeout, target.connect(source)).await.unwrap_or(Err(ConnectError::Timeout));
                 match result {
                     Ok(mut ws) => {
                         let done = Instant::now();
@@ -828,17 +847,18 @@ async fn run_churn(
     report.connect.per_second = report.connect.established as f64 / window_seconds;
     report.connect.latency = LatencySummary::from_histogram(&latency.merged());
     fill_generator(report, start_probe.generator, end_probe.generator, window_seconds);
-    report.server = args.server_pid.zip(start_probe.server.zip(end_probe.server)).map(|(pid, (start, end))| ServerStats {
-        pid,
-        cpu_seconds: start.cpu_seconds_until(&end),
-        cpu_utilisation: start.cpu_seconds_until(&end) / window_seconds,
-        rss_before_connect_kib: start.rss_kib,
-        rss_start_kib: start.rss_kib,
-        rss_end_kib: end.rss_kib,
-        peak_rss_kib: end.hwm_kib,
-        peak_is_window,
-        ..ServerStats::default()
-    });
+    report.server =
+        args.server_pid.zip(start_probe.server.zip(end_probe.server)).map(|(pid, (start, end))| ServerStats {
+            pid,
+            cpu_seconds: start.cpu_seconds_until(&end),
+            cpu_utilisation: start.cpu_seconds_until(&end) / window_seconds,
+            rss_before_connect_kib: start.rss_kib,
+            rss_start_kib: start.rss_kib,
+            rss_end_kib: end.rss_kib,
+            peak_rss_kib: end.hwm_kib,
+            peak_is_window,
+            ..ServerStats::default()
+        });
     if report.connect.failed > 0 {
         report.notes.push(format!("{} connect attempts failed in the window", report.connect.failed));
     }

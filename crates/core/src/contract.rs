@@ -204,7 +204,10 @@ pub async fn message_log_contract(log: Arc<dyn MessageLog>) {
     let t0 = now_ms();
     let a = log.append(new_message(&room, "alice", None, "hello", t0)).await.expect("append");
     assert!(!a.duplicate, "a first append is not a duplicate");
-    assert_eq!(a.message, StoredMessage { room: room.clone(), seq: 1, id: None, from: "alice".into(), text: "hello".into(), ts: t0 });
+    assert_eq!(
+        a.message,
+        StoredMessage { room: room.clone(), seq: 1, id: None, from: "alice".into(), text: "hello".into(), ts: t0 }
+    );
     for n in 2..=10u64 {
         let m = log.append(new_message(&room, "alice", None, &format!("m{n}"), t0 + n as i64)).await.expect("append");
         assert_eq!(m.message.seq, n, "seqs are allocated 1, 2, 3, … with no gaps");

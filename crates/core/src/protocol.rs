@@ -22,11 +22,12 @@ pub enum ClientAction {
     SendPrivate { to: Option<String>, connection_id: Option<String>, text: String, id: Option<String> },
     Ping,
     Rooms,
+    WhoAmI,
 }
 
 /// The actions this server routes, besides `$connect`, `$disconnect` and `$default`.
 pub const ACTIONS: &[&str] =
-    &["sendmessage", "join", "leave", "setname", "history", "who", "sendprivate", "ping", "rooms"];
+    &["sendmessage", "join", "leave", "setname", "history", "who", "sendprivate", "ping", "rooms", "whoami"];
 
 /// Why a client frame was refused. `code` is stable; `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +158,7 @@ pub fn parse_action(action: &str, body: &str) -> Result<ClientAction, ProtocolEr
         }
         "ping" => ClientAction::Ping,
         "rooms" => ClientAction::Rooms,
+        "whoami" => ClientAction::WhoAmI,
         other => return Err(ProtocolError::new("unknown_action", format!("unknown action `{other}`"))),
     })
 }
@@ -242,6 +244,13 @@ pub enum ServerEvent<'a> {
     },
     Rooms {
         rooms: Vec<RoomSummary>,
+    },
+    /// The answer to `whoami`: this connection's id, name and room.
+    #[serde(rename_all = "camelCase")]
+    Identity {
+        connection_id: &'a str,
+        name: &'a str,
+        room: Option<&'a str>,
     },
     Error {
         code: &'a str,

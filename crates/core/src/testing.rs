@@ -45,7 +45,12 @@ struct RoomLog {
 
 impl RoomLog {
     fn state(&self, room: &str) -> RoomState {
-        RoomState { room: room.to_string(), epoch: self.epoch.clone(), last_seq: self.last_seq, first_seq: self.first_seq }
+        RoomState {
+            room: room.to_string(),
+            epoch: self.epoch.clone(),
+            last_seq: self.last_seq,
+            first_seq: self.first_seq,
+        }
     }
 }
 
@@ -184,9 +189,10 @@ impl MessageLog for MemoryStore {
         if let Some(id) = &message.id {
             let key = (message.room.clone(), message.publisher.clone(), id.clone());
             if let Some(seq) = s.idempotency.get(&key).copied() {
-                let stored = s.rooms.get(&message.room).and_then(|r| r.messages.get(&seq)).cloned().ok_or_else(
-                    || StoreError::Corrupt(format!("idempotency key points at missing seq {seq} in {}", message.room)),
-                )?;
+                let stored =
+                    s.rooms.get(&message.room).and_then(|r| r.messages.get(&seq)).cloned().ok_or_else(|| {
+                        StoreError::Corrupt(format!("idempotency key points at missing seq {seq} in {}", message.room))
+                    })?;
                 return Ok(Appended { message: stored, duplicate: true });
             }
         }
@@ -238,7 +244,7 @@ impl MessageLog for MemoryStore {
     async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError> {
         let s = lock(&self.state);
         let mut rooms: Vec<(&String, &RoomLog)> = s.rooms.iter().collect();
-        rooms.sort_by(|a, b| (b.1.last_ts, b.1.touched).cmp(&(a.1.last_ts, a.1.touched)));
+        rooms.sort_by_key(|r| std::cmp::Reverse((r.1.last_ts, r.1.touched)));
         Ok(rooms.into_iter().take(limit).map(|(name, log)| log.state(name)).collect())
     }
 }

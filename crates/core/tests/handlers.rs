@@ -170,7 +170,8 @@ async fn ack_and_idempotent_retry() {
 async fn fill_room(h: &Harness, room: &str, n: usize) {
     h.connect("poster", true).await;
     for i in 1..=n {
-        h.send("sendmessage", "poster", json!({"action": "sendmessage", "room": room, "message": format!("m{i}")})).await;
+        h.send("sendmessage", "poster", json!({"action": "sendmessage", "room": room, "message": format!("m{i}")}))
+            .await;
     }
 }
 
@@ -249,7 +250,8 @@ async fn presence_announces_joins_leaves_and_lists_members() {
     assert_eq!(h.api.events("b", "named")[0]["name"], "Bob");
     h.send("who", "a", json!({"action": "who"})).await;
     let members = &h.api.events("a", "members")[0];
-    let names: Vec<&str> = members["members"].as_array().expect("list").iter().filter_map(|m| m["name"].as_str()).collect();
+    let names: Vec<&str> =
+        members["members"].as_array().expect("list").iter().filter_map(|m| m["name"].as_str()).collect();
     assert!(names.contains(&"Bob") && names.len() == 2, "{members}");
 
     h.api.clear();

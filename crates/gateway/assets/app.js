@@ -241,7 +241,7 @@
   function onOpen() {
     setConn('online');
     renderOutbox();
-    // Ask the $default route who we are: its answer carries our connectionID.
+    // Learn our own connection id (to mark ourselves in the member list).
     send({ action: 'whoami' });
     if (state.desiredName && !token) send({ action: 'setname', name: state.desiredName });
     if (state.wantRoom) {
@@ -326,6 +326,13 @@
       case 'private': onPrivate(ev); break;
       case 'privateack': onPrivateAck(ev); break;
       case 'pong': state.attempt = 0; retryStale(); break;
+      case 'identity':
+        if (typeof ev.connectionId === 'string') {
+          state.connectionId = ev.connectionId;
+          document.body.dataset.connectionId = ev.connectionId;
+          renderMembers();
+        }
+        break;
       case 'rooms': onRooms(ev); break;
       case 'error': onError(ev); break;
       default: break;
@@ -491,16 +498,6 @@
   function onError(e) {
     const code = String(e.code || 'error');
     const message = String(e.message || code);
-    // Our `whoami` probe: the $default route tells us our connection id.
-    if (code === 'unknown_action' && !e.action) {
-      const found = /"connectionID"\s*:\s*"([^"]+)"/.exec(message);
-      if (found) {
-        state.connectionId = found[1];
-        document.body.dataset.connectionId = found[1];
-        renderMembers();
-        return;
-      }
-    }
     if (e.action === 'setname') {
       showFieldError(el.nameError, message);
       if (code === 'invalid_name' && state.desiredName && state.desiredName !== el.nameInput.value) {

@@ -73,7 +73,8 @@ impl Environment {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(HostError::Bind)?;
         let port = listener.local_addr().map_err(HostError::Bind)?.port();
         let (kill_tx, kill_rx) = oneshot::channel();
-        let stopper = Stopper { signal: Arc::new(Mutex::new(Some(kill_tx))), requested: Arc::new(AtomicBool::new(false)) };
+        let stopper =
+            Stopper { signal: Arc::new(Mutex::new(Some(kill_tx))), requested: Arc::new(AtomicBool::new(false)) };
         // One slot: an event waits here only between the host choosing this idle process and
         // the process's next poll.
         let (queue_tx, queue_rx) = mpsc::channel(1);
@@ -136,7 +137,11 @@ impl Environment {
             Ok(child) => child,
             Err(source) => {
                 server.abort();
-                return Err(HostError::Spawn { function: function.name.clone(), path: function.bootstrap.clone(), source });
+                return Err(HostError::Spawn {
+                    function: function.name.clone(),
+                    path: function.bootstrap.clone(),
+                    source,
+                });
             }
         };
         let pid = child.id();
@@ -171,8 +176,9 @@ impl Environment {
             } else {
                 tracing::warn!(function = %watch_name, pid, %how, "environment died");
             }
-            let _ = exit_tx.send(Some(how.clone()));
-            (hooks.on_exit)(id, how, asked);
+            // Bookkeeping first, so that whoever wakes on the exit sees the pool already updated.
+            (hooks.on_exit)(id, how.clone(), asked);
+            let _ = exit_tx.send(Some(how));
         });
 
         Ok(Arc::new(Environment { id, pid, api, queue: queue_tx, exited: exit_rx, stopper, server }))

@@ -90,8 +90,13 @@ impl LambdaHost {
 
     /// Invokes a function with any JSON event (e.g. the authorizer's REQUEST event) and returns
     /// its JSON answer.
-    pub async fn invoke_json(&self, name: &str, event: serde_json::Value) -> Result<serde_json::Value, IntegrationError> {
-        let pool = self.pools.get(name).ok_or_else(|| IntegrationError::Failed(format!("no function named `{name}`")))?;
+    pub async fn invoke_json(
+        &self,
+        name: &str,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, IntegrationError> {
+        let pool =
+            self.pools.get(name).ok_or_else(|| IntegrationError::Failed(format!("no function named `{name}`")))?;
         let payload = serde_json::to_vec(&event)
             .map_err(|e| IntegrationError::Failed(format!("the event does not serialize: {e}")))?;
         let body = pool.invoke(Bytes::from(payload)).await?;
@@ -153,7 +158,10 @@ struct LambdaIntegration {
 
 #[async_trait]
 impl Integration for LambdaIntegration {
-    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> Result<ApiGatewayProxyResponse, IntegrationError> {
+    async fn invoke(
+        &self,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
         let payload = serde_json::to_vec(&event)
             .map_err(|e| IntegrationError::Failed(format!("the event does not serialize: {e}")))?;
         let body = self.pool.invoke(Bytes::from(payload)).await?;

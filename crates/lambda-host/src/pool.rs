@@ -146,7 +146,9 @@ impl FunctionPool {
                     self.settings.init_timeout.as_millis()
                 )))
             }
-            Err(RunError::Crashed(why)) => Err(IntegrationError::Failed(format!("the function's process failed: {why}"))),
+            Err(RunError::Crashed(why)) => {
+                Err(IntegrationError::Failed(format!("the function's process failed: {why}")))
+            }
         };
         drop(permit);
         answer

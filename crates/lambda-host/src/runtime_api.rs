@@ -144,7 +144,12 @@ fn read_error(headers: &HeaderMap, body: &[u8]) -> (String, String) {
     (error_type, message)
 }
 
-async fn error(State(state): State<Arc<ApiState>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn error(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(reply) = lock(&state.in_flight).remove(&id) else {
         return error_body(StatusCode::BAD_REQUEST, "InvalidRequestID", "unknown or already answered request id");
     };

@@ -66,7 +66,10 @@ impl Index {
     }
 
     pub fn named(&self, name: &str) -> Vec<ConnectionRecord> {
-        self.by_name.get(name).map(|ids| ids.iter().filter_map(|id| self.by_id.get(id).cloned()).collect()).unwrap_or_default()
+        self.by_name
+            .get(name)
+            .map(|ids| ids.iter().filter_map(|id| self.by_id.get(id).cloned()).collect())
+            .unwrap_or_default()
     }
 }
 

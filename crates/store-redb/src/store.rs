@@ -58,7 +58,8 @@ impl RedbStore {
         let db = Arc::new(db);
         let index = Arc::new(RwLock::new(Index::default()));
         let (requests, receiver) = mpsc::channel();
-        let writer = Writer { db: db.clone(), index: index.clone(), settings, journal_clock, last_durable: Instant::now() };
+        let writer =
+            Writer { db: db.clone(), index: index.clone(), settings, journal_clock, last_durable: Instant::now() };
         let handle = std::thread::Builder::new()
             .name("dynamowave-redb-writer".into())
             .spawn(move || writer.run(receiver))

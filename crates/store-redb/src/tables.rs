@@ -24,8 +24,7 @@ pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("jo
 /// The MessageLog as of the journal horizon: the journal entries older than the PITR window,
 /// folded in. `base + journal = live`.
 pub(crate) const BASE_MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("base_messages");
-pub(crate) const BASE_IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> =
-    TableDefinition::new("base_idempotency");
+pub(crate) const BASE_IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("base_idempotency");
 pub(crate) const BASE_ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("base_rooms");
 /// Named numbers: [`META_FORMAT`], [`META_HORIZON`].
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -69,7 +68,12 @@ pub(crate) struct RoomMeta {
 
 impl RoomMeta {
     pub fn state(&self, room: &str) -> RoomState {
-        RoomState { room: room.to_string(), epoch: self.epoch.clone(), last_seq: self.last_seq, first_seq: self.first_seq }
+        RoomState {
+            room: room.to_string(),
+            epoch: self.epoch.clone(),
+            last_seq: self.last_seq,
+            first_seq: self.first_seq,
+        }
     }
 }
 
@@ -77,12 +81,23 @@ impl RoomMeta {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum JournalEntry {
-    RoomCreated { room: String, epoch: String },
-    Appended { publisher: String, message: StoredMessage },
+    RoomCreated {
+        room: String,
+        epoch: String,
+    },
+    Appended {
+        publisher: String,
+        message: StoredMessage,
+    },
     /// Retention: messages with seq < `first_seq` are gone.
-    Pruned { room: String, first_seq: u64 },
+    Pruned {
+        room: String,
+        first_seq: u64,
+    },
     /// The admin operation `delete_room_history`: the room's log, keys and epoch are gone.
-    HistoryDeleted { room: String },
+    HistoryDeleted {
+        room: String,
+    },
 }
 
 /// The three MessageLog tables of one generation (live or base) in a write transaction.

@@ -61,10 +61,7 @@ impl Request {
     fn needs_durable(&self) -> bool {
         !matches!(
             self,
-            Request::PutConnection(..)
-                | Request::DeleteConnections(..)
-                | Request::SetRoom(..)
-                | Request::SetName(..)
+            Request::PutConnection(..) | Request::DeleteConnections(..) | Request::SetRoom(..) | Request::SetName(..)
         )
     }
 }
@@ -139,8 +136,8 @@ impl Writer {
     fn batch(&mut self, batch: Vec<Request>) -> bool {
         let started = Instant::now();
         let size = batch.len();
-        let durable = batch.iter().any(Request::needs_durable)
-            || self.last_durable.elapsed() >= self.settings.durable_interval;
+        let durable =
+            batch.iter().any(Request::needs_durable) || self.last_durable.elapsed() >= self.settings.durable_interval;
         let shutdown = batch.iter().any(|r| matches!(r, Request::Shutdown(_)));
         let mut finishes: Vec<Finish> = Vec::with_capacity(size);
         let mut overlay = Overlay::new();
@@ -177,7 +174,9 @@ impl Writer {
                 }
                 debug!(size, durable, micros = started.elapsed().as_micros() as u64, "batch committed");
             }
-            Some(why) => error!(size, error = %why, "write batch failed; every request in it is answered with the error"),
+            Some(why) => {
+                error!(size, error = %why, "write batch failed; every request in it is answered with the error")
+            }
         }
         for f in finishes {
             f(fatal.as_deref());
@@ -329,7 +328,8 @@ impl Writer {
 
     fn append(&mut self, tx: &mut Tx<'_>, new: NewMessage) -> Result<Appended, StoreError> {
         if let Some(id) = &new.id {
-            let known = tx.log.idempotency.get((new.room.as_str(), new.publisher.as_str(), id.as_str())).map_err(db_err)?;
+            let known =
+                tx.log.idempotency.get((new.room.as_str(), new.publisher.as_str(), id.as_str())).map_err(db_err)?;
             if let Some(seq) = known.map(|g| g.value()) {
                 let stored = tx.log.message(&new.room, seq)?.ok_or_else(|| {
                     StoreError::Corrupt(format!("idempotency key points at missing seq {seq} of {}", new.room))
@@ -397,13 +397,11 @@ impl Writer {
         let mut base = LogTables::base(txn)?;
         let mut folded_to = None;
         let mut drained = true;
-        loop {
-            let Some((key, bytes)) = ({
-                let first = tx.journal.first().map_err(db_err)?;
-                first.map(|(k, v)| (k.value(), v.value().to_vec()))
-            }) else {
-                break;
-            };
+        // The oldest entry, copied out so the table can be changed while folding it.
+        let oldest = |journal: &Table<'_, u64, &'static [u8]>| -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            Ok(journal.first().map_err(db_err)?.map(|(k, v)| (k.value(), v.value().to_vec())))
+        };
+        while let Some((key, bytes)) = oldest(&tx.journal)? {
             if key >= cutoff_us {
                 break;
             }

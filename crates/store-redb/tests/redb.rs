@@ -98,7 +98,8 @@ async fn reopen_keeps_messages_and_purges_connections() {
     assert!(store.members("lobby", None, 10).await.expect("members").items.is_empty());
     let state = store.room_state("lobby").await.expect("state");
     assert_eq!((state.epoch.as_str(), state.first_seq, state.last_seq), (epoch.as_str(), 1, 5), "log survives");
-    let texts: Vec<String> = store.read_after("lobby", 0, 100).await.expect("read").into_iter().map(|m| m.text).collect();
+    let texts: Vec<String> =
+        store.read_after("lobby", 0, 100).await.expect("read").into_iter().map(|m| m.text).collect();
     assert_eq!(texts, vec!["m1", "m2", "m3", "m4", "m5"]);
     let retry = store.append(message("lobby", Some("k3"), "again", now_ms())).await.expect("retry");
     assert!(retry.duplicate && retry.message.seq == 3, "idempotency keys survive a reopen");
@@ -160,7 +161,10 @@ async fn restore_undoes_an_accidental_history_delete() {
     let store = open(dir.path());
     let mut originals = Vec::new();
     for n in 1..=20 {
-        let a = store.append(message("team", Some(&format!("id{n}")), &format!("msg {n}"), now_ms())).await.expect("append");
+        let a = store
+            .append(message("team", Some(&format!("id{n}")), &format!("msg {n}"), now_ms()))
+            .await
+            .expect("append");
         originals.push(a.message);
     }
     let epoch = store.room_state("team").await.expect("state").epoch;
@@ -348,7 +352,10 @@ async fn throughput() {
                 let room = room.clone();
                 tokio::spawn(async move {
                     for n in 0..per_task {
-                        store.append(message(&room, Some(&format!("{t}-{n}")), "hello", now_ms())).await.expect("append");
+                        store
+                            .append(message(&room, Some(&format!("{t}-{n}")), "hello", now_ms()))
+                            .await
+                            .expect("append");
                     }
                 })
             })

@@ -1,5 +1,5 @@
 //! The chat actions beyond the seed: join (with recovery by `since`), leave, setname,
-//! history, who, sendprivate, ping, rooms. Each answers its sender with one event.
+//! history, who, sendprivate, ping, rooms, whoami. Each answers its sender with one event.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
@@ -40,6 +40,12 @@ impl ChatHandler {
             }
             ClientAction::Ping => Ok(ServerEvent::Pong { ts: now_ms() }.to_bytes()),
             ClientAction::Rooms => rooms(deps).await,
+            ClientAction::WhoAmI => Ok(ServerEvent::Identity {
+                connection_id: &me.connection_id,
+                name: &me.name,
+                room: me.room.as_deref(),
+            }
+            .to_bytes()),
             ClientAction::SendMessage { .. } => unreachable!("sendmessage has its own handler"),
         };
         match outcome {

@@ -1,0 +1,132 @@
+//! The `$connect` REQUEST authorizer around `dynamowave_auth::authorize`.
+//!
+//! Settings come from the environment (`JWT_SECRET`, `JWKS_JSON`, `JWT_AUDIENCE`,
+//! `JWT_ISSUER`, `ORIGIN_VERIFY_SECRET`), and at cold start from where production keeps them:
+//! `JWT_SECRET_ARN` and `ORIGIN_VERIFY_SECRET_ARN` (Secrets Manager) and `JWKS_URL`.
+//! An invocation answers an Allow policy, a Deny policy (403: a genuine token meant for
+//! another audience or issuer), or the error `Unauthorized`, which API Gateway turns into 401.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+};
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use dynamowave_auth::{AuthError, AuthSettings};
+use dynamowave_core::is_warmup_event;
+use lambda_runtime::Diagnostic;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+/// The one answer that makes API Gateway refuse the upgrade with 401: the function's error
+/// message must be exactly `Unauthorized`.
+#[derive(Debug, thiserror::Error)]
+#[error("Unauthorized")]
+pub struct Unauthorized;
+
+impl From<Unauthorized> for Diagnostic {
+    fn from(_: Unauthorized) -> Self {
+        Diagnostic { error_type: "Unauthorized".into(), error_message: "Unauthorized".into() }
+    }
+}
+
+/// A cold-start failure: the function cannot authorize anyone without its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("authorizer settings: {0}")]
+    Auth(#[from] AuthError),
+    #[error("reading secret {arn} from Secrets Manager: {detail}")]
+    Secret { arn: String, detail: String },
+    #[error("fetching the JWKS from {url}: {detail}")]
+    Jwks { url: String, detail: String },
+}
+
+/// How long the JWKS fetch may take at cold start.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+async fn secret(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<String, SetupError> {
+    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| SetupError::Secret {
+        arn: arn.to_string(),
+        detail: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+    })?;
+    out.secret_string
+        .ok_or_else(|| SetupError::Secret { arn: arn.to_string(), detail: "the secret has no SecretString".into() })
+}
+
+async fn fetch_jwks(url: &str) -> Result<String, SetupError> {
+    let fail = |e: reqwest::Error| SetupError::Jwks { url: url.to_string(), detail: e.to_string() };
+    let client = reqwest::Client::builder().timeout(JWKS_TIMEOUT).build().map_err(fail)?;
+    client.get(url).send().await.map_err(fail)?.error_for_status().map_err(fail)?.text().await.map_err(fail)
+}
+
+/// The authorizer's settings: environment first, then the secrets and keys named by
+/// `JWT_SECRET_ARN`, `ORIGIN_VERIFY_SECRET_ARN` and `JWKS_URL`, which win where both are set.
+pub async fn load_settings(sdk_config: &SdkConfig) -> Result<AuthSettings, SetupError> {
+    let mut settings = AuthSettings::from_env()?;
+    let secret_arn = env("JWT_SECRET_ARN");
+    let origin_arn = env("ORIGIN_VERIFY_SECRET_ARN");
+    if secret_arn.is_some() || origin_arn.is_some() {
+        let client = aws_sdk_secretsmanager::Client::new(sdk_config);
+        if let Some(arn) = secret_arn {
+            settings = settings.with_hs256_secret(secret(&client, &arn).await?);
+        }
+        if let Some(arn) = origin_arn {
+            settings = settings.with_origin_secret(secret(&client, &arn).await?);
+        }
+    }
+    if let Some(url) = env("JWKS_URL") {
+        settings = settings.with_jwks_json(&fetch_jwks(&url).await?)?;
+    }
+    Ok(settings)
+}
+
+fn deny(method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_string()];
+    statement.effect = IamPolicyEffect::Deny;
+    statement.resource = vec![method_arn.to_string()];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_string());
+    policy.statement = vec![statement];
+    let mut response = ApiGatewayCustomAuthorizerResponse::default();
+    response.principal_id = Some("denied".to_string());
+    response.policy_document = policy;
+    response
+}
+
+/// One authorizer invocation.
+pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, Unauthorized> {
+    if is_warmup_event(&event) {
+        return Ok(json!({ "warm": true }));
+    }
+    let request: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(event).map_err(|e| {
+        warn!(error = %e, "authorizer event is not a REQUEST authorizer event");
+        Unauthorized
+    })?;
+    let context = &request.request_context;
+    let connection_id = context.connection_id.as_deref().unwrap_or("");
+    let request_id = context.request_id.as_deref().unwrap_or("");
+    let response = match dynamowave_auth::authorize(settings, &request) {
+        Ok(allow) => {
+            info!(connection_id, request_id, principal_id = ?allow.principal_id, "connection authorized");
+            allow
+        }
+        Err(e) if e.status_code() == 403 => {
+            info!(connection_id, request_id, error = %e, "connection denied (403)");
+            deny(request.method_arn.as_deref().unwrap_or("*"))
+        }
+        Err(e) => {
+            info!(connection_id, request_id, error = %e, "connection unauthorized (401)");
+            return Err(Unauthorized);
+        }
+    };
+    serde_json::to_value(response).map_err(|e| {
+        warn!(connection_id, request_id, error = %e, "could not serialise the policy");
+        Unauthorized
+    })
+}

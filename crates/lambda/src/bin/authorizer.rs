@@ -1,0 +1,23 @@
+//! The `authorizer` function: the `$connect` REQUEST authorizer. Settings (and any secrets or
+//! JWKS they name) are loaded once, at cold start.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    dynamowave_lambda::telemetry::init_tracing();
+    let sdk_config = dynamowave_aws::load_sdk_config().await;
+    let settings = dynamowave_lambda::authorizer::load_settings(&sdk_config)
+        .await
+        .context("loading the authorizer's settings")?;
+    let settings = Arc::new(settings);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let settings = Arc::clone(&settings);
+        async move { dynamowave_lambda::authorizer::authorize_event(&settings, event.payload) }
+    }))
+    .await
+}

@@ -1,0 +1,96 @@
+//! The chat functions (`connect`, `disconnect`, `sendmessage`, `default`): one runtime of
+//! clients per container, one [`ChatRuntime::invoke`] per event.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use dynamowave_aws::{ConfigError, ConnectionsApiPool, DynamoDbSettings, DynamoDbStore, Tables};
+use dynamowave_core::{ChatDeps, ChatSettings, HandlerError, handle, is_warmup_event};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+use tracing::{Instrument, info_span, warn};
+
+/// Why an invocation failed. Lambda reports it as the function's error, which API Gateway
+/// turns into `{"message": "Internal server error", ...}` for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("the event is not an API Gateway WebSocket event: {0}")]
+    BadEvent(serde_json::Error),
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
+    #[error("serialising the response: {0}")]
+    Response(serde_json::Error),
+}
+
+impl From<InvokeError> for Diagnostic {
+    fn from(e: InvokeError) -> Self {
+        let error_type = match &e {
+            InvokeError::BadEvent(_) => "BadEvent",
+            InvokeError::Handler(_) => "HandlerError",
+            InvokeError::Response(_) => "ResponseError",
+        };
+        Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
+    }
+}
+
+/// What a chat function keeps between invocations: the DynamoDB store and the
+/// `@connections` clients (one per endpoint).
+pub struct ChatRuntime {
+    store: Arc<DynamoDbStore>,
+    connections_api: ConnectionsApiPool,
+    settings: ChatSettings,
+}
+
+impl ChatRuntime {
+    pub fn new(store: DynamoDbStore, connections_api: ConnectionsApiPool, settings: ChatSettings) -> Self {
+        Self { store: Arc::new(store), connections_api, settings }
+    }
+
+    /// From the environment: the tables (`CONNECTIONS_TABLE`, …), the adapter's limits, and
+    /// `DYNAMOWAVE_CONNECTIONS_ENDPOINT` if set.
+    pub fn from_env(sdk_config: &SdkConfig) -> Result<Self, ConfigError> {
+        let store = DynamoDbStore::new(sdk_config, Tables::from_env()?, DynamoDbSettings::from_env()?);
+        Ok(Self::new(store, ConnectionsApiPool::from_env(sdk_config.clone()), ChatSettings::default()))
+    }
+
+    /// One invocation. A warm-up (`{"warmup": true}`) answers `{"warm": true}` touching
+    /// nothing; anything else must be an API Gateway WebSocket event, handled by the core.
+    pub async fn invoke(&self, event: Value) -> Result<Value, InvokeError> {
+        if is_warmup_event(&event) {
+            return Ok(json!({ "warm": true }));
+        }
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).map_err(InvokeError::BadEvent)?;
+        let context = &event.request_context;
+        let span = info_span!(
+            "invoke",
+            connection_id = context.connection_id.as_deref().unwrap_or(""),
+            request_id = context.request_id.as_deref().unwrap_or(""),
+            route_key = context.route_key.as_deref().unwrap_or(""),
+        );
+        async {
+            let deps = ChatDeps {
+                connections: self.store.clone(),
+                messages: self.store.clone(),
+                connections_api: self.connections_api.for_event(&event)?,
+                settings: self.settings.clone(),
+            };
+            let response = handle(&deps, event).await.inspect_err(|e| warn!(error = %e, "handler failed"))?;
+            serde_json::to_value(response).map_err(InvokeError::Response)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The whole `main` of a chat function: logs, clients once, then serve invocations.
+pub async fn run_chat_function() -> Result<(), lambda_runtime::Error> {
+    crate::telemetry::init_tracing();
+    let sdk_config = dynamowave_aws::load_sdk_config().await;
+    let runtime = Arc::new(ChatRuntime::from_env(&sdk_config)?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let runtime = Arc::clone(&runtime);
+        async move { runtime.invoke(event.payload).await }
+    }))
+    .await
+}
