@@ -108,25 +108,25 @@ pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, U
         warn!(error = %e, "authorizer event is not a REQUEST authorizer event");
         Unauthorized
     })?;
-    let context = &request.request_context;
-    let connection_id = context.connection_id.as_deref().unwrap_or("");
-    let request_id = context.request_id.as_deref().unwrap_or("");
+    // The REQUEST context type has no connectionId field; the request id ties the log lines
+    // to API Gateway's access log.
+    let request_id = request.request_context.request_id.as_deref().unwrap_or("");
     let response = match dynamowave_auth::authorize(settings, &request) {
         Ok(allow) => {
-            info!(connection_id, request_id, principal_id = ?allow.principal_id, "connection authorized");
+            info!(request_id, principal_id = ?allow.principal_id, "connection authorized");
             allow
         }
         Err(e) if e.status_code() == 403 => {
-            info!(connection_id, request_id, error = %e, "connection denied (403)");
+            info!(request_id, error = %e, "connection denied (403)");
             deny(request.method_arn.as_deref().unwrap_or("*"))
         }
         Err(e) => {
-            info!(connection_id, request_id, error = %e, "connection unauthorized (401)");
+            info!(request_id, error = %e, "connection unauthorized (401)");
             return Err(Unauthorized);
         }
     };
     serde_json::to_value(response).map_err(|e| {
-        warn!(connection_id, request_id, error = %e, "could not serialise the policy");
+        warn!(request_id, error = %e, "could not serialise the policy");
         Unauthorized
     })
 }

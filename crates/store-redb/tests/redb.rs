@@ -141,8 +141,8 @@ async fn retention_prunes_old_messages_and_advances_first_seq() {
     for n in 1..=3 {
         store.append(message("r", Some(&format!("old{n}")), "old", old + n)).await.expect("append");
     }
-    for n in 4..=5 {
-        store.append(message("r", None, "new", now_ms())).await.expect(&format!("append {n}"));
+    for _ in 4..=5 {
+        store.append(message("r", None, "new", now_ms())).await.expect("append");
     }
     let report = store.run_maintenance().await.expect("maintenance");
     assert_eq!(report.messages_pruned, 3);

@@ -40,12 +40,10 @@ impl ChatHandler {
             }
             ClientAction::Ping => Ok(ServerEvent::Pong { ts: now_ms() }.to_bytes()),
             ClientAction::Rooms => rooms(deps).await,
-            ClientAction::WhoAmI => Ok(ServerEvent::Identity {
-                connection_id: &me.connection_id,
-                name: &me.name,
-                room: me.room.as_deref(),
+            ClientAction::WhoAmI => {
+                Ok(ServerEvent::Identity { connection_id: &me.connection_id, name: &me.name, room: me.room.as_deref() }
+                    .to_bytes())
             }
-            .to_bytes()),
             ClientAction::SendMessage { .. } => unreachable!("sendmessage has its own handler"),
         };
         match outcome {

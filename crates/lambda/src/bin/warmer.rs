@@ -1,6 +1,5 @@
 //! The `warmer` function: invoked on a schedule, warms every function in `WARM_FUNCTIONS`.
 
-use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -18,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let functions = functions.clone();
         async move {
             let results = dynamowave_lambda::warmer::warm_all(&client, &functions).await;
-            serde_json::to_value(results).context("serialising the warm-up results")
+            serde_json::to_value(results).map_err(lambda_runtime::Error::from)
         }
     }))
     .await
