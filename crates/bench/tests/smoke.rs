@@ -27,8 +27,20 @@ async fn tool_present(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The running peer; dropping it ends the process and removes its folder.
+struct Peer {
+    _child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Starts the peer on a free port; None (with the reason printed) when it cannot.
-async fn start_peer() -> Option<(Child, String)> {
+async fn start_peer() -> Option<(Peer, String)> {
     let source = peer_dir();
     if !source.join("server.js").exists() || !tool_present("node").await || !tool_present("npm").await {
         eprintln!("SKIPPED: no peer at {} or no node/npm on PATH", source.display());
@@ -72,7 +84,7 @@ async fn start_peer() -> Option<(Child, String)> {
     .await
     .unwrap_or(false);
     assert!(ready, "the peer did not start");
-    Some((child, format!("ws://127.0.0.1:{port}/")))
+    Some((Peer { _child: child, dir }, format!("ws://127.0.0.1:{port}/")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,11 @@
 //! - `main.rs`: the subcommands and logging.
 //! - `serve.rs`: `dynamowave serve`: flags (each with a `DYNAMOWAVE_*` variable) → settings →
 //!   gateway, then the store flushed on the way out.
+//! - `lambda.rs`: `serve --handlers lambda`: the real Lambda binaries behind the gateway.
+//! - `authorizer.rs`: the `$connect` authorizers (JWT in-process, or the `authorizer` Lambda).
 
+mod authorizer;
+mod lambda;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +42,32 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Rebuild a data dir as it was at a past moment (point-in-time recovery).
     Restore(RestoreArgs),
+    /// Load-test a chat server (ours or the peer) and report throughput, latency and loss.
+    Bench(Box<dynamowave_bench::BenchArgs>),
+    /// Mint an HS256 token for `serve --jwt-secret` (local development and tests).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    /// The HS256 secret the server verifies with.
+    #[arg(long, env = "DYNAMOWAVE_JWT_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The subject (`sub`): the principal id.
+    #[arg(long)]
+    sub: String,
+    /// The display name claim.
+    #[arg(long)]
+    name: Option<String>,
+    /// Seconds until it expires.
+    #[arg(long, default_value_t = 3600)]
+    ttl_secs: u64,
+    /// Audience claim.
+    #[arg(long)]
+    aud: Option<String>,
+    /// Issuer claim.
+    #[arg(long)]
+    iss: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +106,23 @@ fn main() -> anyhow::Result<()> {
             eprintln!("restoring {} as of {to} into {} …", args.data_dir.display(), args.into.display());
             let report = dynamowave_store_redb::restore(&args.data_dir, to, &args.into)?;
             println!("{report:?}");
+            Ok(())
+        }
+        Command::Bench(args) => runtime.block_on(async move {
+            let report = dynamowave_bench::run(*args).await?;
+            report.print_table();
+            Ok(())
+        }),
+        Command::Token(t) => {
+            let token = dynamowave_auth::mint_hs256(
+                &t.secret,
+                &t.sub,
+                t.name.as_deref(),
+                std::time::Duration::from_secs(t.ttl_secs),
+                t.aud.as_deref(),
+                t.iss.as_deref(),
+            )?;
+            println!("{token}");
             Ok(())
         }
     }

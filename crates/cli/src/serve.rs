@@ -112,6 +112,53 @@ pub struct ServeArgs {
     /// Presence events go only to rooms of at most this many members.
     #[arg(long, env = "DYNAMOWAVE_PRESENCE_LIMIT", default_value_t = 100)]
     pub presence_limit: usize,
+
+    /// HS256 secret: when set (or --jwks-file), `$connect` requires a JWT (`?token=` or
+    /// `Authorization: Bearer`).
+    #[arg(long, env = "DYNAMOWAVE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// A JWKS document (RS256/ES256 public keys) to verify tokens with.
+    #[arg(long, env = "DYNAMOWAVE_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted token audiences (comma-separated).
+    #[arg(long, env = "DYNAMOWAVE_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// Accepted token issuers (comma-separated).
+    #[arg(long, env = "DYNAMOWAVE_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+
+    /// What answers the routes: the handlers in this process on the embedded store, or the real
+    /// Lambda binaries (`bootstrap`s) run by a local Lambda Runtime API, on DynamoDB.
+    #[arg(long, env = "DYNAMOWAVE_HANDLERS", default_value = "in-process")]
+    pub handlers: Handlers,
+    /// Lambda mode: the folder with the binaries `connect`, `disconnect`, `sendmessage`, `default`
+    /// (and `authorizer`), as `NAME` or `NAME/bootstrap` (cargo lambda's layout).
+    #[arg(long, env = "DYNAMOWAVE_LAMBDA_DIR", default_value = "target/lambda")]
+    pub lambda_dir: PathBuf,
+    /// Lambda mode: execution environments per function (reserved concurrency).
+    #[arg(long, env = "DYNAMOWAVE_LAMBDA_CONCURRENCY", default_value_t = 4)]
+    pub lambda_concurrency: usize,
+    /// Lambda mode: function timeout, seconds.
+    #[arg(long, env = "DYNAMOWAVE_LAMBDA_TIMEOUT_SECS", default_value_t = 10)]
+    pub lambda_timeout_secs: u64,
+    /// Lambda mode: the ConnectionsTable's name.
+    #[arg(long, env = "DYNAMOWAVE_CONNECTIONS_TABLE", default_value = "dynamowave-connections")]
+    pub connections_table: String,
+    /// Lambda mode: the MessagesTable's name.
+    #[arg(long, env = "DYNAMOWAVE_MESSAGES_TABLE", default_value = "dynamowave-messages")]
+    pub messages_table: String,
+    /// Lambda mode: the RoomsTable's name.
+    #[arg(long, env = "DYNAMOWAVE_ROOMS_TABLE", default_value = "dynamowave-rooms")]
+    pub rooms_table: String,
+}
+
+/// Where the handlers run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handlers {
+    /// In this process, on the embedded store.
+    InProcess,
+    /// As Lambda binaries under a local Runtime API, on DynamoDB (`AWS_ENDPOINT_URL_DYNAMODB`).
+    Lambda,
 }
 
 fn parse_pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -196,9 +243,38 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    /// JWT settings from the flags, if any were given.
+    fn auth_settings(&self) -> anyhow::Result<Option<dynamowave_auth::AuthSettings>> {
+        if self.jwt_secret.is_none() && self.jwks_file.is_none() {
+            return Ok(None);
+        }
+        let mut auth = dynamowave_auth::AuthSettings::default();
+        if let Some(secret) = &self.jwt_secret {
+            auth = auth.with_hs256_secret(secret.clone());
+        }
+        if let Some(path) = &self.jwks_file {
+            let jwks = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            auth = auth.with_jwks_json(&jwks).with_context(|| format!("{} is not a usable JWKS", path.display()))?;
+        }
+        if !self.jwt_audience.is_empty() {
+            auth = auth.with_audience(self.jwt_audience.clone());
+        }
+        if !self.jwt_issuer.is_empty() {
+            auth = auth.with_issuer(self.jwt_issuer.clone());
+        }
+        Ok(Some(auth))
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.handlers == Handlers::Lambda {
+        return crate::lambda::run(args).await;
+    }
     let settings = args.gateway_settings()?;
     let chat = args.chat_settings()?;
+    let authorizer: Option<Arc<dyn dynamowave_gateway::ConnectAuthorizer>> =
+        args.auth_settings()?.map(|a| Arc::new(crate::authorizer::JwtAuthorizer(a)) as _);
     let store_settings =
         RedbSettings { retention: Duration::from_secs(args.retention_days * 86_400), ..RedbSettings::default() };
     let store = Arc::new(
@@ -208,7 +284,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if store.purged_on_open() > 0 {
         info!(purged = store.purged_on_open(), "removed connections left by a previous process");
     }
-    let gateway = Gateway::build(settings, Backend::in_process(store.clone(), store.clone(), chat)).await?;
+    let gateway =
+        Gateway::build_with_authorizer(settings, Backend::in_process(store.clone(), store.clone(), chat), authorizer)
+            .await?;
     let url = format!("ws://{}/{}", gateway.local_addr(), args.stage);
     // One machine-readable line on stdout, for scripts and tests that start us on port 0.
     println!("DYNAMOWAVE_LISTENING {url}");

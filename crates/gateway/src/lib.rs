@@ -171,6 +171,18 @@ impl Gateway {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| GatewayError::Bind { addr: settings.listen, source })?;
+        Self::on_listener(listener, settings, backend, authorizer)
+    }
+
+    /// As [`Gateway::build_with_authorizer`], on a listener the caller bound (when the address must
+    /// be known before the integrations are made: Lambda binaries are told where `@connections`
+    /// is).
+    pub fn on_listener(
+        listener: tokio::net::TcpListener,
+        settings: GatewaySettings,
+        backend: Backend,
+        authorizer: Option<Arc<dyn ConnectAuthorizer>>,
+    ) -> Result<Gateway, GatewayError> {
         let local_addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
         let api = Arc::new(LocalConnectionsApi {

@@ -142,7 +142,12 @@ impl Writer {
         let mut finishes: Vec<Finish> = Vec::with_capacity(size);
         let mut overlay = Overlay::new();
         let fatal = match self.db.begin_write() {
-            Err(e) => Some(db_err(e).to_string()),
+            Err(e) => {
+                for request in batch {
+                    finishes.push(fail_later(request));
+                }
+                Some(db_err(e).to_string())
+            }
             Ok(mut txn) => {
                 let applied = self.apply_all(&txn, batch, &mut overlay, &mut finishes);
                 match applied {

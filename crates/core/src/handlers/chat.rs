@@ -188,7 +188,7 @@ async fn history(
     limit: Option<usize>,
 ) -> Answer {
     let room = room_or_current(me, room)?;
-    let limit = limit.unwrap_or(50).clamp(1, deps.settings.history_page_max);
+    let limit = limit.unwrap_or(50).clamp(1, deps.settings.history_page_max.max(1));
     let mut messages = deps.messages.read_before(&room, before, limit + 1).await?;
     let more = messages.len() > limit;
     messages.truncate(limit);
