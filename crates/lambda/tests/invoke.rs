@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::Select;
 use dynamowave_auth::{AuthSettings, mint_hs256};
 use dynamowave_aws::{ConnectionsApiPool, DynamoDbSettings, DynamoDbStore};
 use dynamowave_core::ChatSettings;
-use dynamowave_lambda::ChatRuntime;
+use dynamowave_lambda::{ChatRuntime, InvokeError};
 use dynamowave_lambda::authorizer::authorize_event;
 use serde_json::{Value, json};
 
@@ -71,10 +71,11 @@ async fn warmup_touches_nothing_and_real_events_write() {
     assert_eq!(gone["statusCode"], 200, "{gone}");
     assert_eq!(counts(&store).await[0], 0, "$disconnect removes the connection");
 
-    // Not a WebSocket event (no connection id): a Lambda error, which API Gateway reports as
-    // "Internal server error".
+    // Neither a warm-up nor a WebSocket event: a Lambda error (API Gateway would report it as
+    // "Internal server error"), and still nothing written.
     let err = runtime.invoke(json!({ "warmup": "yes" })).await.expect_err("a non-event must fail");
-    assert!(err.to_string().contains("connectionId"), "{err}");
+    assert!(matches!(err, InvokeError::BadEvent(_)), "{err}");
+    assert_eq!(counts(&store).await, [0, 1, 1], "only the message and its room meta remain");
 }
 
 fn authorizer_event(token: Option<&str>) -> Value {
