@@ -36,7 +36,11 @@ impl Tables {
         let var = |name: &'static str| {
             std::env::var(name).ok().filter(|v| !v.trim().is_empty()).ok_or(ConfigError::MissingTable(name))
         };
-        Ok(Self { connections: var(Self::CONNECTIONS_ENV)?, messages: var(Self::MESSAGES_ENV)?, rooms: var(Self::ROOMS_ENV)? })
+        Ok(Self {
+            connections: var(Self::CONNECTIONS_ENV)?,
+            messages: var(Self::MESSAGES_ENV)?,
+            rooms: var(Self::ROOMS_ENV)?,
+        })
     }
 
     /// Three table names sharing a prefix (`{prefix}-connections`, …): tests and local runs.
@@ -89,11 +93,9 @@ impl DynamoDbSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         fn read<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
             match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    value: v,
-                    expected: "positive integer",
-                }),
+                Ok(v) if !v.trim().is_empty() => {
+                    v.trim().parse().map_err(|_| ConfigError::Invalid { name, value: v, expected: "positive integer" })
+                }
                 _ => Ok(default),
             }
         }
@@ -106,7 +108,11 @@ impl DynamoDbSettings {
             ..d
         };
         let positive = |name: &'static str, v: i64| {
-            if v > 0 { Ok(()) } else { Err(ConfigError::Invalid { name, value: v.to_string(), expected: "positive integer" }) }
+            if v > 0 {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { name, value: v.to_string(), expected: "positive integer" })
+            }
         };
         positive("DYNAMOWAVE_DDB_MAX_ATTEMPTS", s.sdk_max_attempts.into())?;
         positive("DYNAMOWAVE_APPEND_MAX_ATTEMPTS", s.append_max_attempts.into())?;

@@ -192,7 +192,9 @@ impl ConnectionStore for DynamoDbStore {
                 .update_expression("SET #room = :room")
                 .expression_attribute_names("#room", "room")
                 .expression_attribute_values(":room", s(room)),
-            None => self.client.update_item().update_expression("REMOVE #room").expression_attribute_names("#room", "room"),
+            None => {
+                self.client.update_item().update_expression("REMOVE #room").expression_attribute_names("#room", "room")
+            }
         };
         self.update_existing(connection_id, update, ReturnValue::AllOld).await
     }

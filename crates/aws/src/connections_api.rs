@@ -168,7 +168,10 @@ impl ConnectionsApiPool {
     }
 
     /// The client for the endpoint `event` came through.
-    pub fn for_event(&self, event: &ApiGatewayWebsocketProxyRequest) -> Result<Arc<ApiGatewayConnectionsApi>, HandlerError> {
+    pub fn for_event(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<Arc<ApiGatewayConnectionsApi>, HandlerError> {
         let endpoint = endpoint_for_event(event, self.override_endpoint.as_deref())
             .ok_or(HandlerError::BadEvent("requestContext.domainName and requestContext.stage"))?;
         // A std Mutex: held only for a map lookup, never across an await. A poisoned map is
@@ -206,8 +209,14 @@ mod tests {
     #[test]
     fn override_wins_and_takes_the_stage() {
         let e = event(Some("localhost"), Some("dev"));
-        assert_eq!(endpoint_for_event(&e, Some("http://127.0.0.1:9/{stage}")).as_deref(), Some("http://127.0.0.1:9/dev"));
-        assert_eq!(endpoint_for_event(&e, Some("http://127.0.0.1:9/prod/")).as_deref(), Some("http://127.0.0.1:9/prod"));
+        assert_eq!(
+            endpoint_for_event(&e, Some("http://127.0.0.1:9/{stage}")).as_deref(),
+            Some("http://127.0.0.1:9/dev")
+        );
+        assert_eq!(
+            endpoint_for_event(&e, Some("http://127.0.0.1:9/prod/")).as_deref(),
+            Some("http://127.0.0.1:9/prod")
+        );
         assert_eq!(endpoint_for_event(&event(None, None), Some("http://h/{stage}")), None);
     }
 }

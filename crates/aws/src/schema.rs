@@ -85,7 +85,11 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
             .update_time_to_live()
             .table_name(name)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().map_err(build_err)?,
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .map_err(build_err)?,
             )
             .send()
             .await

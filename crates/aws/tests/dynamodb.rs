@@ -26,7 +26,15 @@ fn record(id: &str, room: Option<&str>) -> ConnectionRecord {
 }
 
 async fn count(store: &dynamowave_aws::DynamoDbStore, table: &str) -> i32 {
-    store.client().scan().table_name(table).select(aws_sdk_dynamodb::types::Select::Count).send().await.expect("scan").count
+    store
+        .client()
+        .scan()
+        .table_name(table)
+        .select(aws_sdk_dynamodb::types::Select::Count)
+        .send()
+        .await
+        .expect("scan")
+        .count
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Longest a connection may live, seconds (then closed 1001).
     #[arg(long, env = "DYNAMOWAVE_MAX_CONNECTION_SECS", default_value_t = 7200)]
     pub max_connection_secs: u64,
+    /// Most live connections from one source address (0: no limit, as on API Gateway).
+    #[arg(long, env = "DYNAMOWAVE_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a client may take to send its request headers (slowloris protection).
+    #[arg(long, env = "DYNAMOWAVE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
     /// Frames that may wait for one slow client before it is disconnected (1008).
     #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_FRAMES", default_value_t = 4096)]
     pub send_queue_frames: usize,
@@ -183,7 +189,8 @@ impl ServeArgs {
         }
         let mut route_settings = HashMap::new();
         for (route, value) in parse_pairs(&self.route_throttle, "--route-throttle")? {
-            let (rate, burst) = value.split_once(':').with_context(|| format!("--route-throttle {route}: expected RATE:BURST"))?;
+            let (rate, burst) =
+                value.split_once(':').with_context(|| format!("--route-throttle {route}: expected RATE:BURST"))?;
             let bucket = Bucket {
                 rate: rate.parse().with_context(|| format!("--route-throttle {route}: bad rate {rate:?}"))?,
                 burst: burst.parse().with_context(|| format!("--route-throttle {route}: bad burst {burst:?}"))?,
@@ -216,6 +223,8 @@ impl ServeArgs {
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
                 max_connection_duration: Duration::from_secs(self.max_connection_secs),
                 send_queue_frames: self.send_queue_frames,
+                max_connections_per_ip: self.max_connections_per_ip,
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
                 ..Limits::default()
             },
             throttling: Throttling {

@@ -50,7 +50,10 @@ async fn json_framing_subprotocol_message_ack_and_idempotent_retry() {
     let mut plain = app.connect(false).await;
     a.send(json!({"action": "sendmessage", "message": "hi", "id": "m1"})).await;
     let m = b.recv_event("message").await;
-    assert_eq!((m["room"].as_str(), m["seq"].as_u64(), m["id"].as_str(), m["text"].as_str()), (Some("lobby"), Some(1), Some("m1"), Some("hi")));
+    assert_eq!(
+        (m["room"].as_str(), m["seq"].as_u64(), m["id"].as_str(), m["text"].as_str()),
+        (Some("lobby"), Some(1), Some("m1"), Some("hi"))
+    );
     assert!(m["from"].as_str().unwrap().starts_with("anon-"));
     assert!(m["ts"].as_i64().unwrap() > 1_700_000_000_000);
     assert_eq!(plain.recv_text().await, "hi");
@@ -244,12 +247,18 @@ async fn management_api_codes_and_bad_paths() {
     assert_eq!(v["identity"]["sourceIp"], "127.0.0.1");
     assert!(v["connectedAt"].as_str().is_some() && v["lastActiveAt"].as_str().is_some());
     // 413 over 128 KiB.
-    let r = http.post(app.http(&format!("/production/@connections/{id}"))).body(vec![b'a'; 129 * 1024]).send().await.unwrap();
+    let r = http
+        .post(app.http(&format!("/production/@connections/{id}")))
+        .body(vec![b'a'; 129 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(r.headers()["x-amzn-errortype"], "PayloadTooLargeException");
     // Unknown ids: 410 GoneException.
     for method in [reqwest::Method::POST, reqwest::Method::GET, reqwest::Method::DELETE] {
-        let r = http.request(method.clone(), app.http("/production/@connections/AAAAAAAAAAAAAAA=")).send().await.unwrap();
+        let r =
+            http.request(method.clone(), app.http("/production/@connections/AAAAAAAAAAAAAAA=")).send().await.unwrap();
         assert_eq!(r.status(), 410, "{method}");
         assert_eq!(r.headers()["x-amzn-errortype"], "GoneException");
     }

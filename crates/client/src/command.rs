@@ -11,7 +11,10 @@ pub enum Command {
     Who,
     History,
     Rooms,
-    Msg { to: String, text: String },
+    Msg {
+        to: String,
+        text: String,
+    },
     Help,
     Quit,
 }

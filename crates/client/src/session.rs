@@ -507,7 +507,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Event::PrivateAck { id, delivered } => {
                 let to = id.and_then(|id| self.private_to.remove(&id)).unwrap_or_default();
                 if delivered == 0 {
-                    self.out.line(&error_line(&format!("private message not delivered: {} is not online", sanitize(&to)))).await?;
+                    self.out
+                        .line(&error_line(&format!("private message not delivered: {} is not online", sanitize(&to))))
+                        .await?;
                 }
             }
             Event::Rooms { rooms } => {

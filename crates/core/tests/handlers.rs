@@ -25,7 +25,13 @@ struct Harness {
 fn harness_with(settings: ChatSettings) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let api = Arc::new(RecordingApi::new());
-    let deps = ChatDeps { connections: store.clone(), messages: store.clone(), connections_api: api.clone(), settings };
+    let deps = ChatDeps {
+        connections: store.clone(),
+        messages: store.clone(),
+        connections_api: api.clone(),
+        settings,
+        sequencer: None,
+    };
     Harness { store, api, deps }
 }
 

@@ -28,12 +28,9 @@ pub trait ConnectAuthorizer: Send + Sync {
 /// Reads an authorizer's JSON answer (API Gateway's shape: `principalId`, `policyDocument`,
 /// `context`) into a decision; used for authorizers that run as Lambda binaries.
 pub fn decision_from_response(value: &serde_json::Value) -> AuthDecision {
-    let effect_allows = value
-        .pointer("/policyDocument/Statement")
-        .and_then(|s| s.as_array())
-        .is_some_and(|stmts| {
-            !stmts.is_empty() && stmts.iter().all(|s| s.get("Effect").and_then(|e| e.as_str()) == Some("Allow"))
-        });
+    let effect_allows = value.pointer("/policyDocument/Statement").and_then(|s| s.as_array()).is_some_and(|stmts| {
+        !stmts.is_empty() && stmts.iter().all(|s| s.get("Effect").and_then(|e| e.as_str()) == Some("Allow"))
+    });
     if !effect_allows {
         return AuthDecision::Forbidden("the authorizer's policy does not allow this connection".into());
     }

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod events;
 mod management;
 pub mod registry;
+mod server;
 pub mod settings;
 mod sigv4;
 pub mod throttle;
@@ -65,7 +66,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn in_process(connections: Arc<dyn ConnectionStore>, messages: Arc<dyn MessageLog>, chat: ChatSettings) -> Self {
+    pub fn in_process(
+        connections: Arc<dyn ConnectionStore>,
+        messages: Arc<dyn MessageLog>,
+        chat: ChatSettings,
+    ) -> Self {
         Backend::InProcess { connections, messages, chat }
     }
 
@@ -191,7 +196,16 @@ impl Gateway {
         });
         let routes = match backend {
             Backend::InProcess { connections, messages, chat } => {
-                let deps = ChatDeps { connections, messages, connections_api: api.clone(), settings: chat };
+                let sequencer = Arc::new(dynamowave_core::handlers::sequencer::RoomSequencer::new(
+                    std::time::Duration::from_secs(2),
+                ));
+                let deps = ChatDeps {
+                    connections,
+                    messages,
+                    connections_api: api.clone(),
+                    settings: chat,
+                    sequencer: Some(sequencer),
+                };
                 let integration: Arc<dyn Integration> = Arc::new(InProcess(deps));
                 let mut keys: Vec<&str> = vec!["$connect", "$disconnect", "$default"];
                 keys.extend(dynamowave_core::protocol::ACTIONS);
@@ -254,10 +268,11 @@ impl Gateway {
                 token.cancel();
             });
         }
-        let stop = shared.shutdown.clone();
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        let limits = server::HttpLimits {
+            header_read_timeout: shared.settings.limits.header_read_timeout,
+            max_header_bytes: shared.settings.limits.max_header_bytes,
+        };
+        server::serve(self.listener, app, limits, shared.shutdown.clone()).await;
         // Connections see the same token and close with 1001; wait for their `$disconnect`s.
         shared.tracker.close();
         shared.tracker.wait().await;

@@ -49,7 +49,14 @@ fn from_api_error(e: ConnectionsApiError, request_id: &str) -> Response {
 
 /// Whether this caller may manage connections: loopback callers (unless disabled), or a valid
 /// SigV4 signature by the configured credentials.
-fn allowed(shared: &Shared, peer: SocketAddr, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+fn allowed(
+    shared: &Shared,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), String> {
     let access = &shared.settings.management;
     if let Some(creds) = &access.credentials
         && headers.contains_key(http::header::AUTHORIZATION)

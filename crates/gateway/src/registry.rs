@@ -112,20 +112,37 @@ pub struct Registry {
     // std RwLock: held only for map operations, never across an await; a broadcast takes the
     // read lock once for all its recipients.
     map: RwLock<HashMap<String, Arc<LiveConnection>>>,
+    /// Live connections per source address, for the per-address limit.
+    per_ip: Mutex<HashMap<String, usize>>,
 }
 
 impl Registry {
     pub fn insert(&self, live: Arc<LiveConnection>) {
+        *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.source_ip.clone()).or_insert(0) += 1;
         self.map.write().unwrap_or_else(|p| p.into_inner()).insert(live.connection_id.clone(), live);
         metrics::gauge!("dynamowave_connections").increment(1.0);
     }
 
     pub fn remove(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
         let removed = self.map.write().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
+        if let Some(live) = &removed {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per_ip.get_mut(&live.source_ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_ip.remove(&live.source_ip);
+                }
+            }
+        }
         if removed.is_some() {
             metrics::gauge!("dynamowave_connections").decrement(1.0);
         }
         removed
+    }
+
+    /// Live connections from `source_ip`.
+    pub fn count_from(&self, source_ip: &str) -> usize {
+        self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).get(source_ip).copied().unwrap_or(0)
     }
 
     pub fn get(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {

@@ -61,6 +61,12 @@ pub struct Limits {
     pub write_buffer_bytes: usize,
     /// Maximum URL length (API Gateway: 4096).
     pub max_url_bytes: usize,
+    /// How long a client may take to send its request headers (slowloris protection).
+    pub header_read_timeout: Duration,
+    /// Largest request head, bytes (larger: the connection is refused).
+    pub max_header_bytes: usize,
+    /// Most live connections from one source address (0: no limit, as on API Gateway).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +80,9 @@ impl Default for Limits {
             read_buffer_bytes: 4096,
             write_buffer_bytes: 8192,
             max_url_bytes: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_connections_per_ip: 0,
         }
     }
 }

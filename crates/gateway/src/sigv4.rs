@@ -43,10 +43,8 @@ pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), String> {
-    let auth = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no Authorization header")?;
+    let auth =
+        headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or("no Authorization header")?;
     let rest = auth.strip_prefix("AWS4-HMAC-SHA256 ").ok_or("not an AWS4-HMAC-SHA256 signature")?;
     let mut credential = None;
     let mut signed_headers = None;

@@ -106,10 +106,7 @@ mod tests {
 
     #[test]
     fn burst_then_refuse() {
-        let t = Throttles::new(Throttling {
-            default_route: Bucket { rate: 1.0, burst: 3 },
-            ..Throttling::default()
-        });
+        let t = Throttles::new(Throttling { default_route: Bucket { rate: 1.0, burst: 3 }, ..Throttling::default() });
         for _ in 0..3 {
             assert!(t.admit_message("sendmessage").is_ok());
         }

@@ -29,7 +29,8 @@ fn parse_query(uri: &Uri) -> HashMap<String, Vec<String>> {
     if let Some(q) = uri.query() {
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decode =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
             out.entry(decode(k)).or_default().push(decode(v));
         }
     }
@@ -47,6 +48,11 @@ pub(crate) async fn upgrade(
     if !shared.throttles.admit_connect() {
         metrics::counter!("dynamowave_rejected_total", "reason" => "connect_rate").increment(1);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
+    let max_per_ip = shared.settings.limits.max_connections_per_ip;
+    if max_per_ip > 0 && shared.registry.count_from(&peer.ip().to_string()) >= max_per_ip {
+        metrics::counter!("dynamowave_rejected_total", "reason" => "per_ip_limit").increment(1);
+        return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address");
     }
     let connection_id = aws_id();
     let span = info_span!("connection", connection_id = %connection_id);
@@ -98,7 +104,10 @@ pub(crate) async fn upgrade(
                 } else {
                     StatusCode::INTERNAL_SERVER_ERROR
                 };
-                return gateway_error(status, if status == StatusCode::TOO_MANY_REQUESTS { "Too Many Requests" } else { "Internal server error" });
+                return gateway_error(
+                    status,
+                    if status == StatusCode::TOO_MANY_REQUESTS { "Too Many Requests" } else { "Internal server error" },
+                );
             }
         };
         let json_framing = response
@@ -223,7 +232,8 @@ pub(crate) async fn invoke(
 ) -> Result<ApiGatewayProxyResponse, InvokeError> {
     let integration = shared.integration_for(route_key).ok_or_else(|| InvokeError::NoRoute(route_key.to_string()))?;
     let semaphore = shared.semaphore_for(route_key);
-    let permit = match tokio::time::timeout(shared.settings.concurrency.queue_timeout, semaphore.acquire_owned()).await {
+    let permit = match tokio::time::timeout(shared.settings.concurrency.queue_timeout, semaphore.acquire_owned()).await
+    {
         Ok(Ok(p)) => p,
         _ => {
             metrics::counter!("dynamowave_throttled_total", "kind" => "concurrency", "route" => route_key.to_string())
@@ -419,7 +429,8 @@ async fn on_text(
     async {
         let throttled = admit_connection(per_connection).and_then(|()| shared.throttles.admit_message(&route_key));
         if let Err(t) = throttled {
-            metrics::counter!("dynamowave_throttled_total", "kind" => t.label(), "route" => route_key.clone()).increment(1);
+            metrics::counter!("dynamowave_throttled_total", "kind" => t.label(), "route" => route_key.clone())
+                .increment(1);
             let message = match t {
                 Throttled::Connection => "Too Many Requests: this connection's message rate is exceeded",
                 _ => "Too Many Requests",
@@ -431,12 +442,19 @@ async fn on_text(
             Ok(_) => {}
             Err(InvokeError::Throttled(why)) => {
                 debug!(why, "throttled");
-                let _ = live.offer(error_frame(json, "throttled", "Too Many Requests", &ctx.connection_id, &request_id));
+                let _ =
+                    live.offer(error_frame(json, "throttled", "Too Many Requests", &ctx.connection_id, &request_id));
             }
             Err(e) => {
                 warn!(error = %e, "integration failed");
                 metrics::counter!("dynamowave_handler_errors_total", "route" => route_key.clone()).increment(1);
-                let _ = live.offer(error_frame(json, "internal_error", "Internal server error", &ctx.connection_id, &request_id));
+                let _ = live.offer(error_frame(
+                    json,
+                    "internal_error",
+                    "Internal server error",
+                    &ctx.connection_id,
+                    &request_id,
+                ));
             }
         }
     }

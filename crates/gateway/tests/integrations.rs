@@ -27,13 +27,23 @@ struct Scripted {
 
 impl Scripted {
     fn ok() -> Arc<Self> {
-        Arc::new(Self { status: 200, header: None, fail: false, sleep: Duration::ZERO, calls: AtomicUsize::new(0), events: Default::default() })
+        Arc::new(Self {
+            status: 200,
+            header: None,
+            fail: false,
+            sleep: Duration::ZERO,
+            calls: AtomicUsize::new(0),
+            events: Default::default(),
+        })
     }
 }
 
 #[async_trait]
 impl Integration for Scripted {
-    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> Result<ApiGatewayProxyResponse, IntegrationError> {
+    async fn invoke(
+        &self,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.events.lock().unwrap().push(event);
         if !self.sleep.is_zero() {
@@ -71,7 +81,10 @@ async fn connect_status_decides_the_upgrade_and_headers_reach_the_handshake() {
     }
     assert_eq!(refuse.calls.load(Ordering::SeqCst), 1);
 
-    let accept = Arc::new(Scripted { header: Some(("sec-websocket-protocol", "myprotocol")), ..Arc::into_inner(Scripted::ok()).unwrap() });
+    let accept = Arc::new(Scripted {
+        header: Some(("sec-websocket-protocol", "myprotocol")),
+        ..Arc::into_inner(Scripted::ok()).unwrap()
+    });
     let (url, _stop) = start(vec![("$connect", accept.clone())], GatewaySettings::default()).await;
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", "myprotocol".parse().unwrap());
@@ -92,8 +105,11 @@ async fn connect_status_decides_the_upgrade_and_headers_reach_the_handshake() {
 async fn handler_failure_sends_internal_server_error_and_the_connection_stays() {
     let failing = Arc::new(Scripted { fail: true, ..Arc::into_inner(Scripted::ok()).unwrap() });
     let default = Scripted::ok();
-    let (url, _stop) =
-        start(vec![("$connect", Scripted::ok()), ("sendmessage", failing.clone()), ("$default", default.clone())], GatewaySettings::default()).await;
+    let (url, _stop) = start(
+        vec![("$connect", Scripted::ok()), ("sendmessage", failing.clone()), ("$default", default.clone())],
+        GatewaySettings::default(),
+    )
+    .await;
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text(r#"{"action":"sendmessage","message":"x"}"#)).await.unwrap();
     let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("no frame") };
@@ -114,7 +130,8 @@ async fn handler_failure_sends_internal_server_error_and_the_connection_stays() 
 /// `$connect` and `$disconnect`, which have their own, are not starved.
 #[tokio::test]
 async fn a_sendmessage_flood_cannot_starve_connect_and_disconnect() {
-    let slow_send = Arc::new(Scripted { sleep: Duration::from_millis(400), ..Arc::into_inner(Scripted::ok()).unwrap() });
+    let slow_send =
+        Arc::new(Scripted { sleep: Duration::from_millis(400), ..Arc::into_inner(Scripted::ok()).unwrap() });
     let connect = Scripted::ok();
     let disconnect = Scripted::ok();
     let mut settings = GatewaySettings::default();

@@ -74,6 +74,8 @@ impl ChatRuntime {
                 messages: self.store.clone(),
                 connections_api: self.connections_api.for_event(&event)?,
                 settings: self.settings.clone(),
+                // Invocations share no memory on Lambda: clients order by `seq`.
+                sequencer: None,
             };
             let response = handle(&deps, event).await.inspect_err(|e| warn!(error = %e, "handler failed"))?;
             serde_json::to_value(response).map_err(InvokeError::Response)

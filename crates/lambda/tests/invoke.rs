@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::Select;
 use dynamowave_auth::{AuthSettings, mint_hs256};
 use dynamowave_aws::{ConnectionsApiPool, DynamoDbSettings, DynamoDbStore};
 use dynamowave_core::ChatSettings;
-use dynamowave_lambda::{ChatRuntime, InvokeError};
 use dynamowave_lambda::authorizer::authorize_event;
+use dynamowave_lambda::{ChatRuntime, InvokeError};
 use serde_json::{Value, json};
 
 async fn counts(store: &DynamoDbStore) -> [i32; 3] {

@@ -10,6 +10,7 @@ mod connect;
 mod default;
 mod disconnect;
 mod send_message;
+pub mod sequencer;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct ChatDeps {
     pub messages: Arc<dyn MessageLog>,
     pub connections_api: Arc<dyn ConnectionsApi>,
     pub settings: ChatSettings,
+    /// Orders fan-outs by `seq` per room when the handlers share one process; `None` in Lambda.
+    pub sequencer: Option<Arc<sequencer::RoomSequencer>>,
 }
 
 /// Chat behaviour that is a setting, with its default.

@@ -44,6 +44,9 @@ impl SendMessageHandler {
             return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
         }
         let publisher = sender.principal_id.clone().unwrap_or_else(|| sender.name.clone());
+        if let Some(sequencer) = &deps.sequencer {
+            sequencer.prepare(&room, || async { Ok(deps.messages.room_state(&room).await?.last_seq) }).await?;
+        }
         let appended = deps
             .messages
             .append(NewMessage {
@@ -57,6 +60,11 @@ impl SendMessageHandler {
             .await?;
         let message = &appended.message;
         if !appended.duplicate {
+            // Held until the fan-out is done (or fails): the next seq of this room waits for it.
+            let _turn = match &deps.sequencer {
+                Some(s) => Some(s.turn(&room, message.seq).await),
+                None => None,
+            };
             let json = ServerEvent::Message(message).to_bytes();
             let plain = Bytes::from(message.text.clone());
             let delivered = broadcast(deps, &room, json, Some(plain)).await?;

@@ -11,9 +11,8 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     dynamowave_lambda::telemetry::init_tracing();
     let sdk_config = dynamowave_aws::load_sdk_config().await;
-    let settings = dynamowave_lambda::authorizer::load_settings(&sdk_config)
-        .await
-        .context("loading the authorizer's settings")?;
+    let settings =
+        dynamowave_lambda::authorizer::load_settings(&sdk_config).await.context("loading the authorizer's settings")?;
     let settings = Arc::new(settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let settings = Arc::clone(&settings);

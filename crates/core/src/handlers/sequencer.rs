@@ -1,0 +1,137 @@
+//! Per-room delivery order for handlers that share one process.
+//!
+//! Two publishers into one room each get their `seq` from the MessageLog, but their fan-outs then
+//! race: without help, a member could receive seq 6 before seq 5. When the handlers run in one
+//! process (the local gateway), a [`RoomSequencer`] makes each fan-out wait for the previous seq's
+//! fan-out, so every member receives a room's messages in `seq` order. (Lambda invocations share
+//! no memory; there, as on AWS, clients order by `seq` themselves — see `docs/protocol.md`.)
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OnceCell};
+
+use crate::error::StoreError;
+
+/// The next seq allowed to fan out, per room.
+#[derive(Default)]
+pub struct RoomSequencer {
+    rooms: Mutex<HashMap<String, Arc<RoomTurns>>>,
+    /// How long a fan-out waits for its predecessor (whose handler may have failed between its
+    /// append and its fan-out) before going ahead.
+    pub max_wait: Duration,
+}
+
+struct RoomTurns {
+    /// Initialised from the log's last seq the first time the room is used in this process,
+    /// before any append of this process to it, so it is exact.
+    next: OnceCell<Mutex<u64>>,
+    notify: Notify,
+}
+
+impl RoomSequencer {
+    pub fn new(max_wait: Duration) -> Self {
+        Self { rooms: Mutex::new(HashMap::new()), max_wait }
+    }
+
+    /// Call before appending to `room`: makes sure the room's position is known.
+    /// `last_seq` reads the log's last seq (only called once per room).
+    pub async fn prepare<F, Fut>(&self, room: &str, last_seq: F) -> Result<(), StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<u64, StoreError>>,
+    {
+        let turns = self.turns(room);
+        turns.next.get_or_try_init(|| async { Ok::<_, StoreError>(Mutex::new(last_seq().await? + 1)) }).await?;
+        Ok(())
+    }
+
+    fn turns(&self, room: &str) -> Arc<RoomTurns> {
+        // std Mutex: a map lookup, never held across an await.
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Arc::new(RoomTurns { next: OnceCell::new(), notify: Notify::new() }))
+            .clone()
+    }
+
+    /// Waits until it is `seq`'s turn to fan out in `room`. The returned guard passes the turn
+    /// on when dropped, whether the fan-out succeeded or not.
+    pub async fn turn(&self, room: &str, seq: u64) -> Turn {
+        let turns = self.turns(room);
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        loop {
+            let notified = turns.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a notification between the check and the wait is not lost.
+            notified.as_mut().enable();
+            let next = turns.next.get().map(|m| *m.lock().unwrap_or_else(|p| p.into_inner()));
+            match next {
+                Some(n) if n < seq => {}
+                _ => break,
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(room, seq, "fan-out waited too long for the previous seq; going ahead");
+                break;
+            }
+        }
+        Turn { turns, seq }
+    }
+}
+
+/// A room's turn to fan out `seq`; dropping it lets `seq + 1` go.
+pub struct Turn {
+    turns: Arc<RoomTurns>,
+    seq: u64,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(next) = self.turns.next.get() {
+            let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+            if *next <= self.seq {
+                *next = self.seq + 1;
+            }
+        }
+        self.turns.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn later_seqs_wait_for_earlier_ones() {
+        let s = Arc::new(RoomSequencer::new(Duration::from_secs(5)));
+        s.prepare("r", || async { Ok(0) }).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for seq in [3u64, 2, 1] {
+            let (s, order) = (s.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _turn = s.turn("r", seq).await;
+                order.lock().unwrap().push(seq);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_predecessor_only_delays() {
+        let s = RoomSequencer::new(Duration::from_millis(50));
+        s.prepare("r", || async { Ok(0) }).await.unwrap();
+        let started = std::time::Instant::now();
+        drop(s.turn("r", 2).await); // seq 1's handler never fanned out
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        let quick = std::time::Instant::now();
+        drop(s.turn("r", 3).await);
+        assert!(quick.elapsed() < Duration::from_millis(40));
+    }
+}
