@@ -23,10 +23,14 @@ fn gateway() -> SocketAddr {
     *ADDR.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let mut settings =
-                    GatewaySettings { listen: "127.0.0.1:0".parse().expect("addr"), handle_signals: false, ..Default::default() };
+                let mut settings = GatewaySettings {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    handle_signals: false,
+                    ..Default::default()
+                };
                 // Throttling would answer 429 before the path logic runs; it is not what is fuzzed.
                 settings.throttling.account.burst = u32::MAX;
                 settings.throttling.account.rate = 1e12;
@@ -56,9 +60,8 @@ fuzz_target!(|data: &[u8]| {
             target.push_str(&format!("%{b:02X}"));
         }
     }
-    let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
-    );
+    let request =
+        format!("{method} {target} HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
     let mut stream = TcpStream::connect(gateway()).expect("connect to the gateway");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     stream.write_all(request.as_bytes()).expect("write request");
@@ -73,9 +76,10 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP answer to {method} {target}: {head:?}"));
     // What API Gateway answers on these paths: 403 unknown path or method, 410 gone, 426 the
-    // WebSocket without an upgrade, 414 too long, 400 what HTTP itself refuses.
+    // WebSocket without an upgrade, 414 too long, 400 what HTTP itself refuses; 405 for a
+    // method other than GET on the web client's own paths (`/`, `/app.js`, `/metrics`, …).
     assert!(
-        [200, 204, 400, 403, 404, 410, 413, 414, 426, 429].contains(&status),
+        [200, 204, 400, 403, 404, 405, 410, 413, 414, 426, 429].contains(&status),
         "{method} {target} answered {status}"
     );
     assert_ne!(status, 500, "{method} {target}");

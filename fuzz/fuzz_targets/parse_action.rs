@@ -28,8 +28,13 @@ fuzz_target!(|data: &[u8]| {
     check(action, body);
     if let Some(own) = action_of(body) {
         check(&own, body);
-        // `$request.body.action` evaluated by the gateway agrees with the core's reading.
-        let routed = dynamowave_gateway::events::select_route("$request.body.action", body);
-        assert_eq!(routed.as_deref(), Some(own.as_str()));
+        // `$request.body.action` evaluated by the gateway agrees with the core's reading —
+        // for bodies that are JSON values. (`action_of` skips the other fields without decoding
+        // them, so a lone surrogate escape elsewhere, e.g. `"\ude00"`, passes it but not the
+        // gateway's full parse: such a frame goes to `$default`, which answers `invalid_json`.)
+        if serde_json::from_str::<serde_json::Value>(body).is_ok() {
+            let routed = dynamowave_gateway::events::select_route("$request.body.action", body);
+            assert_eq!(routed.as_deref(), Some(own.as_str()));
+        }
     }
 });

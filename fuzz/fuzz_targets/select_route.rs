@@ -31,4 +31,3 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(select_route(path, body), None);
     }
 });
-});

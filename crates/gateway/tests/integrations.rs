@@ -134,13 +134,19 @@ async fn a_sendmessage_flood_cannot_starve_connect_and_disconnect() {
         Arc::new(Scripted { sleep: Duration::from_millis(400), ..Arc::into_inner(Scripted::ok()).unwrap() });
     let connect = Scripted::ok();
     let disconnect = Scripted::ok();
-    let mut settings = GatewaySettings::default();
-    settings.concurrency = Concurrency {
-        default_route: 4,
-        per_route: [("sendmessage".to_string(), 4), ("$connect".to_string(), 4), ("$disconnect".to_string(), 4)].into(),
-        queue_timeout: Duration::from_millis(50),
+    let settings = GatewaySettings {
+        concurrency: Concurrency {
+            default_route: 4,
+            per_route: [("sendmessage".to_string(), 4), ("$connect".to_string(), 4), ("$disconnect".to_string(), 4)]
+                .into(),
+            queue_timeout: Duration::from_millis(50),
+        },
+        throttling: dynamowave_gateway::settings::Throttling {
+            per_connection: Bucket { rate: 0.0, burst: 0 },
+            ..Default::default()
+        },
+        ..GatewaySettings::default()
     };
-    settings.throttling.per_connection = Bucket { rate: 0.0, burst: 0 };
     let (url, _stop) = start(
         vec![("$connect", connect.clone()), ("$disconnect", disconnect.clone()), ("sendmessage", slow_send.clone())],
         settings,
