@@ -119,7 +119,7 @@ async fn the_real_sdk_posts_gets_and_deletes_connections() {
         .send()
         .await
         .expect("PostToConnection");
-    assert_eq!(client.recv_text().await, r#"{"pushed":"by the SDK"}"#);
+    assert_eq!(client.recv_pushed().await, r#"{"pushed":"by the SDK"}"#);
     bystander.expect_no_message(Duration::from_millis(200)).await;
 
     // GetConnection: the SDK parses connectedAt, identity.sourceIp and lastActiveAt.
@@ -155,7 +155,7 @@ async fn the_real_sdk_posts_gets_and_deletes_connections() {
     // Exactly 128 KiB is allowed.
     let big = "b".repeat(128 * 1024);
     sdk.post_to_connection().connection_id(&id).data(Blob::new(big.clone())).send().await.expect("128 KiB post");
-    assert_eq!(client.recv_text().await.len(), big.len());
+    assert_eq!(client.recv_pushed().await.len(), big.len());
 
     // DeleteConnection: the client sees the close (1000), and the id is gone afterwards.
     sdk.delete_connection().connection_id(&id).send().await.expect("DeleteConnection");
@@ -173,7 +173,7 @@ async fn the_real_sdk_posts_gets_and_deletes_connections() {
     assert!(gone, "a deleted connection must answer GoneException");
     // The other client is still served.
     sdk.post_to_connection().connection_id(&bystander_id).data(Blob::new("still here")).send().await.expect("post");
-    assert_eq!(bystander.recv_text().await, "still here");
+    assert_eq!(bystander.recv_pushed().await, "still here");
 }
 
 /// The adapter the Lambda binaries use, over HTTP to the gateway: the same calls through the
@@ -187,7 +187,7 @@ async fn the_adapter_maps_the_gateways_answers_to_the_port() {
     assert_eq!(api.endpoint(), gw.endpoint());
 
     api.post_to_connection(&id, Bytes::from_static(b"through the adapter")).await.expect("post");
-    assert_eq!(client.recv_text().await, "through the adapter");
+    assert_eq!(client.recv_pushed().await, "through the adapter");
 
     let info = api.get_connection(&id).await.expect("get");
     assert_eq!(info.source_ip, "127.0.0.1");
@@ -204,8 +204,8 @@ async fn the_adapter_maps_the_gateways_answers_to_the_port() {
     // post_to_many: the live ones get it, the unknown one is reported Gone.
     let failed = api.post_to_many(&[&id, "AAAAAAAAAAAAAAA=", &other_id], Bytes::from_static(b"to many"), 4).await;
     assert_eq!(failed, vec![("AAAAAAAAAAAAAAA=".to_string(), ConnectionsApiError::Gone)]);
-    assert_eq!(client.recv_text().await, "to many");
-    assert_eq!(other.recv_text().await, "to many");
+    assert_eq!(client.recv_pushed().await, "to many");
+    assert_eq!(other.recv_pushed().await, "to many");
 
     api.delete_connection(&id).await.expect("delete");
     assert_eq!(client.recv_close().await, Some(1000));
@@ -234,18 +234,18 @@ async fn sigv4_signed_by_the_configured_key_is_required() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("a valid SigV4 signature was refused: {:?}", e.into_service_error()));
-    assert_eq!(client.recv_text().await, "signed post");
+    assert_eq!(client.recv_pushed().await, "signed post");
     let out = signed.get_connection().connection_id(&id).send().await.expect("signed GetConnection");
     assert_eq!(out.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
     // A large signed body (the payload hash covers it).
     let big = "c".repeat(100 * 1024);
     signed.post_to_connection().connection_id(&id).data(Blob::new(big.clone())).send().await.expect("big signed post");
-    assert_eq!(client.recv_text().await.len(), big.len());
+    assert_eq!(client.recv_pushed().await.len(), big.len());
 
     // Through the adapter too.
     let api = ApiGatewayConnectionsApi::new(&sdk_config(ACCESS_KEY, SECRET_KEY).await, gw.endpoint());
     api.post_to_connection(&id, Bytes::from_static(b"adapter, signed")).await.expect("adapter post");
-    assert_eq!(client.recv_text().await, "adapter, signed");
+    assert_eq!(client.recv_pushed().await, "adapter, signed");
 
     // A wrong secret: 403 ForbiddenException.
     let wrong = gw.sdk(Some((ACCESS_KEY, "not-the-secret")));
@@ -272,7 +272,7 @@ async fn sigv4_signed_by_the_configured_key_is_required() {
 
     // None of the refused calls reached the client; the connection is still there.
     signed.post_to_connection().connection_id(&id).data(Blob::new("last")).send().await.expect("post");
-    assert_eq!(client.recv_text().await, "last");
+    assert_eq!(client.recv_pushed().await, "last");
     // A signed DeleteConnection closes it.
     signed.delete_connection().connection_id(&id).send().await.expect("signed DeleteConnection");
     assert_eq!(client.recv_close().await, Some(1000));

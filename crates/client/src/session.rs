@@ -315,10 +315,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         self.out.line(&status_line("bye")).await?;
                         return Ok(Ended::Quit);
                     }
-                    if let Some(frame) = self.frame_for(command).await? {
-                        if let Err(e) = sink.send(Message::text(frame.to_string())).await {
-                            return Ok(Ended::Lost(e.to_string()));
-                        }
+                    if let Some(frame) = self.frame_for(command).await?
+                        && let Err(e) = sink.send(Message::text(frame.to_string())).await
+                    {
+                        return Ok(Ended::Lost(e.to_string()));
                     }
                 }
                 frame = stream.next() => match frame {

@@ -71,6 +71,18 @@ impl Client {
         }
     }
 
+    /// The next text frame that is not a presence event (those arrive whenever someone joins
+    /// or leaves the room).
+    pub async fn recv_pushed(&mut self) -> String {
+        loop {
+            let t = self.recv_text().await;
+            let presence = serde_json::from_str::<Value>(&t).is_ok_and(|v| v["type"] == "presence");
+            if !presence {
+                return t;
+            }
+        }
+    }
+
     pub async fn recv_json(&mut self) -> Value {
         let t = self.recv_text().await;
         serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
