@@ -143,7 +143,11 @@ impl LambdaApp {
     async fn wait_item_gone(&self, id: &str, within: Duration) {
         let deadline = Instant::now() + within;
         while self.connection_item(id).await.is_some() {
-            assert!(Instant::now() < deadline, "connection {id} is still in {} after {within:?}", self.tables.connections);
+            assert!(
+                Instant::now() < deadline,
+                "connection {id} is still in {} after {within:?}",
+                self.tables.connections
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -536,7 +540,11 @@ async fn fanout_round(app: &LambdaApp, members: usize, messages: usize) {
     for i in 0..messages + 3 {
         let (sum0, count0) = sendmessage_histogram(&http, &app.addr).await;
         let t = Instant::now();
-        sender.send(json!({"action": "sendmessage", "room": room, "message": format!("bench {i}"), "id": format!("b{i}")})).await;
+        sender
+            .send(
+                json!({"action": "sendmessage", "room": room, "message": format!("bench {i}"), "id": format!("b{i}")}),
+            )
+            .await;
         let mut got = 0;
         while got < members - 1 {
             let j = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("deliveries").expect("open");

@@ -193,7 +193,10 @@ async fn the_adapter_maps_the_gateways_answers_to_the_port() {
     assert_eq!(info.source_ip, "127.0.0.1");
     assert!(info.connected_at > 1_700_000_000_000 && info.last_active_at >= info.connected_at, "{info:?}");
 
-    assert_eq!(api.post_to_connection("AAAAAAAAAAAAAAA=", Bytes::from_static(b"x")).await, Err(ConnectionsApiError::Gone));
+    assert_eq!(
+        api.post_to_connection("AAAAAAAAAAAAAAA=", Bytes::from_static(b"x")).await,
+        Err(ConnectionsApiError::Gone)
+    );
     assert_eq!(api.get_connection("AAAAAAAAAAAAAAA=").await.map(|_| ()), Err(ConnectionsApiError::Gone));
     assert_eq!(api.delete_connection("AAAAAAAAAAAAAAA=").await, Err(ConnectionsApiError::Gone));
     match api.post_to_connection(&id, Bytes::from(vec![b'a'; 129 * 1024])).await {
@@ -216,10 +219,7 @@ async fn the_adapter_maps_the_gateways_answers_to_the_port() {
 async fn sigv4_signed_by_the_configured_key_is_required() {
     let gw = TestGateway::start(ManagementAccess {
         allow_loopback: false,
-        credentials: Some(SigV4Credentials {
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
-        }),
+        credentials: Some(SigV4Credentials { access_key_id: ACCESS_KEY.into(), secret_access_key: SECRET_KEY.into() }),
     })
     .await;
     let (mut client, id) = gw.client().await;

@@ -42,10 +42,22 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Rebuild a data dir as it was at a past moment (point-in-time recovery).
     Restore(RestoreArgs),
+    /// Delete a room's whole history (an admin operation, journaled: `restore` can undo it).
+    DeleteHistory(DeleteHistoryArgs),
     /// Load-test a chat server (ours or the peer) and report throughput, latency and loss.
     Bench(Box<dynamowave_bench::BenchArgs>),
     /// Mint an HS256 token for `serve --jwt-secret` (local development and tests).
     Token(TokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DeleteHistoryArgs {
+    /// The data dir (the server must be stopped: one process owns it).
+    #[arg(long, env = "DYNAMOWAVE_DATA_DIR")]
+    data_dir: std::path::PathBuf,
+    /// The room whose history to delete.
+    #[arg(long)]
+    room: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -108,6 +120,14 @@ fn main() -> anyhow::Result<()> {
             println!("{report:?}");
             Ok(())
         }
+        Command::DeleteHistory(args) => runtime.block_on(async move {
+            let store =
+                dynamowave_store_redb::RedbStore::open(&args.data_dir, dynamowave_store_redb::RedbSettings::default())?;
+            let deleted = store.delete_room_history(&args.room).await?;
+            store.close().await?;
+            println!("deleted {deleted} messages of room {}", args.room);
+            Ok(())
+        }),
         Command::Bench(args) => runtime.block_on(async move {
             let report = dynamowave_bench::run(*args).await?;
             report.print_table();

@@ -38,8 +38,19 @@ fn upgrade_status(r: Result<Client, tokio_tungstenite::tungstenite::Error>) -> u
 #[tokio::test]
 async fn path_traversal_on_static_files_and_stage_paths() {
     let app = spawn_app(&[]);
-    for path in ["/../../etc/passwd", "/app.js/../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/production/../../etc/passwd", "/production/@connections/../../x"] {
-        let resp = raw_http(&app.addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(), Duration::from_secs(2)).await;
+    for path in [
+        "/../../etc/passwd",
+        "/app.js/../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/production/../../etc/passwd",
+        "/production/@connections/../../x",
+    ] {
+        let resp = raw_http(
+            &app.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await;
         let status = resp.split_whitespace().nth(1).unwrap_or("");
         assert!(status == "403" || status == "404" || status == "400", "{path}: {resp}");
         assert!(!resp.contains("root:"), "{path} leaked a file");
@@ -189,7 +200,14 @@ async fn tokens_unauthenticated_expired_wrong_audience_and_alg_none() {
 async fn forged_management_calls_are_forbidden() {
     // Loopback callers are trusted by default; turn that off and configure credentials: an
     // unsigned or badly signed call is then 403 ForbiddenException.
-    let app = spawn_app(&["--management-loopback", "false", "--management-access-key-id", "AKIDTEST", "--management-secret-access-key", "secret"]);
+    let app = spawn_app(&[
+        "--management-loopback",
+        "false",
+        "--management-access-key-id",
+        "AKIDTEST",
+        "--management-secret-access-key",
+        "secret",
+    ]);
     let http = reqwest::Client::new();
     let r = http.post(app.http("/production/@connections/AAAAAAAAAAAAAAA=")).body("x").send().await.unwrap();
     assert_eq!(r.status(), 403);

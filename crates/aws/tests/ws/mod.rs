@@ -44,10 +44,11 @@ impl Client {
         let authority = req.uri().authority().expect("authority").to_string();
         let tcp = TcpStream::connect(&authority).await.expect("tcp connect");
         tcp.set_zero_linger().expect("SO_LINGER 0");
-        let (ws, _resp) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)))
-            .await
-            .expect("handshake timed out")
-            .expect("handshake");
+        let (ws, _resp) =
+            tokio::time::timeout(TIMEOUT, tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)))
+                .await
+                .expect("handshake timed out")
+                .expect("handshake");
         Client { ws }
     }
 
@@ -135,9 +136,6 @@ impl Client {
     pub async fn whoami(&mut self) -> (String, String) {
         self.send(serde_json::json!({"action": "whoami"})).await;
         let v = self.recv_event("identity").await;
-        (
-            v["connectionId"].as_str().expect("connectionId").to_string(),
-            v["name"].as_str().expect("name").to_string(),
-        )
+        (v["connectionId"].as_str().expect("connectionId").to_string(), v["name"].as_str().expect("name").to_string())
     }
 }
