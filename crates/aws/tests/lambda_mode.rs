@@ -282,9 +282,7 @@ async fn a_client_killed_without_a_close_frame_is_cleaned_up() {
     let (doomed_id, _) = doomed.whoami().await;
     let (watcher_id, _) = watcher.whoami().await;
     assert!(app.connection_item(&doomed_id).await.is_some(), "the doomed connection is registered");
-    // Make sure the join presence of `doomed` is out of the way.
-    let join = watcher.recv_event("presence").await;
-    assert_eq!((join["event"].as_str(), join["connectionId"].as_str()), (Some("join"), Some(doomed_id.as_str())));
+    // (`whoami` skipped the presence event of `doomed` joining.)
 
     drop(doomed); // SO_LINGER 0: the kernel sends RST, no close frame, no FIN.
 
