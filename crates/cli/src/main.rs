@@ -1,7 +1,9 @@
 //! # dynamowave: the command
 //!
 //! A thin front over the libraries: `serve` builds the local gateway on the embedded store (or
-//! on real Lambda binaries), `restore` rebuilds a data dir as of a past moment.
+//! on real Lambda binaries), `chat` is the terminal client, `bench` the load generator,
+//! `restore` and `delete-history` the store's point-in-time recovery and its admin delete, `token`
+//! mints development JWTs.
 //!
 //! # Layout
 //!
@@ -40,6 +42,8 @@ enum LogFormat {
 enum Command {
     /// Run the chat: the local API Gateway WebSocket on the embedded store, web client at `/`.
     Serve(Box<serve::ServeArgs>),
+    /// Chat from a terminal: `dynamowave chat ws://127.0.0.1:8080/production --name ada`.
+    Chat(dynamowave_client::ChatArgs),
     /// Rebuild a data dir as it was at a past moment (point-in-time recovery).
     Restore(RestoreArgs),
     /// Delete a room's whole history (an admin operation, journaled: `restore` can undo it).
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
+        Command::Chat(args) => runtime.block_on(dynamowave_client::run(args)),
         Command::Restore(args) => {
             let to = chrono::DateTime::parse_from_rfc3339(&args.to)
                 .map_err(|e| anyhow::anyhow!("--to {:?} is not an RFC 3339 time: {e}", args.to))?
