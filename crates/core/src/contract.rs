@@ -93,6 +93,32 @@ pub async fn connection_store_contract(store: Arc<dyn ConnectionStore>) {
     assert_eq!(store.get_connection(&first.connection_id).await.expect("get"), None, "get after delete");
     store.put_connection(&first).await.expect("an id may be registered again once deleted");
 
+    // Fan-out recipients follow membership changes (adapters may cache them).
+    let ids_of = |r: &[crate::store::Recipient]| {
+        let mut v: Vec<String> = r.iter().map(|x| x.connection_id.to_string()).collect();
+        v.sort();
+        v
+    };
+    let before = store.recipients(&room_a, 2).await.expect("recipients");
+    assert_eq!(ids_of(&before), vec![first.connection_id.clone()], "recipients of room a");
+    let joiner = record(&id("r"), &format!("rita-{run}"), Some(&room_a));
+    store.put_connection(&joiner).await.expect("put");
+    let mut expected = vec![first.connection_id.clone(), joiner.connection_id.clone()];
+    expected.sort();
+    assert_eq!(
+        ids_of(&store.recipients(&room_a, 1).await.expect("recipients")),
+        expected,
+        "a new member is a recipient"
+    );
+    store.set_room(&joiner.connection_id, Some(&room_b)).await.expect("move");
+    assert_eq!(
+        ids_of(&store.recipients(&room_a, 1).await.expect("recipients")),
+        vec![first.connection_id.clone()],
+        "a member who moved out is no longer a recipient"
+    );
+    store.delete_connection(&joiner.connection_id).await.expect("delete");
+    assert!(store.recipients(&room_b, 10).await.expect("recipients").is_empty(), "deleted members are not recipients");
+
     // Batch delete ignores ids that are already gone.
     let second = record(&id("2"), &format!("bob-{run}"), Some(&room_a));
     store.put_connection(&second).await.expect("put");

@@ -1,10 +1,19 @@
 //! The storage ports. Each adapter (embedded redb, DynamoDB) implements both, and passes the
 //! shared suite in [`crate::contract`].
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::model::{Appended, ConnectionRecord, NewMessage, Page, RoomState, StoredMessage};
+use crate::model::{Appended, ConnectionRecord, Framing, NewMessage, Page, RoomState, StoredMessage};
+
+/// A fan-out recipient: all a broadcast needs of a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub connection_id: Arc<str>,
+    pub framing: Framing,
+}
 
 /// The seed's ConnectionsTable: who is connected, under which name, in which room.
 ///
@@ -42,6 +51,24 @@ pub trait ConnectionStore: Send + Sync {
 
     /// The connections with this display name (a user may have several tabs open).
     async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError>;
+
+    /// Every member of `room` as fan-out recipients. The default pages through
+    /// [`ConnectionStore::members`] (`page_size` a page); an adapter with an in-memory index
+    /// overrides it to hand out a shared list, so a broadcast allocates nothing per member.
+    async fn recipients(&self, room: &str, page_size: usize) -> Result<Arc<[Recipient]>, StoreError> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.members(room, next.as_deref(), page_size).await?;
+            out.extend(
+                page.items.into_iter().map(|c| Recipient { connection_id: c.connection_id.into(), framing: c.framing }),
+            );
+            next = page.next;
+            if next.is_none() {
+                return Ok(out.into());
+            }
+        }
+    }
 }
 
 /// Durable per-room history. Each room's messages carry a `seq` that is strictly increasing

@@ -8,12 +8,18 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::{Arc, Mutex};
 
 use dynamowave_core::ConnectionRecord;
 use dynamowave_core::model::Page;
+use dynamowave_core::store::Recipient;
 
 #[derive(Default)]
 pub(crate) struct Index {
+    /// Each room's recipient list, built on the first broadcast after a membership change and
+    /// shared by every broadcast until the next one: a broadcast into a steady room of 1,000
+    /// allocates nothing per member. (A Mutex inside: filled under the index's read lock.)
+    recipients: Mutex<HashMap<String, Arc<[Recipient]>>>,
     by_id: HashMap<String, ConnectionRecord>,
     /// Sorted, so a page continues after the last id of the previous one.
     by_room: HashMap<String, BTreeSet<String>>,
@@ -31,6 +37,15 @@ impl Index {
 
     /// Sets `connection_id` to `record`, or removes it when `None`.
     pub fn set(&mut self, connection_id: &str, record: Option<ConnectionRecord>) {
+        {
+            let cache = self.recipients.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(room) = self.by_id.get(connection_id).and_then(|o| o.room.as_deref()) {
+                cache.remove(room);
+            }
+            if let Some(room) = record.as_ref().and_then(|n| n.room.as_deref()) {
+                cache.remove(room);
+            }
+        }
         if let Some(old) = self.by_id.remove(connection_id) {
             if let Some(room) = &old.room {
                 remove_from(&mut self.by_room, room, connection_id);
@@ -63,6 +78,26 @@ impl Index {
         }
         let next = if more { items.last().map(|c| c.connection_id.clone()) } else { None };
         Page { items, next }
+    }
+
+    /// Every member of `room`, as a shared list.
+    pub fn recipients(&self, room: &str) -> Arc<[Recipient]> {
+        let mut cache = self.recipients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = cache.get(room) {
+            return list.clone();
+        }
+        let list: Arc<[Recipient]> = self
+            .by_room
+            .get(room)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.by_id.get(id))
+                    .map(|c| Recipient { connection_id: c.connection_id.as_str().into(), framing: c.framing })
+                    .collect()
+            })
+            .unwrap_or_default();
+        cache.insert(room.to_string(), list.clone());
+        list
     }
 
     pub fn named(&self, name: &str) -> Vec<ConnectionRecord> {

@@ -232,6 +232,14 @@ impl ConnectionStore for RedbStore {
     async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
         Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).named(name))
     }
+
+    async fn recipients(
+        &self,
+        room: &str,
+        _page_size: usize,
+    ) -> Result<std::sync::Arc<[dynamowave_core::store::Recipient]>, StoreError> {
+        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).recipients(room))
+    }
 }
 
 // MessageLog reads run a short read transaction inline: they hit redb's page cache and take

@@ -152,34 +152,27 @@ pub(crate) async fn broadcast(
     json: Bytes,
     plain: Option<Bytes>,
 ) -> Result<usize, HandlerError> {
-    let mut next: Option<String> = None;
-    let mut delivered = 0;
+    let recipients = deps.connections.recipients(room, deps.settings.fanout_page_size).await?;
+    let (mut json_ids, mut plain_ids): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for r in recipients.iter() {
+        match r.framing {
+            Framing::Json => json_ids.push(&r.connection_id),
+            Framing::Plain => plain_ids.push(&r.connection_id),
+        }
+    }
+    let concurrency = deps.settings.fanout_concurrency;
+    let mut attempted = json_ids.len();
+    let mut failed = deps.connections_api.post_to_many(&json_ids, json, concurrency).await;
+    if let Some(plain) = plain {
+        attempted += plain_ids.len();
+        failed.extend(deps.connections_api.post_to_many(&plain_ids, plain, concurrency).await);
+    }
+    let delivered = attempted - failed.len();
     let mut stale: Vec<String> = Vec::new();
-    loop {
-        let page = deps.connections.members(room, next.as_deref(), deps.settings.fanout_page_size).await?;
-        let (json_ids, plain_ids): (Vec<&ConnectionRecord>, Vec<&ConnectionRecord>) =
-            page.items.iter().partition(|c| c.framing == Framing::Json);
-        let json_ids: Vec<&str> = json_ids.iter().map(|c| c.connection_id.as_str()).collect();
-        let mut attempted = json_ids.len();
-        let mut failed =
-            deps.connections_api.post_to_many(&json_ids, json.clone(), deps.settings.fanout_concurrency).await;
-        if let Some(plain) = &plain {
-            let plain_ids: Vec<&str> = plain_ids.iter().map(|c| c.connection_id.as_str()).collect();
-            attempted += plain_ids.len();
-            failed.extend(
-                deps.connections_api.post_to_many(&plain_ids, plain.clone(), deps.settings.fanout_concurrency).await,
-            );
-        }
-        delivered += attempted - failed.len();
-        for (id, err) in failed {
-            match err {
-                ConnectionsApiError::Gone => stale.push(id),
-                other => warn!(connection_id = %id, error = %other, "fan-out post failed"),
-            }
-        }
-        next = page.next;
-        if next.is_none() {
-            break;
+    for (id, err) in failed {
+        match err {
+            ConnectionsApiError::Gone => stale.push(id),
+            other => warn!(connection_id = %id, error = %other, "fan-out post failed"),
         }
     }
     if !stale.is_empty() {
