@@ -136,15 +136,28 @@ impl DynamoDbStore {
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
     async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.tables.connections)
             .set_item(Some(to_item(record)))
             .condition_expression("attribute_not_exists(connectionId)")
             .send()
-            .await
-            .map_err(|e| map_sdk_error("PutItem", e))?;
-        Ok(())
+            .await;
+        match put.map_err(|e| map_sdk_error("PutItem", e)) {
+            Ok(_) => Ok(()),
+            // The SDK retries a PutItem whose response was lost (attempt timeout, connection
+            // reset); if the first attempt did land, the retry fails its own condition. The
+            // item then is exactly this record: that is success, not a taken id.
+            Err(StoreError::Conflict(detail)) => match self.get_connection(&record.connection_id).await? {
+                Some(existing) if existing == *record => {
+                    debug!(connection_id = %record.connection_id, "PutItem retry found its own earlier write");
+                    Ok(())
+                }
+                _ => Err(StoreError::Conflict(detail)),
+            },
+            Err(other) => Err(other),
+        }
     }
 
     async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {

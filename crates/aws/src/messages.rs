@@ -5,11 +5,19 @@
 //! just read, the message put at `lastSeq + 1`, and the idempotency put conditioned on its
 //! absence. Either all three happen or none, so seqs have no gaps and a retried id never
 //! takes a second seq. Writers that lose the race on `lastSeq` read again and retry.
+//!
+//! Each `append` call also writes a random `appendToken` on its message. When the SDK retries a
+//! transaction whose first attempt committed but whose response was lost (an attempt timeout,
+//! a reset connection), the retry is cancelled by that very commit: the message already at the
+//! seq carries our token, so the append has succeeded, and must neither be retried at the next
+//! seq (a duplicate message) nor reported as a duplicate (which skips the fan-out). DynamoDB
+//! itself makes such a retry idempotent through the `ClientRequestToken` the SDK sets (for ten
+//! minutes); the token check does not depend on that (moto, for one, ignores the request token).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use dynamowave_core::model::{Appended, NewMessage, RoomState, StoredMessage};
 use dynamowave_core::{MessageLog, StoreError};
 use tracing::{debug, warn};
@@ -47,7 +55,7 @@ pub(crate) fn idempotency_key(room: &str, publisher: &str, id: &str) -> String {
     format!("idem#{}#{}#{}", escape_part(room), escape_part(publisher), escape_part(id))
 }
 
-fn message_to_item(m: &StoredMessage, publisher: &str, expires_at: i64) -> Item {
+fn message_to_item(m: &StoredMessage, publisher: &str, expires_at: i64, token: &str) -> Item {
     let mut item = Item::new();
     item.insert("room".into(), s(&m.room));
     item.insert("seq".into(), n(m.seq));
@@ -59,7 +67,15 @@ fn message_to_item(m: &StoredMessage, publisher: &str, expires_at: i64) -> Item 
     item.insert("text".into(), s(&m.text));
     item.insert("ts".into(), n(m.ts));
     item.insert("expiresAt".into(), n(expires_at));
+    item.insert(APPEND_TOKEN.into(), s(token));
     item
+}
+
+/// The attribute of a message item naming the `append` call that wrote it.
+const APPEND_TOKEN: &str = "appendToken";
+
+fn new_append_token() -> String {
+    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }
 
 fn message_from_item(item: &Item) -> Result<StoredMessage, StoreError> {
@@ -132,6 +148,10 @@ impl DynamoDbStore {
     }
 
     async fn get_message(&self, room: &str, seq: u64) -> Result<Option<StoredMessage>, StoreError> {
+        self.get_message_item(room, seq).await?.as_ref().map(message_from_item).transpose()
+    }
+
+    async fn get_message_item(&self, room: &str, seq: u64) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -142,7 +162,7 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(|e| map_sdk_error("GetItem message", e))?;
-        out.item.as_ref().map(message_from_item).transpose()
+        Ok(out.item)
     }
 
     /// The message a stored idempotency key points at.
@@ -170,6 +190,7 @@ impl DynamoDbStore {
         meta: Option<&Meta>,
         stored: &StoredMessage,
         idem_key: Option<&str>,
+        token: &str,
     ) -> Result<Result<(), Lost>, StoreError> {
         let expires_at = message.ts / 1000 + self.settings.message_retention_secs;
         let meta_write = match meta {
@@ -208,9 +229,12 @@ impl DynamoDbStore {
             .put(
                 Put::builder()
                     .table_name(&self.tables.messages)
-                    .set_item(Some(message_to_item(stored, &message.publisher, expires_at)))
+                    .set_item(Some(message_to_item(stored, &message.publisher, expires_at, token)))
                     .condition_expression("attribute_not_exists(#room)")
                     .expression_attribute_names("#room", "room")
+                    // A cancellation then carries the message already at this seq: ours, if an
+                    // earlier attempt of this very transaction committed (see the module doc).
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                     .build()
                     .map_err(build_err)?,
             )
@@ -249,6 +273,17 @@ impl DynamoDbStore {
         };
         let codes: Vec<&str> = cancel.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
         let failed = |i: usize| codes.get(i).copied() == Some("ConditionalCheckFailed");
+        if failed(1) {
+            let existing = match cancel.cancellation_reasons().get(1).and_then(|r| r.item()) {
+                Some(item) => Some(item.clone()),
+                // A DynamoDB-compatible store that does not return the item: read it.
+                None => self.get_message_item(&message.room, stored.seq).await?,
+            };
+            if existing.as_ref().and_then(|i| opt_s(i, APPEND_TOKEN).ok().flatten()).as_deref() == Some(token) {
+                debug!(room = %message.room, seq = stored.seq, "a retried transaction found its own commit");
+                return Ok(Ok(()));
+            }
+        }
         if idem_key.is_some() && failed(2) {
             return Ok(Err(Lost::Duplicate));
         }
@@ -272,6 +307,7 @@ impl DynamoDbStore {
 impl MessageLog for DynamoDbStore {
     async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
         let idem_key = message.id.as_deref().map(|id| idempotency_key(&message.room, &message.publisher, id));
+        let token = new_append_token();
         for attempt in 0..self.settings.append_max_attempts {
             let meta = self.read_meta(&message.room).await?;
             let stored = StoredMessage {
@@ -282,7 +318,7 @@ impl MessageLog for DynamoDbStore {
                 text: message.text.clone(),
                 ts: message.ts,
             };
-            match self.try_append(&message, meta.as_ref(), &stored, idem_key.as_deref()).await? {
+            match self.try_append(&message, meta.as_ref(), &stored, idem_key.as_deref(), &token).await? {
                 Ok(()) => return Ok(Appended { message: stored, duplicate: false }),
                 Err(Lost::Duplicate) => {
                     let key = idem_key.as_deref().unwrap_or_default();

@@ -77,7 +77,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             max_connection_duration: Duration::from_secs(7200),
             send_queue_frames: 4096,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 2048,
             write_buffer_bytes: 8192,
             max_url_bytes: 4096,
             header_read_timeout: Duration::from_secs(10),
