@@ -106,7 +106,8 @@ fn message(room: &str, text: &str, id: Option<&str>) -> NewMessage {
         from: "ada".into(),
         publisher: "ada".into(),
         text: text.into(),
-        ts: 1_700_000_000_000,
+        // Now: idempotency items expire `retention` after the message's ts.
+        ts: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
     }
 }
 

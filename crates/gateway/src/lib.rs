@@ -139,6 +139,16 @@ fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours just stays empty.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples wait in per-metric buffers until upkeep folds them into the
+            // buckets; without it they pile up between scrapes (memory grows with every request
+            // when nobody scrapes /metrics).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
             handle
         })
         .clone()

@@ -184,11 +184,8 @@ async fn handle(
         .to_string();
     let fault = {
         let mut st = lock(&state);
-        let fault = st
-            .rules
-            .iter_mut()
-            .find(|r| r.operation == operation && r.remaining != Some(0))
-            .map_or(Fault::Pass, |r| {
+        let fault =
+            st.rules.iter_mut().find(|r| r.operation == operation && r.remaining != Some(0)).map_or(Fault::Pass, |r| {
                 if let Some(n) = &mut r.remaining {
                     *n -= 1;
                 }
@@ -230,9 +227,11 @@ async fn handle(
             "ProvisionedThroughputExceededException",
             "The level of configured provisioned throughput for the table was exceeded (injected)",
         ),
-        Fault::Throttling => {
-            dynamodb_error(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate of requests exceeds the allowed throughput (injected)")
-        }
+        Fault::Throttling => dynamodb_error(
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Rate of requests exceeds the allowed throughput (injected)",
+        ),
         Fault::InternalServerError => {
             dynamodb_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "Internal server error (injected)")
         }
