@@ -112,6 +112,9 @@ pub struct ServeArgs {
     /// Most messages a `join` with `since` replays before answering "could not recover".
     #[arg(long, env = "DYNAMOWAVE_MAX_REPLAY", default_value_t = 1000)]
     pub max_replay: usize,
+    /// The embedded store's page cache, MiB (memory grows until the cache is full, then stays).
+    #[arg(long, env = "DYNAMOWAVE_STORE_CACHE_MIB", default_value_t = 64)]
+    pub store_cache_mib: usize,
     /// How long messages are kept, days.
     #[arg(long, env = "DYNAMOWAVE_RETENTION_DAYS", default_value_t = 35)]
     pub retention_days: u64,
@@ -284,8 +287,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let chat = args.chat_settings()?;
     let authorizer: Option<Arc<dyn dynamowave_gateway::ConnectAuthorizer>> =
         args.auth_settings()?.map(|a| Arc::new(crate::authorizer::JwtAuthorizer(a)) as _);
-    let store_settings =
-        RedbSettings { retention: Duration::from_secs(args.retention_days * 86_400), ..RedbSettings::default() };
+    let store_settings = RedbSettings {
+        retention: Duration::from_secs(args.retention_days * 86_400),
+        cache_bytes: args.store_cache_mib.max(1) << 20,
+        ..RedbSettings::default()
+    };
     let store = Arc::new(
         RedbStore::open(&args.data_dir, store_settings)
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
