@@ -47,9 +47,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ("ROOMS_TABLE".to_string(), args.rooms_table.clone()),
         ("DYNAMOWAVE_CONNECTIONS_ENDPOINT".to_string(), format!("http://{addr}/{}", args.stage)),
     ];
-    for (k, default) in [("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")] {
-        if std::env::var_os(k).is_none() {
-            env.push((k.to_string(), default.to_string()));
+    if let (Some(id), Some(secret)) = (&args.management_access_key_id, &args.management_secret_access_key) {
+        // The functions sign their `@connections` calls with their credentials, as with an
+        // execution role on AWS: give them the keys the management API accepts.
+        env.push(("AWS_ACCESS_KEY_ID".to_string(), id.clone()));
+        env.push(("AWS_SECRET_ACCESS_KEY".to_string(), secret.clone()));
+    } else {
+        for (k, default) in [("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")] {
+            if std::env::var_os(k).is_none() {
+                env.push((k.to_string(), default.to_string()));
+            }
         }
     }
     let mut names = vec!["connect", "disconnect", "sendmessage", "default"];
