@@ -11,7 +11,7 @@
 //! # Layout
 //!
 //! - [`settings`]: every limit, with AWS's default.
-//! - `ws`: the upgrade and one connection's life.
+//! - `ws`: the upgrade and one connection's life; `wire`: WebSocket frames.
 //! - [`registry`]: the live connections, and [`registry::LocalConnectionsApi`], the `@connections`
 //!   API over them.
 //! - `management`: the HTTP `@connections` API; `sigv4`: signature checks for it.
@@ -31,6 +31,7 @@ mod server;
 pub mod settings;
 mod sigv4;
 pub mod throttle;
+mod wire;
 mod ws;
 
 use std::collections::HashMap;
@@ -38,9 +39,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -357,8 +356,7 @@ async fn dispatch(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    body: Bytes,
+    mut request: Request,
 ) -> Response {
     if uri.to_string().len() > shared.settings.limits.max_url_bytes {
         return gateway_error(StatusCode::URI_TOO_LONG, "Request-URI Too Long");
@@ -371,14 +369,28 @@ async fn dispatch(
         .collect();
     let stage = shared.settings.stage.as_str();
     match segments.as_slice() {
-        [s] if s == stage => match ws {
-            Ok(ws) => ws::upgrade(shared.clone(), ws, peer, headers, uri).await,
-            Err(_) => gateway_error(
-                StatusCode::UPGRADE_REQUIRED,
-                "This is a WebSocket endpoint: connect with a WebSocket client",
-            ),
-        },
+        [s] if s == stage => {
+            let on_upgrade = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+            match (ws::websocket_key(&method, &headers), on_upgrade) {
+                (Some(key), Some(on_upgrade)) => ws::upgrade(shared.clone(), key, on_upgrade, peer, headers, uri).await,
+                _ => {
+                    let mut response = gateway_error(
+                        StatusCode::UPGRADE_REQUIRED,
+                        "This is a WebSocket endpoint: connect with a WebSocket client",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::SEC_WEBSOCKET_VERSION, header::HeaderValue::from_static("13"));
+                    response
+                }
+            }
+        }
         [s, at, id] if s == stage && at == "@connections" && !id.is_empty() => {
+            let limit = shared.settings.limits.max_message_bytes * 2;
+            let body = match axum::body::to_bytes(request.into_body(), limit).await {
+                Ok(body) => body,
+                Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large"),
+            };
             management::handle(&shared, peer, method, &uri, &headers, id, body).await
         }
         _ => {

@@ -2,27 +2,26 @@
 //! over them (what the in-process handlers post through, and what the HTTP management API
 //! serves to Lambda binaries and other callers).
 //!
-//! A post never blocks: it puts the shared frame bytes on the connection's bounded queue. A
-//! connection whose queue is full is a slow consumer: it is closed with 1008 and the post
-//! answers 429 LimitExceeded, so one slow reader never slows a broadcast down.
+//! A post never blocks and never wakes another task on the way: the frame is encoded once per
+//! broadcast, and each recipient's socket is written directly (`try_write`) by the posting task.
+//! Only what the socket cannot take right now is queued, and the connection's own task flushes
+//! it when the socket becomes writable. A connection whose queue is full is a slow consumer: it is
+//! closed with 1008 and the post answers 429 LimitExceeded, so one slow reader never slows a
+//! broadcast down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use dynamowave_core::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A frame on its way to a client.
-#[derive(Debug)]
-pub enum Outbound {
-    Text(Utf8Bytes),
-    Binary(Bytes),
-}
+use crate::wire;
 
 /// Close codes the gateway sends (RFC 6455 §7.4.1).
 pub mod close {
@@ -37,14 +36,42 @@ pub mod close {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
 
-/// One live connection, shared by its socket tasks and everyone who posts to it.
+/// Frames written to a socket in one `writev` when a queue is flushed.
+const FLUSH_BATCH: usize = 64;
+
+/// What is waiting to be written to one connection.
+#[derive(Default)]
+struct Outbox {
+    /// Encoded frames; the first may be partly written already (it is sliced as it goes).
+    queue: VecDeque<Bytes>,
+    /// No more frames are taken: the close frame is queued, or the socket failed.
+    sealed: bool,
+}
+
+/// How a flush ended.
+pub(crate) enum Flushed {
+    /// Everything queued is on the socket.
+    Done,
+    /// The socket is full; wait until it is writable and flush again.
+    Blocked,
+}
+
+/// One live connection, shared by its task and everyone who posts to it.
 pub struct LiveConnection {
     pub connection_id: String,
     pub connected_at: i64,
     pub source_ip: String,
     pub user_agent: Option<String>,
     pub last_active_at: AtomicI64,
-    tx: mpsc::Sender<Outbound>,
+    /// The socket, once upgraded. Frames posted before (a broadcast racing the upgrade) wait in
+    /// the outbox and are flushed when it is attached.
+    stream: OnceLock<TcpStream>,
+    /// std Mutex: held for one non-blocking write, never across an await. Contended only when
+    /// two tasks post to the same connection at the same instant.
+    outbox: Mutex<Outbox>,
+    /// Wakes the connection's task to flush what a post could not write.
+    pub(crate) flush_wanted: Notify,
+    max_queued: usize,
     /// Cancelled when the server wants the connection closed (DeleteConnection, slow consumer,
     /// shutdown); the code and reason to close with are in `close_with`.
     pub closing: CancellationToken,
@@ -52,25 +79,37 @@ pub struct LiveConnection {
 }
 
 impl LiveConnection {
+    /// A connection that takes up to `queue` frames its socket cannot accept yet.
     pub fn new(
         connection_id: String,
         connected_at: i64,
         source_ip: String,
         user_agent: Option<String>,
         queue: usize,
-    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let live = Arc::new(Self {
+    ) -> Arc<Self> {
+        Arc::new(Self {
             connection_id,
             connected_at,
             source_ip,
             user_agent,
             last_active_at: AtomicI64::new(connected_at),
-            tx,
+            stream: OnceLock::new(),
+            outbox: Mutex::new(Outbox::default()),
+            flush_wanted: Notify::new(),
+            max_queued: queue.max(1),
             closing: CancellationToken::new(),
             close_with: Mutex::new(None),
-        });
-        (live, rx)
+        })
+    }
+
+    /// Attaches the upgraded socket; frames queued before are flushed by the caller's task.
+    pub fn attach(&self, stream: TcpStream) {
+        let _ = self.stream.set(stream);
+        self.flush_wanted.notify_one();
+    }
+
+    pub(crate) fn stream(&self) -> Option<&TcpStream> {
+        self.stream.get()
     }
 
     /// Asks the connection to close with `code` (the first request wins).
@@ -92,17 +131,101 @@ impl LiveConnection {
         self.last_active_at.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
-    /// Queues a frame without waiting.
-    pub fn offer(&self, frame: Outbound) -> Result<(), ConnectionsApiError> {
-        match self.tx.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(close::POLICY_VIOLATION, "slow consumer: send queue full");
-                metrics::counter!("dynamowave_slow_consumers_total").increment(1);
-                Err(ConnectionsApiError::LimitExceeded("the client's send buffer is full".into()))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(ConnectionsApiError::Gone),
+    /// Sends a text message (encodes it as one frame).
+    pub fn send_text(&self, text: &str) -> Result<(), ConnectionsApiError> {
+        self.offer(wire::encode(wire::opcode::TEXT, text.as_bytes()))
+    }
+
+    /// Sends an encoded frame without waiting: written now if the socket takes it, else queued.
+    pub fn offer(&self, frame: Bytes) -> Result<(), ConnectionsApiError> {
+        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if out.sealed {
+            return Err(ConnectionsApiError::Gone);
         }
+        if out.queue.is_empty()
+            && let Some(stream) = self.stream.get()
+        {
+            match stream.try_write(&frame) {
+                Ok(n) if n == frame.len() => return Ok(()),
+                Ok(n) => out.queue.push_back(frame.slice(n..)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.queue.push_back(frame),
+                Err(_) => {
+                    // The peer is gone; its task sees the socket fail and runs `$disconnect`.
+                    out.sealed = true;
+                    drop(out);
+                    self.close(close::ABNORMAL, "write failed");
+                    return Err(ConnectionsApiError::Gone);
+                }
+            }
+            drop(out);
+            self.flush_wanted.notify_one();
+            return Ok(());
+        }
+        if out.queue.len() >= self.max_queued {
+            drop(out);
+            self.close(close::POLICY_VIOLATION, "slow consumer: send queue full");
+            metrics::counter!("dynamowave_slow_consumers_total").increment(1);
+            return Err(ConnectionsApiError::LimitExceeded("the client's send buffer is full".into()));
+        }
+        out.queue.push_back(frame);
+        let first = out.queue.len() == 1;
+        drop(out);
+        if first {
+            self.flush_wanted.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues the last frame (a close frame, or nothing) and takes no more.
+    pub(crate) fn seal(&self, last: Option<Bytes>) {
+        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if !out.sealed {
+            out.sealed = true;
+            out.queue.extend(last);
+        }
+    }
+
+    /// Writes what is queued, a batch per `writev`, until done or the socket is full.
+    pub(crate) fn flush(&self) -> io::Result<Flushed> {
+        let Some(stream) = self.stream.get() else { return Ok(Flushed::Done) };
+        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        while !out.queue.is_empty() {
+            let result = {
+                let slices: Vec<io::IoSlice<'_>> =
+                    out.queue.iter().take(FLUSH_BATCH).map(|b| io::IoSlice::new(b)).collect();
+                stream.try_write_vectored(&slices)
+            };
+            let written = match result {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) => {
+                    out.sealed = true;
+                    out.queue.clear();
+                    return Err(e);
+                }
+            };
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = out.queue.front_mut() else { break };
+                if front.len() <= left {
+                    left -= front.len();
+                    out.queue.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        // A drained queue gives its memory back (a burst must not stay allocated).
+        if out.queue.capacity() > 16 {
+            out.queue = VecDeque::new();
+        }
+        Ok(Flushed::Done)
+    }
+
+    /// Whether frames are waiting.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.outbox.lock().unwrap_or_else(|p| p.into_inner()).queue.is_empty()
     }
 }
 
@@ -162,18 +285,6 @@ impl Registry {
     }
 }
 
-/// A text frame if the bytes are UTF-8 (they are, for every chat event), else a binary one.
-fn frame_of(data: Bytes) -> Outbound {
-    if std::str::from_utf8(&data).is_err() {
-        return Outbound::Binary(data);
-    }
-    match Utf8Bytes::try_from(data) {
-        Ok(text) => Outbound::Text(text),
-        // Checked just above; an empty binary frame keeps the types honest.
-        Err(_) => Outbound::Binary(Bytes::new()),
-    }
-}
-
 /// `@connections` over the live connections of this process.
 pub struct LocalConnectionsApi {
     pub registry: Arc<Registry>,
@@ -192,7 +303,7 @@ impl ConnectionsApi for LocalConnectionsApi {
             )));
         }
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
-        live.offer(frame_of(data))?;
+        live.offer(wire::encode_data(&data))?;
         metrics::counter!("dynamowave_messages_out_total").increment(1);
         Ok(())
     }
@@ -213,8 +324,9 @@ impl ConnectionsApi for LocalConnectionsApi {
         Ok(())
     }
 
-    /// One read lock for the whole broadcast; each recipient gets a reference-counted view of
-    /// the same bytes (no copy, no allocation per recipient beyond the queue slot).
+    /// One read lock and one encoded frame for the whole broadcast; each recipient's socket is
+    /// written with the same bytes (no copy, no allocation, no task wake-up per recipient unless
+    /// its socket is full).
     async fn post_to_many(
         &self,
         connection_ids: &[&str],
@@ -226,11 +338,8 @@ impl ConnectionsApi for LocalConnectionsApi {
             let e = ConnectionsApiError::PayloadTooLarge(format!("payload of {} bytes", data.len()));
             return connection_ids.iter().map(|id| (id.to_string(), e.clone())).collect();
         }
-        // Validated once per broadcast, not once per recipient.
-        let text = match frame_of(data) {
-            Outbound::Text(t) => Ok(t),
-            Outbound::Binary(b) => Err(b),
-        };
+        // Encoded (and checked for UTF-8) once per broadcast, not once per recipient.
+        let frame = wire::encode_data(&data);
         let mut sent = 0u64;
         {
             let map = self.registry.map.read().unwrap_or_else(|p| p.into_inner());
@@ -239,11 +348,7 @@ impl ConnectionsApi for LocalConnectionsApi {
                     failed.push((id.to_string(), ConnectionsApiError::Gone));
                     continue;
                 };
-                let frame = match &text {
-                    Ok(t) => Outbound::Text(t.clone()),
-                    Err(b) => Outbound::Binary(b.clone()),
-                };
-                match live.offer(frame) {
+                match live.offer(frame.clone()) {
                     Ok(()) => sent += 1,
                     Err(e) => failed.push((id.to_string(), e)),
                 }

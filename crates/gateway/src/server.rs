@@ -2,6 +2,10 @@
 //! connection open forever by sending an upgrade request one byte at a time (slowloris); this
 //! loop serves each TCP connection with hyper's HTTP/1 builder, a timer and a header-read
 //! timeout, with the peer address attached for `ConnectInfo`.
+//!
+//! HTTP/1 only (WebSocket upgrades and the `@connections` API are HTTP/1.1), and served on the
+//! plain `TokioIo<TcpStream>`, so that after an upgrade `ws` gets the `TcpStream` itself back
+//! (`Upgraded::downcast`) and hyper's connection buffers are freed.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -9,8 +13,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,13 +61,12 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
                 req.map(axum::body::Body::new)
             });
             let service = TowerToHyperService::new(service);
-            let mut builder = Builder::new(TokioExecutor::new());
+            let mut builder = http1::Builder::new();
             builder
-                .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192));
-            let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {

@@ -1,6 +1,11 @@
 //! The WebSocket side: the upgrade (`$connect` decides it), then one connection's life — limits,
 //! throttling, route selection, invocations in order, the idle and lifetime timers, the close
 //! codes — and `$disconnect` at the end.
+//!
+//! One task per connection, started at the upgrade: it reads and decodes the client's frames
+//! (`wire::FrameReader`), runs the integrations in order, flushes what posts could not write at
+//! once, and closes. Posts to the connection write its socket directly (`registry`); the task is
+//! woken only when the socket was full.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,18 +14,21 @@ use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse};
 use axum::body::Body;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use dynamowave_core::integration::IntegrationError;
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::auth::AuthDecision;
 use crate::events::{ConnectionContext, aws_id, connect_event, disconnect_event, message_event, select_route};
-use crate::registry::{LiveConnection, Outbound, close};
+use crate::registry::{Flushed, LiveConnection, close};
 use crate::throttle::{Throttled, admit_connection};
+use crate::wire::{self, FrameReader, Incoming};
 use crate::{Shared, gateway_error};
 
 /// Query parameters, multi-valued as API Gateway passes them.
@@ -37,10 +45,30 @@ fn parse_query(uri: &Uri) -> HashMap<String, Vec<String>> {
     out
 }
 
+/// The client's `Sec-WebSocket-Key` if the request is a valid WebSocket upgrade (RFC 6455 §4.2.1):
+/// `GET`, `Connection: upgrade`, `Upgrade: websocket`, version 13.
+pub(crate) fn websocket_key(method: &Method, headers: &HeaderMap) -> Option<HeaderValue> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    };
+    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
+    if method != Method::GET || !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return None;
+    }
+    if !version_13 {
+        return None;
+    }
+    headers.get(header::SEC_WEBSOCKET_KEY).cloned()
+}
+
 /// `GET /{stage}` with an upgrade: runs the authorizer and `$connect`, then upgrades or refuses.
 pub(crate) async fn upgrade(
     shared: Arc<Shared>,
-    ws: WebSocketUpgrade,
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
     peer: SocketAddr,
     headers: HeaderMap,
     uri: Uri,
@@ -77,7 +105,7 @@ pub(crate) async fn upgrade(
 
         // The connection exists (and queues what is posted to it) from before `$connect`
         // runs, so that a broadcast racing the upgrade cannot find it gone and delete its entry.
-        let (live, rx) = LiveConnection::new(
+        let live = LiveConnection::new(
             ctx.connection_id.clone(),
             ctx.connected_at,
             ctx.source_ip.clone(),
@@ -115,33 +143,20 @@ pub(crate) async fn upgrade(
             .get(http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|p| p == dynamowave_core::SUBPROTOCOL);
-        let limits = &shared.settings.limits;
-        let ws = ws
-            .max_frame_size(limits.max_frame_bytes)
-            .max_message_size(limits.max_message_bytes)
-            .read_buffer_size(limits.read_buffer_bytes)
-            .write_buffer_size(limits.write_buffer_bytes);
-        let failed_shared = shared.clone();
-        let failed_ctx = ctx.clone();
-        let run_shared = shared.clone();
-        let tracker = shared.tracker.clone();
         let span = tracing::Span::current();
-        let mut upgraded = ws
-            .on_failed_upgrade(move |e| {
-                warn!(connection_id = %failed_ctx.connection_id, error = %e, "upgrade failed after $connect");
-                failed_shared.registry.remove(&failed_ctx.connection_id);
-                let shared = failed_shared.clone();
-                failed_shared.tracker.spawn(async move {
-                    run_disconnect(&shared, &failed_ctx, close::ABNORMAL, "Upgrade failed").await;
-                });
-            })
-            .on_upgrade(move |socket| {
-                tracker.track_future(run(run_shared, socket, live, rx, ctx, json_framing).instrument(span))
-            });
+        shared.tracker.spawn(run(shared.clone(), on_upgrade, live, ctx, json_framing).instrument(span));
+        let mut upgraded = Response::new(Body::empty());
+        *upgraded.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = upgraded.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
         // Headers the `$connect` integration returned go into the handshake
         // (e.g. `Sec-WebSocket-Protocol`), as on API Gateway.
         for (name, value) in response.headers.iter() {
-            upgraded.headers_mut().insert(name.clone(), value.clone());
+            h.insert(name.clone(), value.clone());
         }
         metrics::counter!("dynamowave_connects_total").increment(1);
         upgraded
@@ -254,160 +269,235 @@ pub(crate) async fn invoke(
 
 /// The frame API Gateway sends when something went wrong on a message: exactly AWS's shape
 /// under plain framing; under JSON framing the same fields plus `type` and `code`.
-fn error_frame(json: bool, code: &str, message: &str, connection_id: &str, request_id: &str) -> Outbound {
+fn error_frame(json: bool, code: &str, message: &str, connection_id: &str, request_id: &str) -> String {
     let v = if json {
         serde_json::json!({"type": "error", "code": code, "message": message, "connectionId": connection_id, "requestId": request_id})
     } else {
         serde_json::json!({"message": message, "connectionId": connection_id, "requestId": request_id})
     };
-    Outbound::Text(v.to_string().into())
+    v.to_string()
 }
 
-/// Why the reading side stopped: the close code and reason for the client and `$disconnect`.
+/// Why the connection ends: the close code and reason for `$disconnect`, and the close frame
+/// to send (none when the socket is dead).
 struct Ending {
     code: u16,
     reason: String,
-    /// Whether the server must send a close frame (not when the client closed first or the
-    /// socket is dead).
-    send_close: bool,
+    frame: Option<Bytes>,
 }
 
+impl Ending {
+    /// The server closes: its close frame carries the code and reason.
+    fn server(code: u16, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self { code, frame: Some(wire::close_frame(code, &reason)), reason }
+    }
+
+    /// The socket failed or closed without a close frame: nothing can be sent.
+    fn abnormal(detail: impl std::fmt::Display) -> Self {
+        Self { code: close::ABNORMAL, reason: format!("Connection closed abnormally{detail}"), frame: None }
+    }
+
+    /// The client closed: the reply echoes its code (RFC 6455 §5.5.1).
+    fn client(frame: Option<(u16, String)>) -> Self {
+        match frame {
+            Some((code, reason)) => {
+                Self { code, reason, frame: Some(wire::encode(wire::opcode::CLOSE, &code.to_be_bytes())) }
+            }
+            None => Self {
+                code: close::NO_STATUS,
+                reason: "Client-side close frame status not set".into(),
+                frame: Some(wire::encode(wire::opcode::CLOSE, &[])),
+            },
+        }
+    }
+}
+
+/// After the upgrade: takes the socket back from hyper (its HTTP buffers are freed), serves the
+/// connection, and runs `$disconnect`.
 async fn run(
     shared: Arc<Shared>,
-    socket: WebSocket,
+    on_upgrade: OnUpgrade,
     live: Arc<LiveConnection>,
-    rx: mpsc::Receiver<Outbound>,
     ctx: ConnectionContext,
     json: bool,
 ) {
+    let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+        Ok(Ok(parts)) => parts,
+        failed => {
+            let why = match failed {
+                Err(e) => e.to_string(),
+                _ => "not a TCP connection".to_string(),
+            };
+            warn!(error = %why, "upgrade failed after $connect");
+            shared.registry.remove(&ctx.connection_id);
+            run_disconnect(&shared, &ctx, close::ABNORMAL, "Upgrade failed").await;
+            return;
+        }
+    };
+    let limits = &shared.settings.limits;
+    let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &parts.read_buf);
+    live.attach(parts.io.into_inner());
     info!(source_ip = %ctx.source_ip, json, "connected");
-    let (sink, mut stream) = socket.split();
-    let (ending_tx, ending_rx) = tokio::sync::oneshot::channel::<Ending>();
-    let writer = tokio::spawn(write_loop(sink, rx, ending_rx, live.clone()).in_current_span());
+    let ending = serve(&shared, &live, &ctx, json, reader).await;
+    debug!(code = ending.code, reason = %ending.reason, "closing");
+    shared.registry.remove(&ctx.connection_id);
+    close_socket(&live, ending.frame.clone()).await;
+    run_disconnect(&shared, &ctx, ending.code, &ending.reason).await;
+}
 
-    let limits = shared.settings.limits.clone();
+/// The connection's loop: frames in, queued frames out, timers, until something ends it.
+async fn serve(
+    shared: &Arc<Shared>,
+    live: &Arc<LiveConnection>,
+    ctx: &ConnectionContext,
+    json: bool,
+    mut reader: FrameReader,
+) -> Ending {
+    let Some(stream) = live.stream() else { return Ending::abnormal(": no socket") };
+    let limits = &shared.settings.limits;
     let lifetime = tokio::time::sleep(limits.max_connection_duration);
     tokio::pin!(lifetime);
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
     let mut per_connection = shared.throttles.per_connection();
-
-    let ending = loop {
-        tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => break Ending { code: close::GOING_AWAY, reason: "Going away".into(), send_close: true },
-            _ = live.closing.cancelled() => {
-                let (code, reason) = live.close_request().unwrap_or((close::NORMAL, String::new()));
-                break Ending { code, reason, send_close: true };
-            }
-            _ = &mut lifetime => break Ending { code: close::GOING_AWAY, reason: "Going away: connection duration limit".into(), send_close: true },
-            _ = &mut idle => break Ending { code: close::GOING_AWAY, reason: "Going away: idle timeout".into(), send_close: true },
-            frame = stream.next() => {
-                let Some(frame) = frame else {
-                    break Ending { code: close::ABNORMAL, reason: "Connection closed abnormally".into(), send_close: false };
+    let mut want_write = false;
+    // Bytes hyper read past the handshake are frames already.
+    let mut pending_frames = true;
+    loop {
+        if pending_frames {
+            pending_frames = false;
+            loop {
+                let incoming = match reader.next() {
+                    Ok(Some(incoming)) => incoming,
+                    Ok(None) => break,
+                    Err(violation) => {
+                        if violation.code() == close::MESSAGE_TOO_BIG {
+                            metrics::counter!("dynamowave_rejected_total", "reason" => "too_big").increment(1);
+                        }
+                        if violation == wire::Violation::Binary {
+                            metrics::counter!("dynamowave_rejected_total", "reason" => "binary").increment(1);
+                        }
+                        return Ending::server(violation.code(), violation.reason());
+                    }
                 };
                 idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 live.touch();
-                match frame {
-                    Ok(Message::Text(text)) => {
+                match incoming {
+                    Incoming::Text(text) => {
                         metrics::counter!("dynamowave_messages_in_total").increment(1);
-                        on_text(&shared, &live, &ctx, json, &mut per_connection, text.as_str()).await;
+                        // Boxed: the handler's state exists only while it runs, not in every
+                        // idle connection's task.
+                        let handling = Box::pin(on_text(shared, live, ctx, json, &mut per_connection, &text));
+                        if let Err(e) = flush_while(live, stream, &mut want_write, handling).await {
+                            return Ending::abnormal(format!(": {e}"));
+                        }
                     }
-                    Ok(Message::Binary(_)) => {
-                        metrics::counter!("dynamowave_rejected_total", "reason" => "binary").increment(1);
-                        break Ending { code: close::UNSUPPORTED_DATA, reason: "Binary frames are not supported".into(), send_close: true };
+                    Incoming::Ping(payload) => {
+                        let _ = live.offer(wire::encode(wire::opcode::PONG, &payload));
                     }
-                    Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => {}
-                    Ok(Message::Close(frame)) => {
-                        let (code, reason) = match frame {
-                            Some(f) => (f.code, f.reason.to_string()),
-                            None => (close::NO_STATUS, "Client-side close frame status not set".into()),
-                        };
-                        break Ending { code, reason, send_close: false };
-                    }
-                    Err(e) => break ending_for_error(e),
+                    Incoming::Pong => {}
+                    Incoming::Close(frame) => return Ending::client(frame),
+                }
+            }
+            reader.release_if_idle();
+        }
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return Ending::server(close::GOING_AWAY, "Going away"),
+            _ = live.closing.cancelled() => {
+                let (code, reason) = live.close_request().unwrap_or((close::NORMAL, String::new()));
+                return Ending::server(code, reason);
+            }
+            _ = &mut lifetime => return Ending::server(close::GOING_AWAY, "Going away: connection duration limit"),
+            _ = &mut idle => return Ending::server(close::GOING_AWAY, "Going away: idle timeout"),
+            _ = live.flush_wanted.notified(), if !want_write => want_write = true,
+            ready = stream.writable(), if want_write => {
+                if let Err(e) = ready.and_then(|()| live.flush()) {
+                    return Ending::abnormal(format!(": {e}"));
+                }
+                want_write = live.has_queued();
+            }
+            ready = stream.readable() => {
+                if let Err(e) = ready {
+                    return Ending::abnormal(format!(": {e}"));
+                }
+                match stream.try_read_buf(reader.buffer(limits.read_buffer_bytes)) {
+                    Ok(0) => return Ending::abnormal(""),
+                    Ok(_) => pending_frames = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reader.release_if_idle(),
+                    Err(e) => return Ending::abnormal(format!(": {e}")),
                 }
             }
         }
-    };
-    debug!(code = ending.code, reason = %ending.reason, "closing");
-    shared.registry.remove(&ctx.connection_id);
-    let (code, reason) = (ending.code, ending.reason.clone());
-    let _ = ending_tx.send(ending);
-    // The writer sends the close frame (or flushes the close reply) and ends.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
-    drop(stream);
-    run_disconnect(&shared, &ctx, code, &reason).await;
-}
-
-/// Maps a read error to the close code RFC 6455 and API Gateway use.
-fn ending_for_error(e: axum::Error) -> Ending {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    let inner = e.into_inner();
-    let (code, reason, send_close) = match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => (close::MESSAGE_TOO_BIG, "Message too big".to_string(), true),
-        Some(WsError::Utf8(_)) => (close::INVALID_PAYLOAD, "Invalid UTF-8 in text frame".to_string(), true),
-        Some(WsError::Protocol(p)) => (close::PROTOCOL_ERROR, format!("Protocol error: {p}"), true),
-        Some(WsError::ConnectionClosed) | Some(WsError::AlreadyClosed) => {
-            (close::ABNORMAL, "Connection closed abnormally".to_string(), false)
-        }
-        _ => (close::ABNORMAL, format!("Connection closed abnormally: {inner}"), false),
-    };
-    if code == close::MESSAGE_TOO_BIG {
-        metrics::counter!("dynamowave_rejected_total", "reason" => "too_big").increment(1);
     }
-    Ending { code, reason, send_close }
 }
 
-/// Writes queued frames, several per flush; on the ending, sends the close frame.
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    mut ending: tokio::sync::oneshot::Receiver<Ending>,
-    live: Arc<LiveConnection>,
-) {
-    const BATCH: usize = 64;
-    let to_message = |o: Outbound| match o {
-        Outbound::Text(t) => Message::Text(t),
-        Outbound::Binary(b) => Message::Binary(b),
-    };
+/// Runs `work` (a handler) while still flushing what posts queue for this connection, so a slow
+/// integration never holds its client's frames back.
+async fn flush_while(
+    live: &LiveConnection,
+    stream: &TcpStream,
+    want_write: &mut bool,
+    work: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(work);
     loop {
         tokio::select! {
             biased;
-            end = &mut ending => {
-                if let Ok(end) = end && end.send_close {
-                    // Frames already queued go first, then the close frame.
-                    while let Ok(o) = rx.try_recv() {
-                        if sink.feed(to_message(o)).await.is_err() { break; }
-                    }
-                    let reason = truncate_reason(&end.reason);
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: end.code, reason: reason.into() }))).await;
-                }
-                let _ = sink.close().await;
-                return;
-            }
-            out = rx.recv() => {
-                let Some(first) = out else { let _ = sink.close().await; return; };
-                if sink.feed(to_message(first)).await.is_err() { live.close(close::ABNORMAL, "write failed"); return; }
-                for _ in 1..BATCH {
-                    match rx.try_recv() {
-                        Ok(o) => if sink.feed(to_message(o)).await.is_err() { live.close(close::ABNORMAL, "write failed"); return; },
-                        Err(_) => break,
-                    }
-                }
-                if sink.flush().await.is_err() { live.close(close::ABNORMAL, "write failed"); return; }
+            () = &mut work => return Ok(()),
+            _ = live.flush_wanted.notified(), if !*want_write => *want_write = true,
+            ready = stream.writable(), if *want_write => {
+                ready.and_then(|()| live.flush())?;
+                *want_write = live.has_queued();
             }
         }
     }
 }
 
-/// A close reason is at most 123 bytes (RFC 6455 §5.5: control payload ≤ 125 with the code).
-fn truncate_reason(reason: &str) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
+/// Sends what is queued and the close frame (up to 5 s), then closes TCP from the server's side
+/// first (RFC 6455 §7.1.1) and reads until the client closes too (up to 2 s), so that bytes the
+/// client still sends do not turn the close into a reset that could destroy the close frame.
+async fn close_socket(live: &LiveConnection, last: Option<Bytes>) {
+    let alive = last.is_some();
+    live.seal(last);
+    let Some(stream) = live.stream() else { return };
+    if !alive {
+        return;
     }
-    reason[..end].to_string()
+    let flushed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match live.flush() {
+                Ok(Flushed::Done) => return true,
+                Ok(Flushed::Blocked) => {
+                    if stream.writable().await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    if !matches!(flushed, Ok(true)) {
+        return;
+    }
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut scratch = vec![0u8; 512];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 async fn on_text(
@@ -435,20 +525,25 @@ async fn on_text(
                 Throttled::Connection => "Too Many Requests: this connection's message rate is exceeded",
                 _ => "Too Many Requests",
             };
-            let _ = live.offer(error_frame(json, "throttled", message, &ctx.connection_id, &request_id));
+            let _ = live.send_text(&error_frame(json, "throttled", message, &ctx.connection_id, &request_id));
             return;
         }
         match invoke(shared, &route_key, event).await {
             Ok(_) => {}
             Err(InvokeError::Throttled(why)) => {
                 debug!(why, "throttled");
-                let _ =
-                    live.offer(error_frame(json, "throttled", "Too Many Requests", &ctx.connection_id, &request_id));
+                let _ = live.send_text(&error_frame(
+                    json,
+                    "throttled",
+                    "Too Many Requests",
+                    &ctx.connection_id,
+                    &request_id,
+                ));
             }
             Err(e) => {
                 warn!(error = %e, "integration failed");
                 metrics::counter!("dynamowave_handler_errors_total", "route" => route_key.clone()).increment(1);
-                let _ = live.offer(error_frame(
+                let _ = live.send_text(&error_frame(
                     json,
                     "internal_error",
                     "Internal server error",
