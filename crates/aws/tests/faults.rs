@@ -221,6 +221,7 @@ impl Rig {
             connections_api: api,
             settings: ChatSettings::default(),
             sequencer: None,
+            presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(0.0)),
         }
     }
 }

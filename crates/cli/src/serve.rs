@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// Presence events go only to rooms of at most this many members.
     #[arg(long, env = "DYNAMOWAVE_PRESENCE_LIMIT", default_value_t = 100)]
     pub presence_limit: usize,
+    /// Presence events per room per second, bursts of as many (0: no budget); over it they are
+    /// skipped, so reconnect storms do not flood a room (`who` stays exact).
+    #[arg(long, env = "DYNAMOWAVE_PRESENCE_RATE", default_value_t = 20.0)]
+    pub presence_rate: f64,
 
     /// HS256 secret: when set (or --jwks-file), `$connect` requires a JWT (`?token=` or
     /// `Authorization: Bearer`).
@@ -250,6 +254,7 @@ impl ServeArgs {
             default_room: self.default_room.clone(),
             max_replay: self.max_replay,
             presence_broadcast_limit: self.presence_limit,
+            presence_per_room_per_second: self.presence_rate,
             ..ChatSettings::default()
         })
     }

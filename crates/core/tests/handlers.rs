@@ -29,6 +29,7 @@ fn harness_with(settings: ChatSettings) -> Harness {
         connections: store.clone(),
         messages: store.clone(),
         connections_api: api.clone(),
+        presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second)),
         settings,
         sequencer: None,
     };
@@ -266,6 +267,30 @@ async fn presence_announces_joins_leaves_and_lists_members() {
     assert_eq!(presence.len(), 1, "{presence:?}");
     assert_eq!((presence[0]["event"].clone(), presence[0]["name"].clone()), (json!("leave"), json!("Bob")));
     assert_eq!(h.store.get_connection("b").await.expect("get"), None, "$disconnect removes the entry");
+}
+
+#[tokio::test]
+async fn a_reconnect_storm_spends_the_rooms_presence_budget_and_who_stays_exact() {
+    let h = harness_with(ChatSettings { presence_per_room_per_second: 5.0, ..ChatSettings::default() });
+    h.connect("observer", true).await;
+    for i in 0..30 {
+        let id = format!("storm-{i}");
+        h.connect(&id, true).await;
+        h.disconnect(&id).await;
+    }
+    let heard = h.api.events("observer", "presence").len();
+    // The observer's own join took one token: 4 left for the storm's 60 events (plus what refilled
+    // while the test ran, well under one more at 5/s).
+    assert!((4..=6).contains(&heard), "presence events heard: {heard}");
+    h.connect("late", true).await;
+    h.send("who", "observer", json!({"action": "who"})).await;
+    let members = &h.api.events("observer", "members")[0];
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(2), "who is exact: {members}");
+    // Another room has a budget of its own.
+    h.send("join", "observer", json!({"action": "join", "room": "quiet"})).await;
+    h.send("join", "late", json!({"action": "join", "room": "quiet"})).await;
+    let joins: Vec<_> = h.api.events("observer", "presence").into_iter().filter(|p| p["room"] == "quiet").collect();
+    assert_eq!(joins.len(), 1, "{joins:?}");
 }
 
 #[tokio::test]

@@ -212,6 +212,9 @@ impl Gateway {
                     connections,
                     messages,
                     connections_api: api.clone(),
+                    presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(
+                        chat.presence_per_room_per_second,
+                    )),
                     settings: chat,
                     sequencer: Some(sequencer),
                 };

@@ -12,14 +12,17 @@ use crate::settings::{Bucket, Throttling};
 
 pub type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 
-/// A limiter for a bucket. A rate of 0 or less means "unlimited".
-pub fn limiter(bucket: Bucket) -> Option<Limiter> {
+/// A limiter for a bucket, on `clock`. A rate of 0 or less means "unlimited".
+///
+/// Every limiter shares one clock: making a clock calibrates it (CPUID and a timing loop),
+/// which per connection cost more than the rest of a connect.
+pub fn limiter(bucket: Bucket, clock: &DefaultClock) -> Option<Limiter> {
     if bucket.rate <= 0.0 {
         return None;
     }
     let burst = NonZeroU32::new(bucket.burst.max(1)).unwrap_or(NonZeroU32::MIN);
     let period = Duration::from_secs_f64(1.0 / bucket.rate);
-    Some(RateLimiter::direct(Quota::with_period(period)?.allow_burst(burst)))
+    Some(RateLimiter::direct_with_clock(Quota::with_period(period)?.allow_burst(burst), clock.clone()))
 }
 
 fn admit(l: &Option<Limiter>) -> bool {
@@ -47,6 +50,7 @@ impl Throttled {
 /// The gateway-wide buckets.
 pub struct Throttles {
     settings: Throttling,
+    clock: DefaultClock,
     account: Option<Limiter>,
     connect: Option<Limiter>,
     routes: Mutex<HashMap<String, std::sync::Arc<Option<Limiter>>>>,
@@ -54,11 +58,13 @@ pub struct Throttles {
 
 impl Throttles {
     pub fn new(settings: Throttling) -> Self {
+        let clock = DefaultClock::default();
         Self {
-            account: limiter(settings.account),
-            connect: limiter(settings.connect),
+            account: limiter(settings.account, &clock),
+            connect: limiter(settings.connect, &clock),
             routes: Mutex::new(HashMap::new()),
             settings,
+            clock,
         }
     }
 
@@ -76,7 +82,7 @@ impl Throttles {
                 .entry(route_key.to_string())
                 .or_insert_with(|| {
                     let b = self.settings.route_settings.get(route_key).copied().unwrap_or(self.settings.default_route);
-                    std::sync::Arc::new(limiter(b))
+                    std::sync::Arc::new(limiter(b, &self.clock))
                 })
                 .clone()
         };
@@ -91,7 +97,7 @@ impl Throttles {
 
     /// A fresh per-connection bucket.
     pub fn per_connection(&self) -> Option<Limiter> {
-        limiter(self.settings.per_connection)
+        limiter(self.settings.per_connection, &self.clock)
     }
 }
 
@@ -117,7 +123,7 @@ mod tests {
 
     #[test]
     fn zero_rate_is_unlimited() {
-        let l = limiter(Bucket { rate: 0.0, burst: 0 });
+        let l = limiter(Bucket { rate: 0.0, burst: 0 }, &DefaultClock::default());
         assert!(l.is_none());
         for _ in 0..10_000 {
             assert!(admit_connection(&l).is_ok());

@@ -338,7 +338,8 @@ async fn run(
     let limits = &shared.settings.limits;
     let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &parts.read_buf);
     live.attach(parts.io.into_inner());
-    info!(source_ip = %ctx.source_ip, json, "connected");
+    // The `$connect` handler logs the connection (with its name); this is for tracing the gateway.
+    debug!(source_ip = %ctx.source_ip, json, "upgraded");
     let ending = serve(&shared, &live, &ctx, json, reader).await;
     debug!(code = ending.code, reason = %ending.reason, "closing");
     shared.registry.remove(&ctx.connection_id);

@@ -40,11 +40,14 @@ pub struct ChatRuntime {
     store: Arc<DynamoDbStore>,
     connections_api: ConnectionsApiPool,
     settings: ChatSettings,
+    /// Kept across invocations: the presence budget of this warm instance.
+    presence: Arc<dynamowave_core::handlers::PresenceBudget>,
 }
 
 impl ChatRuntime {
     pub fn new(store: DynamoDbStore, connections_api: ConnectionsApiPool, settings: ChatSettings) -> Self {
-        Self { store: Arc::new(store), connections_api, settings }
+        let presence = Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second));
+        Self { store: Arc::new(store), connections_api, settings, presence }
     }
 
     /// From the environment: the tables (`CONNECTIONS_TABLE`, …), the adapter's limits, and
@@ -76,6 +79,7 @@ impl ChatRuntime {
                 settings: self.settings.clone(),
                 // Invocations share no memory on Lambda: clients order by `seq`.
                 sequencer: None,
+                presence: self.presence.clone(),
             };
             let response = handle(&deps, event).await.inspect_err(|e| warn!(error = %e, "handler failed"))?;
             serde_json::to_value(response).map_err(InvokeError::Response)

@@ -9,6 +9,7 @@ mod chat;
 mod connect;
 mod default;
 mod disconnect;
+mod presence;
 mod send_message;
 pub mod sequencer;
 
@@ -30,6 +31,7 @@ pub use chat::ChatHandler;
 pub use connect::ConnectHandler;
 pub use default::DefaultHandler;
 pub use disconnect::DisconnectHandler;
+pub use presence::PresenceBudget;
 pub use send_message::SendMessageHandler;
 
 /// What the handlers need, passed in (never global): the two storage ports, the delivery port,
@@ -42,6 +44,8 @@ pub struct ChatDeps {
     pub settings: ChatSettings,
     /// Orders fan-outs by `seq` per room when the handlers share one process; `None` in Lambda.
     pub sequencer: Option<Arc<sequencer::RoomSequencer>>,
+    /// Join/leave events per room per second ([`ChatSettings::presence_per_room_per_second`]).
+    pub presence: Arc<PresenceBudget>,
 }
 
 /// Chat behaviour that is a setting, with its default.
@@ -57,6 +61,9 @@ pub struct ChatSettings {
     pub who_max: usize,
     /// Presence events go only to rooms of at most this many members; larger rooms use `who`.
     pub presence_broadcast_limit: usize,
+    /// Presence events per room per second, bursts of as many (0: no budget). Over it, events
+    /// are skipped: presence is best-effort, `who` is exact.
+    pub presence_per_room_per_second: f64,
     /// Posts in flight at once during a fan-out (through a remote `@connections` API).
     pub fanout_concurrency: usize,
     /// Members read per page of the room index during a fan-out.
@@ -73,6 +80,7 @@ impl Default for ChatSettings {
             history_page_max: 100,
             who_max: 1000,
             presence_broadcast_limit: 100,
+            presence_per_room_per_second: 20.0,
             fanout_concurrency: 64,
             fanout_page_size: 1000,
             connection_ttl_secs: 2 * 3600 + 600,
@@ -191,6 +199,11 @@ pub(crate) async fn announce_presence(
     record: &ConnectionRecord,
     event: &str,
 ) -> Result<(), HandlerError> {
+    // The budget first: over it, not even the member list is read.
+    if !deps.presence.take(room) {
+        debug!(room, event, "presence event skipped: the room's presence budget is spent");
+        return Ok(());
+    }
     let limit = deps.settings.presence_broadcast_limit;
     let page = deps.connections.members(room, None, limit + 1).await?;
     if page.items.len() > limit || page.next.is_some() {
