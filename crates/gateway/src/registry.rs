@@ -87,6 +87,19 @@ impl LiveConnection {
         user_agent: Option<String>,
         queue: usize,
     ) -> Arc<Self> {
+        Self::with_closing(CancellationToken::new(), connection_id, connected_at, source_ip, user_agent, queue)
+    }
+
+    /// As [`LiveConnection::new`], closing when `closing` is cancelled (the gateway passes a child
+    /// of its shutdown token).
+    pub fn with_closing(
+        closing: CancellationToken,
+        connection_id: String,
+        connected_at: i64,
+        source_ip: String,
+        user_agent: Option<String>,
+        queue: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             connection_id,
             connected_at,
@@ -97,7 +110,7 @@ impl LiveConnection {
             outbox: Mutex::new(Outbox::default()),
             flush_wanted: Notify::new(),
             max_queued: queue.max(1),
-            closing: CancellationToken::new(),
+            closing,
             close_with: Mutex::new(None),
         })
     }

@@ -105,7 +105,8 @@ pub(crate) async fn upgrade(
 
         // The connection exists (and queues what is posted to it) from before `$connect`
         // runs, so that a broadcast racing the upgrade cannot find it gone and delete its entry.
-        let live = LiveConnection::new(
+        let live = LiveConnection::with_closing(
+            shared.shutdown.child_token(),
             ctx.connection_id.clone(),
             ctx.connected_at,
             ctx.source_ip.clone(),
@@ -143,8 +144,10 @@ pub(crate) async fn upgrade(
             .get(http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|p| p == dynamowave_core::SUBPROTOCOL);
-        let span = tracing::Span::current();
-        shared.tracker.spawn(run(shared.clone(), on_upgrade, live, ctx, json_framing).instrument(span));
+        // No span for the connection's whole life: a live span costs memory in the subscriber
+        // for as long as it lives (~300 bytes per idle connection). Each phase that logs opens
+        // its own span with the connection id instead.
+        shared.tracker.spawn(run(shared.clone(), on_upgrade, live, ctx, json_framing));
         let mut upgraded = Response::new(Body::empty());
         *upgraded.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = upgraded.headers_mut();
@@ -329,22 +332,29 @@ async fn run(
                 Err(e) => e.to_string(),
                 _ => "not a TCP connection".to_string(),
             };
-            warn!(error = %why, "upgrade failed after $connect");
+            let span = info_span!("connection", connection_id = %ctx.connection_id);
+            warn!(parent: &span, error = %why, "upgrade failed after $connect");
             shared.registry.remove(&ctx.connection_id);
-            run_disconnect(&shared, &ctx, close::ABNORMAL, "Upgrade failed").await;
+            Box::pin(run_disconnect(&shared, &ctx, close::ABNORMAL, "Upgrade failed")).instrument(span).await;
             return;
         }
     };
     let limits = &shared.settings.limits;
     let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &parts.read_buf);
+    // `read_buf` is a view of hyper's 8 KiB read buffer: holding it (even empty) would keep
+    // that buffer alive for the connection's whole life.
+    drop(parts.read_buf);
     live.attach(parts.io.into_inner());
     // The `$connect` handler logs the connection (with its name); this is for tracing the gateway.
-    debug!(source_ip = %ctx.source_ip, json, "upgraded");
+    debug!(connection_id = %ctx.connection_id, source_ip = %ctx.source_ip, json, "upgraded");
     let ending = serve(&shared, &live, &ctx, json, reader).await;
-    debug!(code = ending.code, reason = %ending.reason, "closing");
+    let span = info_span!("connection", connection_id = %ctx.connection_id);
+    debug!(parent: &span, code = ending.code, reason = %ending.reason, "closing");
     shared.registry.remove(&ctx.connection_id);
-    close_socket(&live, ending.frame.clone()).await;
-    run_disconnect(&shared, &ctx, ending.code, &ending.reason).await;
+    // Boxed: the closing and `$disconnect` states (the event alone is ~1 KiB) exist only at
+    // the end, instead of enlarging every idle connection's task.
+    Box::pin(close_socket(&live, ending.frame.clone())).await;
+    Box::pin(run_disconnect(&shared, &ctx, ending.code, &ending.reason)).instrument(span).await;
 }
 
 /// The connection's loop: frames in, queued frames out, timers, until something ends it.
@@ -357,10 +367,13 @@ async fn serve(
 ) -> Ending {
     let Some(stream) = live.stream() else { return Ending::abnormal(": no socket") };
     let limits = &shared.settings.limits;
-    let lifetime = tokio::time::sleep(limits.max_connection_duration);
-    tokio::pin!(lifetime);
-    let idle = tokio::time::sleep(limits.idle_timeout);
-    tokio::pin!(idle);
+    // One timer for both limits (a timer is ~100 bytes of every connection's task): it fires at
+    // the earlier deadline, and is re-armed when the idle deadline has moved on since.
+    let started = tokio::time::Instant::now();
+    let lifetime_ends = started + limits.max_connection_duration;
+    let mut idle_ends = started + limits.idle_timeout;
+    let timer = tokio::time::sleep_until(idle_ends.min(lifetime_ends));
+    tokio::pin!(timer);
     let mut per_connection = shared.throttles.per_connection();
     let mut want_write = false;
     // Bytes hyper read past the handshake are frames already.
@@ -382,7 +395,7 @@ async fn serve(
                         return Ending::server(violation.code(), violation.reason());
                     }
                 };
-                idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                idle_ends = tokio::time::Instant::now() + limits.idle_timeout;
                 live.touch();
                 match incoming {
                     Incoming::Text(text) => {
@@ -405,13 +418,25 @@ async fn serve(
         }
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return Ending::server(close::GOING_AWAY, "Going away"),
+            // `closing` is a child of the gateway's shutdown token: one wait for both.
             _ = live.closing.cancelled() => {
-                let (code, reason) = live.close_request().unwrap_or((close::NORMAL, String::new()));
+                let (code, reason) = match live.close_request() {
+                    Some(asked) => asked,
+                    None if shared.shutdown.is_cancelled() => (close::GOING_AWAY, "Going away".to_string()),
+                    None => (close::NORMAL, String::new()),
+                };
                 return Ending::server(code, reason);
             }
-            _ = &mut lifetime => return Ending::server(close::GOING_AWAY, "Going away: connection duration limit"),
-            _ = &mut idle => return Ending::server(close::GOING_AWAY, "Going away: idle timeout"),
+            _ = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= lifetime_ends {
+                    return Ending::server(close::GOING_AWAY, "Going away: connection duration limit");
+                }
+                if now >= idle_ends {
+                    return Ending::server(close::GOING_AWAY, "Going away: idle timeout");
+                }
+                timer.as_mut().reset(idle_ends.min(lifetime_ends));
+            }
             _ = live.flush_wanted.notified(), if !want_write => want_write = true,
             ready = stream.writable(), if want_write => {
                 if let Err(e) = ready.and_then(|()| live.flush()) {
@@ -516,7 +541,8 @@ async fn on_text(
     };
     let event = message_event(ctx, &shared.settings.stage, &shared.settings.api_id, &route_key, body.to_string());
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
-    let span = info_span!("message", route_key = %route_key, request_id = %request_id);
+    let span =
+        info_span!("message", connection_id = %ctx.connection_id, route_key = %route_key, request_id = %request_id);
     async {
         let throttled = admit_connection(per_connection).and_then(|()| shared.throttles.admit_message(&route_key));
         if let Err(t) = throttled {
