@@ -6,14 +6,16 @@ use std::time::Duration;
 
 /// What one benchmark run does. Every flag can also come from `DYNAMOWAVE_BENCH_<FLAG>`.
 ///
-/// The mode is a load run (senders and receivers) unless `--idle` or `--churn` is given.
+/// The mode is a load run (senders and receivers) unless `--idle`, `--churn` or `--send-floor` is
+/// given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// WebSocket URL of the server under test.
+    /// WebSocket URL of the server under test (unused with `--send-floor`).
     #[arg(long, env = "DYNAMOWAVE_BENCH_URL", default_value = "ws://127.0.0.1:8080/production")]
     pub url: String,
 
-    /// Connections to open (in churn mode: how many connect/disconnect loops run at once).
+    /// Connections to open (in churn mode: how many connect/disconnect loops run at once; with
+    /// `--send-floor`: loopback TCP connections written to).
     #[arg(long, short = 'c', env = "DYNAMOWAVE_BENCH_CONNECTIONS", default_value_t = 100)]
     pub connections: usize,
 
@@ -31,7 +33,8 @@ pub struct BenchArgs {
     pub senders: usize,
 
     /// Offered load in messages per second, all senders together; 0 = flat out, each sender keeping
-    /// `--window` messages in flight.
+    /// `--window` messages in flight. With `--send-floor`: rounds per second, each writing one frame
+    /// to every connection.
     #[arg(long, env = "DYNAMOWAVE_BENCH_RATE", default_value_t = 100.0)]
     pub rate: f64,
 
@@ -39,7 +42,8 @@ pub struct BenchArgs {
     #[arg(long, env = "DYNAMOWAVE_BENCH_WINDOW", default_value_t = 16)]
     pub window: u64,
 
-    /// Bytes of message text (the timestamp and counter included).
+    /// Bytes of message text (the timestamp and counter included; with `--send-floor`: the frame's
+    /// payload).
     #[arg(long, env = "DYNAMOWAVE_BENCH_SIZE", default_value_t = 100)]
     pub size: usize,
 
@@ -62,6 +66,12 @@ pub struct BenchArgs {
     /// Connect and disconnect as fast as possible; report connects per second.
     #[arg(long, env = "DYNAMOWAVE_BENCH_CHURN")]
     pub churn: bool,
+
+    /// No server: measure the least CPU one `send()` of a small WebSocket frame to its own loopback
+    /// connection costs (a writer thread on core 0, a drainer on core 1); reports CPU seconds per
+    /// million such writes.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_SEND_FLOOR", conflicts_with_all = ["idle", "churn"])]
+    pub send_floor: bool,
 
     /// New connections per second while connecting (a ramp); 0 = as fast as `--connect-concurrency`
     /// allows.
@@ -110,6 +120,7 @@ impl Default for BenchArgs {
             drain: Duration::from_secs(5),
             idle: false,
             churn: false,
+            send_floor: false,
             connect_rate: 0.0,
             connect_concurrency: 256,
             connect_timeout: Duration::from_secs(10),
@@ -131,12 +142,16 @@ pub enum Mode {
     Idle,
     /// Connect/disconnect loops.
     Churn,
+    /// One frame written to each of many loopback connections per round; no server involved.
+    SendFloor,
 }
 
 impl BenchArgs {
     /// The run's mode.
     pub fn mode(&self) -> Mode {
-        if self.churn {
+        if self.send_floor {
+            Mode::SendFloor
+        } else if self.churn {
             Mode::Churn
         } else if self.idle {
             Mode::Idle
@@ -166,6 +181,9 @@ impl BenchArgs {
             if self.rate == 0.0 && self.window == 0 {
                 return Err(ArgsError::Invalid("--window must be at least 1 with --rate 0"));
             }
+        }
+        if self.mode() == Mode::SendFloor && !(self.rate > 0.0 && self.rate.is_finite()) {
+            return Err(ArgsError::Invalid("--rate must be a finite number > 0 with --send-floor"));
         }
         if self.duration.is_zero() {
             return Err(ArgsError::Invalid("--duration must be more than 0"));
@@ -249,6 +267,15 @@ mod tests {
         assert_eq!(args.source_addrs.len(), 2);
         assert_eq!(args.mode(), Mode::Idle);
         assert!(Cli::try_parse_from(["bench", "--idle", "--churn"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--send-floor", "--idle"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--churn", "--send-floor"]).is_err());
+        let floor = match Cli::try_parse_from(["bench", "--send-floor", "--connections", "1000", "--rate", "25"]) {
+            Ok(c) => c.args,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(floor.mode(), Mode::SendFloor);
+        assert!(floor.validate().is_ok());
+        assert!(BenchArgs { rate: 0.0, ..floor }.validate().is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A lean load generator for DynamoWave Chat and any server speaking protocol v1's JSON framing
 //! (subprotocol `dynamowave.v1`), such as the Node.js peer it is compared with.
 //!
-//! Three modes:
+//! Four modes:
 //! - **load** (default): `--connections` spread over `--rooms` (`join bench-<i>`), the first
 //!   `--senders` of them sending `sendmessage` at a fixed total `--rate` (or flat out with a window
 //!   of unacknowledged messages). Every text carries its send timestamp; receivers measure latency
@@ -9,6 +9,8 @@
 //!   expected deliveries (sent x room size) minus the distinct ones received.
 //! - **idle** (`--idle`): connect, join, hold; reports the server's RSS per connection.
 //! - **churn** (`--churn`): connect/disconnect loops; reports connects per second.
+//! - **send floor** (`--send-floor`): no server; one pinned thread writes a small WebSocket frame to
+//!   each of many loopback sockets per round and reports its CPU seconds per 1,000,000 writes.
 //!
 //! With `--server-pid` the server's CPU seconds and RSS over the measured window come from `/proc`;
 //! the generator reports its own CPU use too, and says when it saturated its cores.
@@ -19,7 +21,8 @@
 //! - [`accounting`]: sequence tracking, loss arithmetic, latency histograms (pure, unit-tested).
 //! - [`procfs`]: `/proc/PID/stat` and `/proc/PID/status` parsing.
 //! - `client`: TCP from a chosen source address, the upgrade, `join`.
-//! - `runner`: connection tasks and the controller for the three modes.
+//! - `runner`: connection tasks and the controller for the load, idle and churn modes.
+//! - `floor`: the send floor's writer and drainer threads, pinned with `taskset`.
 //! - [`report`]: [`Report`], serialisable and printable.
 //!
 //! # Use
@@ -41,6 +44,7 @@ pub mod accounting;
 pub mod args;
 mod client;
 pub mod event;
+mod floor;
 pub mod procfs;
 pub mod report;
 mod runner;

@@ -1,6 +1,6 @@
-//! CPU time and memory of a process, read from `/proc` (Linux only).
+//! CPU time and memory of a process (or one of its threads), read from `/proc` (Linux only).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Clock ticks per second in `/proc/PID/stat`. The kernel reports in USER_HZ, which is 100 on every
 /// architecture Linux exports to user space; asking `sysconf` would need `unsafe`.
@@ -52,6 +52,70 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Result<u64, ProcError> {
     let utime = next()?;
     let stime = next()?;
     Ok(utime + stime)
+}
+
+/// The `processor` field (39: the CPU the task last ran on) from the contents of a `stat` file.
+pub fn parse_stat_processor(stat: &str) -> Option<u32> {
+    // Field 3 is the first after the last ')', so field 39 is the 37th.
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_ascii_whitespace().nth(36)?.parse().ok())
+}
+
+/// Nanoseconds on the CPU (the first field) from the contents of `/proc/.../schedstat`.
+pub fn parse_schedstat_ns(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// Clock ticks per second from the output of `getconf CLK_TCK`.
+pub fn parse_clock_ticks(text: &str) -> Option<f64> {
+    text.trim().parse::<u64>().ok().filter(|&t| t > 0).map(|t| t as f64)
+}
+
+/// The clock ticks per second of `stat` files, from `getconf CLK_TCK` (calling `sysconf` directly
+/// would need `unsafe`); [`CLOCK_TICKS_PER_SEC`] when getconf is missing or says nothing useful.
+pub fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| parse_clock_ticks(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or(CLOCK_TICKS_PER_SEC)
+}
+
+/// The thread id from the target of the `/proc/thread-self` link (`<pid>/task/<tid>`).
+pub fn parse_thread_self_link(target: &Path) -> Option<u32> {
+    let parent = target.parent()?;
+    if parent.file_name()? != "task" {
+        return None;
+    }
+    target.file_name()?.to_str()?.parse().ok()
+}
+
+/// The calling thread's id (what `taskset -p` takes), when `/proc/thread-self` is readable.
+pub fn current_tid() -> Option<u32> {
+    parse_thread_self_link(&std::fs::read_link("/proc/thread-self").ok()?)
+}
+
+/// One reading of a thread.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ThreadSample {
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// The CPU it last ran on.
+    pub processor: Option<u32>,
+    /// Nanoseconds on the CPU from `schedstat` (finer than the ticks), when the kernel has it.
+    pub sched_ns: Option<u64>,
+}
+
+/// Reads `/proc/thread-self/` (`tid` None: the calling thread) or `/proc/self/task/<tid>/`.
+pub fn thread_sample(tid: Option<u32>) -> Result<ThreadSample, ProcError> {
+    let dir = tid.map_or_else(|| PathBuf::from("/proc/thread-self"), |t| PathBuf::from(format!("/proc/self/task/{t}")));
+    let stat = read(dir.join("stat"))?;
+    Ok(ThreadSample {
+        cpu_ticks: parse_stat_cpu_ticks(&stat)?,
+        processor: parse_stat_processor(&stat),
+        sched_ns: std::fs::read_to_string(dir.join("schedstat")).ok().and_then(|t| parse_schedstat_ns(&t)),
+    })
 }
 
 /// `(VmRSS, VmHWM)` in KiB from the contents of `/proc/PID/status`.
@@ -107,6 +171,41 @@ mod tests {
         let tricky = STAT.replace("(node server.js)", "(a) b (c))");
         assert_eq!(parse_stat_cpu_ticks(&tricky).ok(), Some(1801));
         assert!(parse_stat_cpu_ticks("garbage").is_err());
+    }
+
+    #[test]
+    fn thread_stat_fields_count_from_the_last_parenthesis() {
+        // A thread's stat line as Linux writes it, its name holding spaces and a ')'.
+        let stat = "90210 (dw (floor) w) R 90200 90200 1 34816 90200 4194368 1520 0 0 0 \
+            731 412 0 0 20 0 3 0 5512 203587584 2361 18446744073709551615 1 1 0 0 0 0 0 0 \
+            1073743103 0 0 0 -1 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        assert_eq!(parse_stat_cpu_ticks(stat).ok(), Some(731 + 412));
+        assert_eq!(parse_stat_processor(stat), Some(0));
+        assert_eq!(parse_stat_processor(&stat.replace(" -1 0 0 0 0", " -1 1 0 0 0")), Some(1));
+        assert_eq!(parse_stat_processor(STAT), Some(0));
+        assert_eq!(parse_stat_processor("1 (x) S 1 2 3"), None);
+    }
+
+    #[test]
+    fn schedstat_clock_ticks_and_thread_links() {
+        assert_eq!(parse_schedstat_ns("1428339012 20731 25011\n"), Some(1_428_339_012));
+        assert_eq!(parse_schedstat_ns(""), None);
+        assert_eq!(parse_clock_ticks("100\n"), Some(100.0));
+        assert_eq!(parse_clock_ticks("0"), None);
+        assert_eq!(parse_clock_ticks("undefined"), None);
+        assert_eq!(parse_thread_self_link(Path::new("4242/task/4250")), Some(4250));
+        assert_eq!(parse_thread_self_link(Path::new("4242/fd/4250")), None);
+        assert_eq!(parse_thread_self_link(Path::new("4242")), None);
+    }
+
+    #[test]
+    fn this_thread_can_be_sampled() {
+        let tid = current_tid();
+        assert!(tid.is_some_and(|t| t > 0));
+        let mine = thread_sample(None).map_err(|e| e.to_string());
+        let by_tid = thread_sample(tid).map_err(|e| e.to_string());
+        assert!(mine.is_ok() && by_tid.is_ok(), "{mine:?} {by_tid:?}");
+        assert!(clock_ticks_per_sec() > 0.0);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use crate::args::Mode;
 pub struct Report {
     /// `--label`, to tell servers apart in combined outputs.
     pub label: Option<String>,
-    /// Load, idle or churn.
+    /// Load, idle, churn or send floor.
     pub mode: Mode,
-    /// The server's URL.
+    /// The server's URL (send floor: the loopback listener's address).
     pub url: String,
     /// Seconds since the Unix epoch when the run started.
     pub started_at_unix: u64,
@@ -27,6 +27,8 @@ pub struct Report {
     pub load: Option<LoadStats>,
     /// Idle mode only.
     pub idle: Option<IdleStats>,
+    /// Send-floor mode only.
+    pub send_floor: Option<SendFloorStats>,
     /// With `--server-pid`.
     pub server: Option<ServerStats>,
     /// The generator's own CPU use, to show it was not the bottleneck.
@@ -126,6 +128,62 @@ pub struct IdleStats {
     pub unexpected_closes: u64,
 }
 
+/// The send floor: one thread writing one WebSocket frame to each of many loopback connections per
+/// round, as a server delivering one message to each of its clients with one `send()` apiece would,
+/// and nothing else. Its CPU per write is the least a server can spend per delivery here.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SendFloorStats {
+    /// Loopback connections written to.
+    pub connections: usize,
+    /// Rounds per second asked (`--rate`); each round writes one frame to every connection.
+    pub rounds_per_second: f64,
+    /// Payload bytes of each frame (`--size`).
+    pub payload_bytes: usize,
+    /// Bytes of each frame: the server text-frame header (2, 4 or 10 bytes) plus the payload.
+    pub frame_bytes: usize,
+    /// Rounds in the measured window.
+    pub rounds: u64,
+    /// Writes in the window that took the whole frame.
+    pub writes: u64,
+    /// Full writes per second of the window.
+    pub writes_per_second: f64,
+    /// Writes in the window that did not take the whole frame (short or refused).
+    pub failed_writes: u64,
+    /// The failed writes by kind (`short_write`, `wouldblock`, ...).
+    pub write_errors: BTreeMap<String, u64>,
+    /// The writer thread's user plus system CPU seconds in the window, from its `stat` ticks.
+    pub writer_cpu_seconds: f64,
+    /// The same in clock ticks (each tick is `1 / clock_ticks_per_second` s: few ticks, coarse figure).
+    pub writer_cpu_ticks: u64,
+    /// Clock ticks per second (`getconf CLK_TCK`).
+    pub clock_ticks_per_second: f64,
+    /// Writer CPU seconds per wall second of the window.
+    pub writer_cpu_utilisation: f64,
+    /// The headline: writer CPU seconds per 1,000,000 full writes (one send per delivery), the unit
+    /// of the server's "CPU seconds per million deliveries".
+    pub cpu_seconds_per_million: Option<f64>,
+    /// The same as CPU microseconds per write (numerically equal).
+    pub cpu_us_per_write: Option<f64>,
+    /// The writer's CPU seconds in the window from `schedstat` (nanosecond resolution), a cross-check.
+    pub writer_sched_cpu_seconds: Option<f64>,
+    /// `writer_sched_cpu_seconds` per 1,000,000 full writes.
+    pub sched_cpu_seconds_per_million: Option<f64>,
+    /// Largest delay of a round's start behind its schedule in the window, ms.
+    pub round_lag_max_ms: f64,
+    /// Whether both threads were pinned (writer to core 0, drainer to core 1).
+    pub pinned: bool,
+    /// The core the writer last ran on at the end of the window.
+    pub writer_core: Option<u32>,
+    /// The core the drainer last ran on at the end of the window.
+    pub drainer_core: Option<u32>,
+    /// The drainer thread's CPU seconds in the window.
+    pub drainer_cpu_seconds: Option<f64>,
+    /// Bytes written over the whole run (warm-up included).
+    pub bytes_written: u64,
+    /// Bytes the drainer read over the whole run (equal to `bytes_written` when it kept up).
+    pub bytes_drained: u64,
+}
+
 /// The server process over the measured window.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ServerStats {
@@ -194,6 +252,9 @@ fn fmt_map(m: &BTreeMap<String, u64>) -> String {
 impl Report {
     /// The report as (name, value) rows, in display order.
     pub fn rows(&self) -> Vec<(String, String)> {
+        if let Some(f) = &self.send_floor {
+            return self.floor_rows(f);
+        }
         let mut rows: Vec<(String, String)> = Vec::new();
         let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
         row("server", format!("{} ({})", self.label.as_deref().unwrap_or("-"), self.url));
@@ -278,6 +339,78 @@ impl Report {
                 if g.saturated { " - SATURATED" } else { "" }
             ),
         );
+        for note in &self.notes {
+            row("note", note.clone());
+        }
+        rows
+    }
+
+    /// The rows of a send-floor run: no server, one writer thread and its drainer.
+    fn floor_rows(&self, f: &SendFloorStats) -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = Vec::new();
+        let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
+        let opt = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
+        let core = |c: Option<u32>| c.map_or_else(|| "?".to_owned(), |c| c.to_string());
+        row("server", format!("none: a writer thread on loopback TCP ({})", self.url));
+        row(
+            "run",
+            format!(
+                "{:?}: {} connections, {} rounds/s, {} B payload ({} B frame), warm-up {:.1} s, window {:.1} s",
+                self.mode,
+                f.connections,
+                f.rounds_per_second,
+                f.payload_bytes,
+                f.frame_bytes,
+                self.config.warmup_seconds,
+                self.window_seconds
+            ),
+        );
+        let k = &self.connect;
+        row("connections", format!("{} of {} in {:.2} s", k.established, k.attempted, k.seconds));
+        row(
+            "writes",
+            format!(
+                "{} in {} rounds ({:.0}/s), {} failed ({})",
+                f.writes,
+                f.rounds,
+                f.writes_per_second,
+                f.failed_writes,
+                fmt_map(&f.write_errors)
+            ),
+        );
+        row(
+            "writer cpu",
+            format!(
+                "{:.2} s ({} ticks at {}/s, {:.1}% of core {}); schedstat {} s",
+                f.writer_cpu_seconds,
+                f.writer_cpu_ticks,
+                f.clock_ticks_per_second,
+                f.writer_cpu_utilisation * 100.0,
+                core(f.writer_core),
+                opt(f.writer_sched_cpu_seconds, 3)
+            ),
+        );
+        row(
+            "send floor",
+            format!(
+                "{} CPU s per 1M deliveries (one send per delivery) = {} CPU µs per write; schedstat {} s per 1M",
+                opt(f.cpu_seconds_per_million, 2),
+                opt(f.cpu_us_per_write, 2),
+                opt(f.sched_cpu_seconds_per_million, 2)
+            ),
+        );
+        row("round lag max", format!("{:.2} ms", f.round_lag_max_ms));
+        row(
+            "drainer",
+            format!(
+                "core {}, cpu {} s; {} of {} bytes drained",
+                core(f.drainer_core),
+                opt(f.drainer_cpu_seconds, 2),
+                f.bytes_drained,
+                f.bytes_written
+            ),
+        );
+        row("generator cpu", format!("{:.2} s (writer, drainer and controller)", self.generator.cpu_seconds));
         for note in &self.notes {
             row("note", note.clone());
         }

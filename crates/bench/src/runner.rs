@@ -368,7 +368,6 @@ impl Progress {
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     args.validate()?;
     let nofile_limit = raise_nofile_limit();
-    let target = Target::resolve(&args.url).await.with_context(|| format!("resolving {}", args.url))?;
     // With only the default address, let the kernel pick the source (as any client would); binding
     // explicitly only matters to spread ports over several addresses.
     let default_source = args.source_addrs.len() == 1 && args.source_addrs[0] == IpAddr::from([127, 0, 0, 1]);
@@ -394,6 +393,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         connect: ConnectStats::default(),
         load: None,
         idle: None,
+        send_floor: None,
         server: None,
         generator: GeneratorStats { nofile_limit, ..GeneratorStats::default() },
         notes: Vec::new(),
@@ -405,13 +405,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             "the machine was busy before the run (1-minute load average {load:.2}): other processes competed for the CPUs"
         ));
     }
-    let needed_files = args.connections as u64 + 64;
+    // The send floor holds both ends of each of its connections.
+    let ends = if args.mode() == Mode::SendFloor { 2 } else { 1 };
+    let needed_files = args.connections as u64 * ends + 64;
     if args.mode() != Mode::Churn && nofile_limit < needed_files {
         report.notes.push(format!("RLIMIT_NOFILE is {nofile_limit}, below the {needed_files} files this run needs"));
     }
+    let resolve = || async { Target::resolve(&args.url).await.with_context(|| format!("resolving {}", args.url)) };
     match args.mode() {
-        Mode::Churn => run_churn(&args, target, sources, &mut report).await?,
-        Mode::Load | Mode::Idle => run_connected(&args, target, sources, &mut report).await?,
+        Mode::Churn => run_churn(&args, resolve().await?, sources, &mut report).await?,
+        Mode::Load | Mode::Idle => run_connected(&args, resolve().await?, sources, &mut report).await?,
+        Mode::SendFloor => crate::floor::run(&args, &mut report).await?,
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
@@ -596,7 +600,7 @@ async fn run_connected(
                     Some(s.rss_end_kib.saturating_sub(s.rss_before_connect_kib) as f64 * 1024.0 / held as f64);
             }
         }
-        Mode::Churn => {}
+        Mode::Churn | Mode::SendFloor => {}
     }
     if let Some(load) = report.load.as_mut() {
         load.latency = LatencySummary::from_histogram(&shared.latency.merged());

@@ -11,14 +11,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use dynamowave_core::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
+use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::wire;
@@ -69,8 +70,11 @@ pub struct LiveConnection {
     /// std Mutex: held for one non-blocking write, never across an await. Contended only when
     /// two tasks post to the same connection at the same instant.
     outbox: Mutex<Outbox>,
-    /// Wakes the connection's task to flush what a post could not write.
-    pub(crate) flush_wanted: Notify,
+    /// Set (and the connection's task woken) when a post queued what it could not write. A flag
+    /// and a waker rather than a `Notify`: the task polls them, so an idle connection's task
+    /// stores no waiter node.
+    flush_requested: AtomicBool,
+    flush_waker: AtomicWaker,
     max_queued: usize,
     /// Cancelled when the server wants the connection closed (DeleteConnection, slow consumer,
     /// shutdown); the code and reason to close with are in `close_with`.
@@ -108,7 +112,8 @@ impl LiveConnection {
             last_active_at: AtomicI64::new(connected_at),
             stream: OnceLock::new(),
             outbox: Mutex::new(Outbox::default()),
-            flush_wanted: Notify::new(),
+            flush_requested: AtomicBool::new(false),
+            flush_waker: AtomicWaker::new(),
             max_queued: queue.max(1),
             closing,
             close_with: Mutex::new(None),
@@ -118,7 +123,7 @@ impl LiveConnection {
     /// Attaches the upgraded socket; frames queued before are flushed by the caller's task.
     pub fn attach(&self, stream: TcpStream) {
         let _ = self.stream.set(stream);
-        self.flush_wanted.notify_one();
+        self.request_flush();
     }
 
     pub(crate) fn stream(&self) -> Option<&TcpStream> {
@@ -171,7 +176,7 @@ impl LiveConnection {
                 }
             }
             drop(out);
-            self.flush_wanted.notify_one();
+            self.request_flush();
             return Ok(());
         }
         if out.queue.len() >= self.max_queued {
@@ -184,7 +189,7 @@ impl LiveConnection {
         let first = out.queue.len() == 1;
         drop(out);
         if first {
-            self.flush_wanted.notify_one();
+            self.request_flush();
         }
         Ok(())
     }
@@ -234,6 +239,23 @@ impl LiveConnection {
             out.queue = VecDeque::new();
         }
         Ok(Flushed::Done)
+    }
+
+    fn request_flush(&self) {
+        self.flush_requested.store(true, Ordering::Release);
+        self.flush_waker.wake();
+    }
+
+    /// Ready once a post has asked for a flush since the last time it was.
+    pub(crate) fn poll_flush_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.flush_requested.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.flush_waker.register(cx.waker());
+        if self.flush_requested.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Whether frames are waiting.

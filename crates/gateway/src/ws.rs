@@ -437,26 +437,52 @@ async fn serve(
                 }
                 timer.as_mut().reset(idle_ends.min(lifetime_ends));
             }
-            _ = live.flush_wanted.notified(), if !want_write => want_write = true,
-            ready = stream.writable(), if want_write => {
-                if let Err(e) = ready.and_then(|()| live.flush()) {
-                    return Ending::abnormal(format!(": {e}"));
+            io = std::future::poll_fn(|cx| poll_io(cx, stream, live, &mut want_write, true)) => match io {
+                Io::Write => {
+                    if let Err(e) = live.flush() {
+                        return Ending::abnormal(format!(": {e}"));
+                    }
+                    want_write = live.has_queued();
                 }
-                want_write = live.has_queued();
-            }
-            ready = stream.readable() => {
-                if let Err(e) = ready {
-                    return Ending::abnormal(format!(": {e}"));
-                }
-                match stream.try_read_buf(reader.buffer(limits.read_buffer_bytes)) {
+                Io::Read => match stream.try_read_buf(reader.buffer(limits.read_buffer_bytes)) {
                     Ok(0) => return Ending::abnormal(""),
                     Ok(_) => pending_frames = true,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reader.release_if_idle(),
                     Err(e) => return Ending::abnormal(format!(": {e}")),
-                }
-            }
+                },
+            },
         }
     }
+}
+
+/// What the socket is ready for.
+enum Io {
+    /// Queued frames can be written.
+    Write,
+    /// The client sent something.
+    Read,
+}
+
+/// Polls a connection's socket and its flush requests directly (no readiness futures): an idle
+/// connection's task then holds no waiter nodes, only its registration in the reactor. A
+/// readiness error counts as ready: the read or write that follows reports it.
+fn poll_io(
+    cx: &mut std::task::Context<'_>,
+    stream: &TcpStream,
+    live: &LiveConnection,
+    want_write: &mut bool,
+    read: bool,
+) -> std::task::Poll<Io> {
+    if !*want_write && live.poll_flush_requested(cx).is_ready() {
+        *want_write = true;
+    }
+    if *want_write && stream.poll_write_ready(cx).is_ready() {
+        return std::task::Poll::Ready(Io::Write);
+    }
+    if read && stream.poll_read_ready(cx).is_ready() {
+        return std::task::Poll::Ready(Io::Read);
+    }
+    std::task::Poll::Pending
 }
 
 /// Runs `work` (a handler) while still flushing what posts queue for this connection, so a slow
@@ -472,9 +498,8 @@ async fn flush_while(
         tokio::select! {
             biased;
             () = &mut work => return Ok(()),
-            _ = live.flush_wanted.notified(), if !*want_write => *want_write = true,
-            ready = stream.writable(), if *want_write => {
-                ready.and_then(|()| live.flush())?;
+            _ = std::future::poll_fn(|cx| poll_io(cx, stream, live, want_write, false)) => {
+                live.flush()?;
                 *want_write = live.has_queued();
             }
         }

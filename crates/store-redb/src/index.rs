@@ -23,7 +23,9 @@ pub(crate) struct Index {
     by_id: HashMap<String, ConnectionRecord>,
     /// Sorted, so a page continues after the last id of the previous one.
     by_room: HashMap<String, BTreeSet<String>>,
-    by_name: HashMap<String, BTreeSet<String>>,
+    /// (name, connection id) pairs: one ordered set rather than a set per name, since most names
+    /// are unique (a set per name cost a 300-byte B-tree node per connection).
+    by_name: BTreeSet<(String, String)>,
 }
 
 impl Index {
@@ -50,13 +52,13 @@ impl Index {
             if let Some(room) = &old.room {
                 remove_from(&mut self.by_room, room, connection_id);
             }
-            remove_from(&mut self.by_name, &old.name, connection_id);
+            self.by_name.remove(&(old.name, connection_id.to_string()));
         }
         if let Some(new) = record {
             if let Some(room) = &new.room {
                 self.by_room.entry(room.clone()).or_default().insert(connection_id.to_string());
             }
-            self.by_name.entry(new.name.clone()).or_default().insert(connection_id.to_string());
+            self.by_name.insert((new.name.clone(), connection_id.to_string()));
             self.by_id.insert(connection_id.to_string(), new);
         }
     }
@@ -101,10 +103,12 @@ impl Index {
     }
 
     pub fn named(&self, name: &str) -> Vec<ConnectionRecord> {
+        let from = (name.to_string(), String::new());
         self.by_name
-            .get(name)
-            .map(|ids| ids.iter().filter_map(|id| self.by_id.get(id).cloned()).collect())
-            .unwrap_or_default()
+            .range(from..)
+            .take_while(|(n, _)| n == name)
+            .filter_map(|(_, id)| self.by_id.get(id).cloned())
+            .collect()
     }
 }
 

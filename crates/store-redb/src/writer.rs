@@ -27,6 +27,7 @@ use tracing::{debug, error, info};
 use crate::index::Index;
 use crate::tables::{
     CONNECTIONS, JOURNAL, JournalEntry, LogTables, META, META_HORIZON, RoomMeta, apply, db_err, decode, encode,
+    encode_connection,
 };
 use crate::{RedbSettings, now_micros};
 
@@ -274,7 +275,7 @@ impl Writer {
         if self.current(overlay, &record.connection_id).is_some() {
             return Ok(Err(StoreError::Conflict(format!("connection {} is registered", record.connection_id))));
         }
-        tx.connections.insert(record.connection_id.as_str(), encode(&record)?.as_slice()).map_err(db_err)?;
+        tx.connections.insert(record.connection_id.as_str(), encode_connection(&record)?.as_slice()).map_err(db_err)?;
         overlay.insert(record.connection_id.clone(), Some(record));
         Ok(Ok(()))
     }
@@ -309,7 +310,7 @@ impl Writer {
         };
         let mut new = old.clone();
         change(&mut new);
-        tx.connections.insert(id, encode(&new)?.as_slice()).map_err(db_err)?;
+        tx.connections.insert(id, encode_connection(&new)?.as_slice()).map_err(db_err)?;
         overlay.insert(id.to_string(), Some(new.clone()));
         Ok(Ok((old, new)))
     }
