@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use dynamowave_core::ConnectionsApi;
 use dynamowave_core::model::StoredMessage;
 use dynamowave_core::protocol::{ServerEvent, parse_action};
-use dynamowave_gateway::events::select_route;
+use dynamowave_gateway::events::{ConnectionContext, select_route};
 use dynamowave_gateway::registry::{LiveConnection, LocalConnectionsApi, Registry};
 
 fn hot_paths(c: &mut Criterion) {
@@ -48,7 +48,15 @@ fn hot_paths(c: &mut Criterion) {
         client.set_nonblocking(true).expect("nonblocking");
         let (server, _) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
-        let live = LiveConnection::new(id.clone(), 0, "127.0.0.1".into(), None, 4096);
+        let ctx = ConnectionContext {
+            connection_id: id.clone(),
+            connected_at: 0,
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            domain_name: "localhost".into(),
+            authorizer: Default::default(),
+        };
+        let live = LiveConnection::new(ctx, 4096);
         let _entered = runtime.enter();
         live.attach(tokio::net::TcpStream::from_std(server).expect("register"));
         registry.insert(live);

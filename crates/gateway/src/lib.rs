@@ -284,13 +284,48 @@ impl Gateway {
             header_read_timeout: shared.settings.limits.header_read_timeout,
             max_header_bytes: shared.settings.limits.max_header_bytes,
         };
+        let sweeper = tokio::spawn(sweep(shared.clone()));
         server::serve(self.listener, app, limits, shared.shutdown.clone()).await;
+        let _ = sweeper.await;
         // Connections see the same token and close with 1001; wait for their `$disconnect`s.
         shared.tracker.close();
         shared.tracker.wait().await;
         info!("all connections closed");
         Ok(())
     }
+}
+
+/// Closes the connections past API Gateway's idle timeout or maximum duration (1001), one task
+/// for all of them rather than two timers in every connection's task; the limits are checked
+/// every tenth of the shorter one, at most every second. At shutdown it closes every connection
+/// with 1001 (a connection registered later closes itself: see `ws::upgrade`).
+async fn sweep(shared: Arc<Shared>) {
+    use std::time::Duration;
+    let limits = &shared.settings.limits;
+    let every = (limits.idle_timeout.min(limits.max_connection_duration) / 10)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let (idle_ms, lifetime_ms) = (millis(limits.idle_timeout), millis(limits.max_connection_duration));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        shared.registry.for_each(|live| {
+            if live.is_closing() {
+                return;
+            }
+            if now.saturating_sub(live.ctx.connected_at) >= lifetime_ms {
+                live.close(registry::close::GOING_AWAY, "Going away: connection duration limit");
+            } else if now.saturating_sub(live.last_active_at.load(std::sync::atomic::Ordering::Relaxed)) >= idle_ms {
+                live.close(registry::close::GOING_AWAY, "Going away: idle timeout");
+            }
+        });
+    }
+    shared.registry.for_each(|live| live.close(registry::close::GOING_AWAY, "Going away"));
 }
 
 async fn wait_for_signal() {

@@ -13,15 +13,15 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::task::{Context, Poll};
+use std::task::Context;
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use dynamowave_core::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
+use crate::events::ConnectionContext;
 use crate::wire;
 
 /// Close codes the gateway sends (RFC 6455 §7.4.1).
@@ -58,11 +58,14 @@ pub(crate) enum Flushed {
 }
 
 /// One live connection, shared by its task and everyone who posts to it.
+///
+/// Memory matters here (one per connection, 15,000 idle ones in the benchmark): the connection's
+/// task waits on this struct's flags and one waker instead of futures of its own, and the
+/// gateway's sweeper, not a timer per connection, enforces the idle and lifetime limits.
 pub struct LiveConnection {
-    pub connection_id: String,
-    pub connected_at: i64,
-    pub source_ip: String,
-    pub user_agent: Option<String>,
+    /// What API Gateway knows of the connection; every event for it is built from this.
+    pub ctx: ConnectionContext,
+    /// Milliseconds since the epoch of the client's last frame (`lastActiveAt`; the idle timer).
     pub last_active_at: AtomicI64,
     /// The socket, once upgraded. Frames posted before (a broadcast racing the upgrade) wait in
     /// the outbox and are flushed when it is attached.
@@ -70,54 +73,35 @@ pub struct LiveConnection {
     /// std Mutex: held for one non-blocking write, never across an await. Contended only when
     /// two tasks post to the same connection at the same instant.
     outbox: Mutex<Outbox>,
-    /// Set (and the connection's task woken) when a post queued what it could not write. A flag
-    /// and a waker rather than a `Notify`: the task polls them, so an idle connection's task
-    /// stores no waiter node.
+    /// A post queued what it could not write: the task should flush.
     flush_requested: AtomicBool,
-    flush_waker: AtomicWaker,
+    /// The server wants the connection closed (DeleteConnection, slow consumer, idle or
+    /// lifetime limit, shutdown); the code and reason are in `close_with`.
+    closing: AtomicBool,
+    /// Wakes the connection's task when either flag is set.
+    waker: AtomicWaker,
     max_queued: usize,
-    /// Cancelled when the server wants the connection closed (DeleteConnection, slow consumer,
-    /// shutdown); the code and reason to close with are in `close_with`.
-    pub closing: CancellationToken,
     close_with: Mutex<Option<(u16, String)>>,
 }
 
 impl LiveConnection {
     /// A connection that takes up to `queue` frames its socket cannot accept yet.
-    pub fn new(
-        connection_id: String,
-        connected_at: i64,
-        source_ip: String,
-        user_agent: Option<String>,
-        queue: usize,
-    ) -> Arc<Self> {
-        Self::with_closing(CancellationToken::new(), connection_id, connected_at, source_ip, user_agent, queue)
-    }
-
-    /// As [`LiveConnection::new`], closing when `closing` is cancelled (the gateway passes a child
-    /// of its shutdown token).
-    pub fn with_closing(
-        closing: CancellationToken,
-        connection_id: String,
-        connected_at: i64,
-        source_ip: String,
-        user_agent: Option<String>,
-        queue: usize,
-    ) -> Arc<Self> {
+    pub fn new(ctx: ConnectionContext, queue: usize) -> Arc<Self> {
         Arc::new(Self {
-            connection_id,
-            connected_at,
-            source_ip,
-            user_agent,
-            last_active_at: AtomicI64::new(connected_at),
+            last_active_at: AtomicI64::new(ctx.connected_at),
+            ctx,
             stream: OnceLock::new(),
             outbox: Mutex::new(Outbox::default()),
             flush_requested: AtomicBool::new(false),
-            flush_waker: AtomicWaker::new(),
+            closing: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             max_queued: queue.max(1),
-            closing,
             close_with: Mutex::new(None),
         })
+    }
+
+    pub fn connection_id(&self) -> &str {
+        &self.ctx.connection_id
     }
 
     /// Attaches the upgraded socket; frames queued before are flushed by the caller's task.
@@ -137,7 +121,13 @@ impl LiveConnection {
             *slot = Some((code, reason.to_string()));
         }
         drop(slot);
-        self.closing.cancel();
+        self.closing.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether the server asked the connection to close.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// The code and reason the server asked to close with, if it did.
@@ -243,19 +233,18 @@ impl LiveConnection {
 
     fn request_flush(&self) {
         self.flush_requested.store(true, Ordering::Release);
-        self.flush_waker.wake();
+        self.waker.wake();
     }
 
-    /// Ready once a post has asked for a flush since the last time it was.
-    pub(crate) fn poll_flush_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.flush_requested.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        self.flush_waker.register(cx.waker());
-        if self.flush_requested.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
+    /// Registers the connection task's waker. Register first, then read the flags: a flag set
+    /// in between still finds the waker.
+    pub(crate) fn register(&self, cx: &mut Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    /// Whether a post asked for a flush since the last call.
+    pub(crate) fn take_flush_request(&self) -> bool {
+        self.flush_requested.swap(false, Ordering::AcqRel)
     }
 
     /// Whether frames are waiting.
@@ -276,8 +265,8 @@ pub struct Registry {
 
 impl Registry {
     pub fn insert(&self, live: Arc<LiveConnection>) {
-        *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.source_ip.clone()).or_insert(0) += 1;
-        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(live.connection_id.clone(), live);
+        *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.ctx.source_ip.clone()).or_insert(0) += 1;
+        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(live.ctx.connection_id.clone(), live);
         metrics::gauge!("dynamowave_connections").increment(1.0);
     }
 
@@ -285,10 +274,10 @@ impl Registry {
         let removed = self.map.write().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
         if let Some(live) = &removed {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = per_ip.get_mut(&live.source_ip) {
+            if let Some(n) = per_ip.get_mut(&live.ctx.source_ip) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    per_ip.remove(&live.source_ip);
+                    per_ip.remove(&live.ctx.source_ip);
                 }
             }
         }
@@ -305,6 +294,13 @@ impl Registry {
 
     pub fn get(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(connection_id).cloned()
+    }
+
+    /// Calls `f` for every live connection, under the read lock (so `f` must not block).
+    pub fn for_each(&self, mut f: impl FnMut(&LiveConnection)) {
+        for live in self.map.read().unwrap_or_else(|p| p.into_inner()).values() {
+            f(live);
+        }
     }
 
     pub fn all(&self) -> Vec<Arc<LiveConnection>> {
@@ -346,9 +342,9 @@ impl ConnectionsApi for LocalConnectionsApi {
     async fn get_connection(&self, connection_id: &str) -> Result<ConnectionInfo, ConnectionsApiError> {
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
         Ok(ConnectionInfo {
-            connected_at: live.connected_at,
-            source_ip: live.source_ip.clone(),
-            user_agent: live.user_agent.clone(),
+            connected_at: live.ctx.connected_at,
+            source_ip: live.ctx.source_ip.clone(),
+            user_agent: live.ctx.user_agent.clone(),
             last_active_at: live.last_active_at.load(Ordering::Relaxed),
         })
     }

@@ -105,15 +105,12 @@ pub(crate) async fn upgrade(
 
         // The connection exists (and queues what is posted to it) from before `$connect`
         // runs, so that a broadcast racing the upgrade cannot find it gone and delete its entry.
-        let live = LiveConnection::with_closing(
-            shared.shutdown.child_token(),
-            ctx.connection_id.clone(),
-            ctx.connected_at,
-            ctx.source_ip.clone(),
-            ctx.user_agent.clone(),
-            shared.settings.limits.send_queue_frames,
-        );
+        let live = LiveConnection::new(ctx.clone(), shared.settings.limits.send_queue_frames);
         shared.registry.insert(live.clone());
+        if shared.shutdown.is_cancelled() {
+            // Registered after the shutdown sweep: close it like the others.
+            live.close(close::GOING_AWAY, "Going away");
+        }
 
         let event = connect_event(&ctx, &shared.settings.stage, &shared.settings.api_id, &headers, &query);
         let answer = invoke(&shared, "$connect", event).await;
@@ -147,7 +144,7 @@ pub(crate) async fn upgrade(
         // No span for the connection's whole life: a live span costs memory in the subscriber
         // for as long as it lives (~300 bytes per idle connection). Each phase that logs opens
         // its own span with the connection id instead.
-        shared.tracker.spawn(run(shared.clone(), on_upgrade, live, ctx, json_framing));
+        shared.tracker.spawn(run(shared.clone(), on_upgrade, live, json_framing));
         let mut upgraded = Response::new(Body::empty());
         *upgraded.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = upgraded.headers_mut();
@@ -318,13 +315,8 @@ impl Ending {
 
 /// After the upgrade: takes the socket back from hyper (its HTTP buffers are freed), serves the
 /// connection, and runs `$disconnect`.
-async fn run(
-    shared: Arc<Shared>,
-    on_upgrade: OnUpgrade,
-    live: Arc<LiveConnection>,
-    ctx: ConnectionContext,
-    json: bool,
-) {
+async fn run(shared: Arc<Shared>, on_upgrade: OnUpgrade, live: Arc<LiveConnection>, json: bool) {
+    let ctx = &live.ctx;
     let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
         Ok(Ok(parts)) => parts,
         failed => {
@@ -335,7 +327,7 @@ async fn run(
             let span = info_span!("connection", connection_id = %ctx.connection_id);
             warn!(parent: &span, error = %why, "upgrade failed after $connect");
             shared.registry.remove(&ctx.connection_id);
-            Box::pin(run_disconnect(&shared, &ctx, close::ABNORMAL, "Upgrade failed")).instrument(span).await;
+            Box::pin(run_disconnect(&shared, ctx, close::ABNORMAL, "Upgrade failed")).instrument(span).await;
             return;
         }
     };
@@ -347,33 +339,22 @@ async fn run(
     live.attach(parts.io.into_inner());
     // The `$connect` handler logs the connection (with its name); this is for tracing the gateway.
     debug!(connection_id = %ctx.connection_id, source_ip = %ctx.source_ip, json, "upgraded");
-    let ending = serve(&shared, &live, &ctx, json, reader).await;
+    let ending = serve(&shared, &live, json, reader).await;
     let span = info_span!("connection", connection_id = %ctx.connection_id);
     debug!(parent: &span, code = ending.code, reason = %ending.reason, "closing");
     shared.registry.remove(&ctx.connection_id);
     // Boxed: the closing and `$disconnect` states (the event alone is ~1 KiB) exist only at
     // the end, instead of enlarging every idle connection's task.
     Box::pin(close_socket(&live, ending.frame.clone())).await;
-    Box::pin(run_disconnect(&shared, &ctx, ending.code, &ending.reason)).instrument(span).await;
+    Box::pin(run_disconnect(&shared, ctx, ending.code, &ending.reason)).instrument(span).await;
 }
 
-/// The connection's loop: frames in, queued frames out, timers, until something ends it.
-async fn serve(
-    shared: &Arc<Shared>,
-    live: &Arc<LiveConnection>,
-    ctx: &ConnectionContext,
-    json: bool,
-    mut reader: FrameReader,
-) -> Ending {
+/// The connection's loop: frames in, queued frames out, until something ends it. The idle and
+/// lifetime limits are the gateway's sweeper's (`crate::sweep`): it closes the connection
+/// through `LiveConnection::close` like any other close request.
+async fn serve(shared: &Arc<Shared>, live: &Arc<LiveConnection>, json: bool, mut reader: FrameReader) -> Ending {
     let Some(stream) = live.stream() else { return Ending::abnormal(": no socket") };
     let limits = &shared.settings.limits;
-    // One timer for both limits (a timer is ~100 bytes of every connection's task): it fires at
-    // the earlier deadline, and is re-armed when the idle deadline has moved on since.
-    let started = tokio::time::Instant::now();
-    let lifetime_ends = started + limits.max_connection_duration;
-    let mut idle_ends = started + limits.idle_timeout;
-    let timer = tokio::time::sleep_until(idle_ends.min(lifetime_ends));
-    tokio::pin!(timer);
     let mut per_connection = shared.throttles.per_connection();
     let mut want_write = false;
     // Bytes hyper read past the handshake are frames already.
@@ -395,14 +376,13 @@ async fn serve(
                         return Ending::server(violation.code(), violation.reason());
                     }
                 };
-                idle_ends = tokio::time::Instant::now() + limits.idle_timeout;
                 live.touch();
                 match incoming {
                     Incoming::Text(text) => {
                         metrics::counter!("dynamowave_messages_in_total").increment(1);
                         // Boxed: the handler's state exists only while it runs, not in every
                         // idle connection's task.
-                        let handling = Box::pin(on_text(shared, live, ctx, json, &mut per_connection, &text));
+                        let handling = Box::pin(on_text(shared, live, json, &mut per_connection, &text));
                         if let Err(e) = flush_while(live, stream, &mut want_write, handling).await {
                             return Ending::abnormal(format!(": {e}"));
                         }
@@ -416,70 +396,68 @@ async fn serve(
             }
             reader.release_if_idle();
         }
-        tokio::select! {
-            biased;
-            // `closing` is a child of the gateway's shutdown token: one wait for both.
-            _ = live.closing.cancelled() => {
-                let (code, reason) = match live.close_request() {
-                    Some(asked) => asked,
-                    None if shared.shutdown.is_cancelled() => (close::GOING_AWAY, "Going away".to_string()),
-                    None => (close::NORMAL, String::new()),
-                };
+        match std::future::poll_fn(|cx| poll_io(cx, stream, live, &mut want_write, Watch::All)).await {
+            Io::Close => {
+                let (code, reason) = live.close_request().unwrap_or((close::NORMAL, String::new()));
                 return Ending::server(code, reason);
             }
-            _ = &mut timer => {
-                let now = tokio::time::Instant::now();
-                if now >= lifetime_ends {
-                    return Ending::server(close::GOING_AWAY, "Going away: connection duration limit");
+            Io::Write => {
+                if let Err(e) = live.flush() {
+                    return Ending::abnormal(format!(": {e}"));
                 }
-                if now >= idle_ends {
-                    return Ending::server(close::GOING_AWAY, "Going away: idle timeout");
-                }
-                timer.as_mut().reset(idle_ends.min(lifetime_ends));
+                want_write = live.has_queued();
             }
-            io = std::future::poll_fn(|cx| poll_io(cx, stream, live, &mut want_write, true)) => match io {
-                Io::Write => {
-                    if let Err(e) = live.flush() {
-                        return Ending::abnormal(format!(": {e}"));
-                    }
-                    want_write = live.has_queued();
-                }
-                Io::Read => match stream.try_read_buf(reader.buffer(limits.read_buffer_bytes)) {
-                    Ok(0) => return Ending::abnormal(""),
-                    Ok(_) => pending_frames = true,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reader.release_if_idle(),
-                    Err(e) => return Ending::abnormal(format!(": {e}")),
-                },
+            Io::Read => match stream.try_read_buf(reader.buffer(limits.read_buffer_bytes)) {
+                Ok(0) => return Ending::abnormal(""),
+                Ok(_) => pending_frames = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reader.release_if_idle(),
+                Err(e) => return Ending::abnormal(format!(": {e}")),
             },
         }
     }
 }
 
-/// What the socket is ready for.
+/// What woke a connection's task.
 enum Io {
+    /// The server asked it to close.
+    Close,
     /// Queued frames can be written.
     Write,
     /// The client sent something.
     Read,
 }
 
-/// Polls a connection's socket and its flush requests directly (no readiness futures): an idle
-/// connection's task then holds no waiter nodes, only its registration in the reactor. A
-/// readiness error counts as ready: the read or write that follows reports it.
+/// What `poll_io` reports.
+#[derive(Clone, Copy, PartialEq)]
+enum Watch {
+    /// Close requests, writes and reads (the connection's loop).
+    All,
+    /// Writes only (while a handler runs: its message is handled to the end first).
+    Writes,
+}
+
+/// Polls a connection's flags and socket directly, not through futures: an idle connection's
+/// task then stores no waiter of its own, only its registration in the reactor and the
+/// connection's one waker. A readiness error counts as ready: the read or write that follows
+/// reports it.
 fn poll_io(
     cx: &mut std::task::Context<'_>,
     stream: &TcpStream,
     live: &LiveConnection,
     want_write: &mut bool,
-    read: bool,
+    watch: Watch,
 ) -> std::task::Poll<Io> {
-    if !*want_write && live.poll_flush_requested(cx).is_ready() {
+    live.register(cx);
+    if watch == Watch::All && live.is_closing() {
+        return std::task::Poll::Ready(Io::Close);
+    }
+    if live.take_flush_request() {
         *want_write = true;
     }
     if *want_write && stream.poll_write_ready(cx).is_ready() {
         return std::task::Poll::Ready(Io::Write);
     }
-    if read && stream.poll_read_ready(cx).is_ready() {
+    if watch == Watch::All && stream.poll_read_ready(cx).is_ready() {
         return std::task::Poll::Ready(Io::Read);
     }
     std::task::Poll::Pending
@@ -498,7 +476,7 @@ async fn flush_while(
         tokio::select! {
             biased;
             () = &mut work => return Ok(()),
-            _ = std::future::poll_fn(|cx| poll_io(cx, stream, live, want_write, false)) => {
+            _ = std::future::poll_fn(|cx| poll_io(cx, stream, live, want_write, Watch::Writes)) => {
                 live.flush()?;
                 *want_write = live.has_queued();
             }
@@ -554,11 +532,11 @@ async fn close_socket(live: &LiveConnection, last: Option<Bytes>) {
 async fn on_text(
     shared: &Arc<Shared>,
     live: &Arc<LiveConnection>,
-    ctx: &ConnectionContext,
     json: bool,
     per_connection: &mut Option<crate::throttle::Limiter>,
     body: &str,
 ) {
+    let ctx = &live.ctx;
     let selected = select_route(&shared.settings.route_selection_expression, body);
     let route_key = match selected {
         Some(k) if shared.has_route(&k) => k,
