@@ -317,26 +317,9 @@ impl Ending {
 /// connection, and runs `$disconnect`.
 async fn run(shared: Arc<Shared>, on_upgrade: OnUpgrade, live: Arc<LiveConnection>, json: bool) {
     let ctx = &live.ctx;
-    let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
-        Ok(Ok(parts)) => parts,
-        failed => {
-            let why = match failed {
-                Err(e) => e.to_string(),
-                _ => "not a TCP connection".to_string(),
-            };
-            let span = info_span!("connection", connection_id = %ctx.connection_id);
-            warn!(parent: &span, error = %why, "upgrade failed after $connect");
-            shared.registry.remove(&ctx.connection_id);
-            Box::pin(run_disconnect(&shared, ctx, close::ABNORMAL, "Upgrade failed")).instrument(span).await;
-            return;
-        }
-    };
-    let limits = &shared.settings.limits;
-    let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &parts.read_buf);
-    // `read_buf` is a view of hyper's 8 KiB read buffer: holding it (even empty) would keep
-    // that buffer alive for the connection's whole life.
-    drop(parts.read_buf);
-    live.attach(parts.io.into_inner());
+    // Boxed, as the closing states below: the task then keeps room for the connection's loop
+    // only, not also for the upgrade's state.
+    let Some(reader) = Box::pin(take_socket(&shared, on_upgrade, &live)).await else { return };
     // The `$connect` handler logs the connection (with its name); this is for tracing the gateway.
     debug!(connection_id = %ctx.connection_id, source_ip = %ctx.source_ip, json, "upgraded");
     let ending = serve(&shared, &live, json, reader).await;
@@ -347,6 +330,33 @@ async fn run(shared: Arc<Shared>, on_upgrade: OnUpgrade, live: Arc<LiveConnectio
     // the end, instead of enlarging every idle connection's task.
     Box::pin(close_socket(&live, ending.frame.clone())).await;
     Box::pin(run_disconnect(&shared, ctx, ending.code, &ending.reason)).instrument(span).await;
+}
+
+/// Waits for hyper to hand the upgraded socket over and attaches it to the connection; `None` if
+/// the upgrade failed (then `$disconnect` has run).
+async fn take_socket(shared: &Arc<Shared>, on_upgrade: OnUpgrade, live: &LiveConnection) -> Option<FrameReader> {
+    let ctx = &live.ctx;
+    let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+        Ok(Ok(parts)) => parts,
+        failed => {
+            let why = match failed {
+                Err(e) => e.to_string(),
+                _ => "not a TCP connection".to_string(),
+            };
+            let span = info_span!("connection", connection_id = %ctx.connection_id);
+            warn!(parent: &span, error = %why, "upgrade failed after $connect");
+            shared.registry.remove(&ctx.connection_id);
+            run_disconnect(shared, ctx, close::ABNORMAL, "Upgrade failed").instrument(span).await;
+            return None;
+        }
+    };
+    let limits = &shared.settings.limits;
+    let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &parts.read_buf);
+    // `read_buf` is a view of hyper's 8 KiB read buffer: holding it (even empty) would keep
+    // that buffer alive for the connection's whole life.
+    drop(parts.read_buf);
+    live.attach(parts.io.into_inner());
+    Some(reader)
 }
 
 /// The connection's loop: frames in, queued frames out, until something ends it. The idle and
@@ -465,23 +475,29 @@ fn poll_io(
 
 /// Runs `work` (a handler) while still flushing what posts queue for this connection, so a slow
 /// integration never holds its client's frames back.
+/// (A poll function rather than `select!`, which would keep a slot for each branch's future in
+/// every connection's task.)
 async fn flush_while(
     live: &LiveConnection,
     stream: &TcpStream,
     want_write: &mut bool,
-    work: impl std::future::Future<Output = ()>,
+    mut work: std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
 ) -> std::io::Result<()> {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut work => return Ok(()),
-            _ = std::future::poll_fn(|cx| poll_io(cx, stream, live, want_write, Watch::Writes)) => {
-                live.flush()?;
-                *want_write = live.has_queued();
+    std::future::poll_fn(|cx| {
+        loop {
+            if work.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(Ok(()));
             }
+            if poll_io(cx, stream, live, want_write, Watch::Writes).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            if let Err(e) = live.flush() {
+                return std::task::Poll::Ready(Err(e));
+            }
+            *want_write = live.has_queued();
         }
-    }
+    })
+    .await
 }
 
 /// Sends what is queued and the close frame (up to 5 s), then closes TCP from the server's side
