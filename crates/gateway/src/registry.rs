@@ -9,7 +9,7 @@
 //! closed with 1008 and the post answers 429 LimitExceeded, so one slow reader never slows a
 //! broadcast down.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -253,12 +253,36 @@ impl LiveConnection {
     }
 }
 
+/// A live connection in the registry's set, found by its id (`Borrow<str>`): the set needs no
+/// key string of its own besides the one in the connection's context.
+struct ById(Arc<LiveConnection>);
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.ctx.connection_id
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.ctx.connection_id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ctx.connection_id == other.0.ctx.connection_id
+    }
+}
+
+impl Eq for ById {}
+
 /// All live connections by id.
 #[derive(Default)]
 pub struct Registry {
     // std RwLock: held only for map operations, never across an await; a broadcast takes the
     // read lock once for all its recipients.
-    map: RwLock<HashMap<String, Arc<LiveConnection>>>,
+    map: RwLock<HashSet<ById>>,
     /// Live connections per source address, for the per-address limit.
     per_ip: Mutex<HashMap<String, usize>>,
 }
@@ -266,12 +290,12 @@ pub struct Registry {
 impl Registry {
     pub fn insert(&self, live: Arc<LiveConnection>) {
         *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.ctx.source_ip.clone()).or_insert(0) += 1;
-        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(live.ctx.connection_id.clone(), live);
+        self.map.write().unwrap_or_else(|p| p.into_inner()).replace(ById(live));
         metrics::gauge!("dynamowave_connections").increment(1.0);
     }
 
     pub fn remove(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
-        let removed = self.map.write().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
+        let removed = self.map.write().unwrap_or_else(|p| p.into_inner()).take(connection_id).map(|b| b.0);
         if let Some(live) = &removed {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = per_ip.get_mut(&live.ctx.source_ip) {
@@ -293,18 +317,18 @@ impl Registry {
     }
 
     pub fn get(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(connection_id).cloned()
+        self.map.read().unwrap_or_else(|p| p.into_inner()).get(connection_id).map(|b| b.0.clone())
     }
 
     /// Calls `f` for every live connection, under the read lock (so `f` must not block).
     pub fn for_each(&self, mut f: impl FnMut(&LiveConnection)) {
-        for live in self.map.read().unwrap_or_else(|p| p.into_inner()).values() {
-            f(live);
+        for live in self.map.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            f(&live.0);
         }
     }
 
     pub fn all(&self) -> Vec<Arc<LiveConnection>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.map.read().unwrap_or_else(|p| p.into_inner()).iter().map(|b| b.0.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -379,7 +403,7 @@ impl ConnectionsApi for LocalConnectionsApi {
                     failed.push((id.to_string(), ConnectionsApiError::Gone));
                     continue;
                 };
-                match live.offer(frame.clone()) {
+                match live.0.offer(frame.clone()) {
                     Ok(()) => sent += 1,
                     Err(e) => failed.push((id.to_string(), e)),
                 }

@@ -6,7 +6,7 @@
 //! change commits, so it never shows an uncommitted write. Readers take a std `RwLock` for
 //! the time of a copy; it is never held across an `.await`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
@@ -14,13 +14,37 @@ use dynamowave_core::ConnectionRecord;
 use dynamowave_core::model::Page;
 use dynamowave_core::store::Recipient;
 
+/// A record in the index's set, found by its connection id (`Borrow<str>`).
+pub(crate) struct ById(ConnectionRecord);
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.connection_id
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.connection_id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.connection_id == other.0.connection_id
+    }
+}
+
+impl Eq for ById {}
+
 #[derive(Default)]
 pub(crate) struct Index {
     /// Each room's recipient list, built on the first broadcast after a membership change and
     /// shared by every broadcast until the next one: a broadcast into a steady room of 1,000
     /// allocates nothing per member. (A Mutex inside: filled under the index's read lock.)
     recipients: Mutex<HashMap<String, Arc<[Recipient]>>>,
-    by_id: HashMap<String, ConnectionRecord>,
+    /// Records found by their own `connection_id` (no second copy of the id as a key).
+    by_id: HashSet<ById>,
     /// Sorted, so a page continues after the last id of the previous one.
     by_room: HashMap<String, BTreeSet<String>>,
     /// (name, connection id) pairs: one ordered set rather than a set per name, since most names
@@ -30,7 +54,7 @@ pub(crate) struct Index {
 
 impl Index {
     pub fn get(&self, connection_id: &str) -> Option<&ConnectionRecord> {
-        self.by_id.get(connection_id)
+        self.by_id.get(connection_id).map(|r| &r.0)
     }
 
     pub fn len(&self) -> usize {
@@ -41,14 +65,14 @@ impl Index {
     pub fn set(&mut self, connection_id: &str, record: Option<ConnectionRecord>) {
         {
             let cache = self.recipients.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(room) = self.by_id.get(connection_id).and_then(|o| o.room.as_deref()) {
+            if let Some(room) = self.by_id.get(connection_id).and_then(|o| o.0.room.as_deref()) {
                 cache.remove(room);
             }
             if let Some(room) = record.as_ref().and_then(|n| n.room.as_deref()) {
                 cache.remove(room);
             }
         }
-        if let Some(old) = self.by_id.remove(connection_id) {
+        if let Some(ById(old)) = self.by_id.take(connection_id) {
             if let Some(room) = &old.room {
                 remove_from(&mut self.by_room, room, connection_id);
             }
@@ -59,7 +83,7 @@ impl Index {
                 self.by_room.entry(room.clone()).or_default().insert(connection_id.to_string());
             }
             self.by_name.insert((new.name.clone(), connection_id.to_string()));
-            self.by_id.insert(connection_id.to_string(), new);
+            self.by_id.replace(ById(new));
         }
     }
 
@@ -74,7 +98,7 @@ impl Index {
                 more = true;
                 break;
             }
-            if let Some(record) = self.by_id.get(id) {
+            if let Some(ById(record)) = self.by_id.get(id.as_str()) {
                 items.push(record.clone());
             }
         }
@@ -93,8 +117,8 @@ impl Index {
             .get(room)
             .map(|ids| {
                 ids.iter()
-                    .filter_map(|id| self.by_id.get(id))
-                    .map(|c| Recipient { connection_id: c.connection_id.as_str().into(), framing: c.framing })
+                    .filter_map(|id| self.by_id.get(id.as_str()))
+                    .map(|ById(c)| Recipient { connection_id: c.connection_id.as_str().into(), framing: c.framing })
                     .collect()
             })
             .unwrap_or_default();
@@ -107,7 +131,7 @@ impl Index {
         self.by_name
             .range(from..)
             .take_while(|(n, _)| n == name)
-            .filter_map(|(_, id)| self.by_id.get(id).cloned())
+            .filter_map(|(_, id)| self.by_id.get(id.as_str()).map(|r| r.0.clone()))
             .collect()
     }
 }
