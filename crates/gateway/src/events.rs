@@ -25,7 +25,8 @@ pub struct ConnectionContext {
     pub connected_at: i64,
     pub source_ip: String,
     pub user_agent: Option<String>,
-    pub domain_name: String,
+    /// The `Host` the client connected to: shared by the connections that used the same one.
+    pub domain_name: std::sync::Arc<str>,
     /// The authorizer's context, repeated on every event after `$connect` as API Gateway does.
     pub authorizer: HashMap<String, serde_json::Value>,
 }
@@ -56,7 +57,7 @@ fn context(
     c.connected_at = conn.connected_at;
     c.identity.source_ip = Some(conn.source_ip.clone());
     c.identity.user_agent = conn.user_agent.clone();
-    c.domain_name = Some(conn.domain_name.clone());
+    c.domain_name = Some(conn.domain_name.to_string());
     c.connection_id = Some(conn.connection_id.clone());
     c.apiid = Some(api_id.to_string());
     c.authorizer.fields = conn.authorizer.clone();

@@ -95,6 +95,7 @@ pub(crate) struct Shared {
     pub api: Arc<LocalConnectionsApi>,
     routes: HashMap<String, Arc<dyn Integration>>,
     semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    last_domain_name: Mutex<Arc<str>>,
     pub authorizer: Option<Arc<dyn ConnectAuthorizer>>,
     pub throttles: throttle::Throttles,
     pub shutdown: CancellationToken,
@@ -109,6 +110,25 @@ impl Shared {
 
     pub fn integration_for(&self, route_key: &str) -> Option<Arc<dyn Integration>> {
         self.routes.get(route_key).or_else(|| self.routes.get("$default")).cloned()
+    }
+
+    /// The connection's `domainName`: its `Host` header (else our address), as one string shared
+    /// by the connections that used the same host (nearly all of them) instead of a copy each.
+    pub fn domain_name(&self, host: Option<&str>) -> Arc<str> {
+        let local;
+        let host = match host {
+            Some(h) => h,
+            None => {
+                local = self.local_addr.to_string();
+                &local
+            }
+        };
+        // std Mutex: a compare and a clone, never held across an await.
+        let mut last = self.last_domain_name.lock().unwrap_or_else(|p| p.into_inner());
+        if &**last != host {
+            *last = Arc::from(host);
+        }
+        last.clone()
     }
 
     pub fn semaphore_for(&self, route_key: &str) -> Arc<Semaphore> {
@@ -233,6 +253,7 @@ impl Gateway {
             api,
             routes,
             semaphores: Mutex::new(HashMap::new()),
+            last_domain_name: Mutex::new(Arc::from("")),
             authorizer,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),

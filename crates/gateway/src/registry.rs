@@ -47,6 +47,8 @@ struct Outbox {
     queue: VecDeque<Bytes>,
     /// No more frames are taken: the close frame is queued, or the socket failed.
     sealed: bool,
+    /// The code and reason the server asked to close with (the first request wins).
+    close_with: Option<(u16, String)>,
 }
 
 /// How a flush ended.
@@ -80,8 +82,7 @@ pub struct LiveConnection {
     closing: AtomicBool,
     /// Wakes the connection's task when either flag is set.
     waker: AtomicWaker,
-    max_queued: usize,
-    close_with: Mutex<Option<(u16, String)>>,
+    max_queued: u32,
 }
 
 impl LiveConnection {
@@ -95,8 +96,7 @@ impl LiveConnection {
             flush_requested: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            max_queued: queue.max(1),
-            close_with: Mutex::new(None),
+            max_queued: u32::try_from(queue.max(1)).unwrap_or(u32::MAX),
         })
     }
 
@@ -116,11 +116,11 @@ impl LiveConnection {
 
     /// Asks the connection to close with `code` (the first request wins).
     pub fn close(&self, code: u16, reason: &str) {
-        let mut slot = self.close_with.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some((code, reason.to_string()));
+        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if out.close_with.is_none() {
+            out.close_with = Some((code, reason.to_string()));
         }
-        drop(slot);
+        drop(out);
         self.closing.store(true, Ordering::Release);
         self.waker.wake();
     }
@@ -132,7 +132,7 @@ impl LiveConnection {
 
     /// The code and reason the server asked to close with, if it did.
     pub fn close_request(&self) -> Option<(u16, String)> {
-        self.close_with.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).close_with.clone()
     }
 
     pub fn touch(&self) {
@@ -169,7 +169,7 @@ impl LiveConnection {
             self.request_flush();
             return Ok(());
         }
-        if out.queue.len() >= self.max_queued {
+        if out.queue.len() >= self.max_queued as usize {
             drop(out);
             self.close(close::POLICY_VIOLATION, "slow consumer: send queue full");
             metrics::counter!("dynamowave_slow_consumers_total").increment(1);

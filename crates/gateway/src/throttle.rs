@@ -6,17 +6,17 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::{Quota, RateLimiter, clock::DefaultClock, state::InMemoryState, state::NotKeyed};
+use governor::middleware::NoOpMiddleware;
+use governor::{Quota, RateLimiter, clock::MonotonicClock, state::InMemoryState, state::NotKeyed};
 
 use crate::settings::{Bucket, Throttling};
 
-pub type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+/// std's monotonic clock: a zero-sized clock, so a per-connection limiter is 40 bytes (governor's
+/// default quanta clock carries its calibration in every limiter, and calibrates when made).
+pub type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
 /// A limiter for a bucket, on `clock`. A rate of 0 or less means "unlimited".
-///
-/// Every limiter shares one clock: making a clock calibrates it (CPUID and a timing loop),
-/// which per connection cost more than the rest of a connect.
-pub fn limiter(bucket: Bucket, clock: &DefaultClock) -> Option<Limiter> {
+pub fn limiter(bucket: Bucket, clock: &MonotonicClock) -> Option<Limiter> {
     if bucket.rate <= 0.0 {
         return None;
     }
@@ -50,7 +50,7 @@ impl Throttled {
 /// The gateway-wide buckets.
 pub struct Throttles {
     settings: Throttling,
-    clock: DefaultClock,
+    clock: MonotonicClock,
     account: Option<Limiter>,
     connect: Option<Limiter>,
     routes: Mutex<HashMap<String, std::sync::Arc<Option<Limiter>>>>,
@@ -58,7 +58,7 @@ pub struct Throttles {
 
 impl Throttles {
     pub fn new(settings: Throttling) -> Self {
-        let clock = DefaultClock::default();
+        let clock = MonotonicClock;
         Self {
             account: limiter(settings.account, &clock),
             connect: limiter(settings.connect, &clock),
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn zero_rate_is_unlimited() {
-        let l = limiter(Bucket { rate: 0.0, burst: 0 }, &DefaultClock::default());
+        let l = limiter(Bucket { rate: 0.0, burst: 0 }, &MonotonicClock);
         assert!(l.is_none());
         for _ in 0..10_000 {
             assert!(admit_connection(&l).is_ok());

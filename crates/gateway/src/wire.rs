@@ -110,10 +110,51 @@ impl Violation {
 
 /// Turns the bytes a client sends into [`Incoming`]s.
 ///
-/// Memory: `buf` holds only bytes not yet consumed and is released when empty
-/// ([`FrameReader::release_if_idle`]); `message` exists only while a fragmented message is being
-/// assembled. An idle connection's reader owns no heap memory.
+/// Memory: the buffers exist only while bytes are pending or a fragmented message is being
+/// assembled ([`FrameReader::release_if_idle`] drops them); an idle connection's reader is three
+/// words and owns no heap memory.
 pub(crate) struct FrameReader {
+    pending: Option<Box<Pending>>,
+    max_frame: usize,
+    max_message: usize,
+}
+
+impl FrameReader {
+    pub fn new(max_frame: usize, max_message: usize, already_read: &[u8]) -> Self {
+        let mut reader = Self { pending: None, max_frame, max_message };
+        if !already_read.is_empty() {
+            reader.buffer(already_read.len()).extend_from_slice(already_read);
+        }
+        reader
+    }
+
+    /// The buffer to read into: consumed bytes are dropped first, and `chunk` bytes reserved.
+    pub fn buffer(&mut self, chunk: usize) -> &mut Vec<u8> {
+        let (max_frame, max_message) = (self.max_frame, self.max_message);
+        self.pending.get_or_insert_with(|| Box::new(Pending::new(max_frame, max_message))).buffer(chunk)
+    }
+
+    /// Frees what is no longer needed (called when the socket has no more to read): everything
+    /// if no bytes and no fragmented message are pending, else the consumed read buffer.
+    pub fn release_if_idle(&mut self) {
+        match &mut self.pending {
+            Some(p) if p.is_idle() => self.pending = None,
+            Some(p) => p.release_if_idle(),
+            None => {}
+        }
+    }
+
+    /// The next complete [`Incoming`], `Ok(None)` if more bytes are needed.
+    pub fn next(&mut self) -> Result<Option<Incoming>, Violation> {
+        match &mut self.pending {
+            Some(p) => p.next(),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A reader's state while bytes or a fragmented message are pending.
+struct Pending {
     buf: Vec<u8>,
     /// How much of `buf` has been consumed.
     pos: usize,
@@ -123,13 +164,17 @@ pub(crate) struct FrameReader {
     max_message: usize,
 }
 
-impl FrameReader {
-    pub fn new(max_frame: usize, max_message: usize, already_read: &[u8]) -> Self {
-        Self { buf: already_read.to_vec(), pos: 0, message: Vec::new(), fragmented: false, max_frame, max_message }
+impl Pending {
+    fn new(max_frame: usize, max_message: usize) -> Self {
+        Self { buf: Vec::new(), pos: 0, message: Vec::new(), fragmented: false, max_frame, max_message }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.pos >= self.buf.len() && !self.fragmented
     }
 
     /// The buffer to read into: consumed bytes are dropped first, and `chunk` bytes reserved.
-    pub fn buffer(&mut self, chunk: usize) -> &mut Vec<u8> {
+    fn buffer(&mut self, chunk: usize) -> &mut Vec<u8> {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
@@ -138,17 +183,15 @@ impl FrameReader {
         &mut self.buf
     }
 
-    /// Frees the read buffer if nothing is pending in it (called when the socket has no more to
-    /// read, so that a connection between messages holds no buffer).
-    pub fn release_if_idle(&mut self) {
+    /// Frees the read buffer if nothing is pending in it.
+    fn release_if_idle(&mut self) {
         if self.pos >= self.buf.len() {
             self.buf = Vec::new();
             self.pos = 0;
         }
     }
 
-    /// The next complete [`Incoming`], `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Incoming>, Violation> {
+    fn next(&mut self) -> Result<Option<Incoming>, Violation> {
         loop {
             let mut cursor = Cursor::new(&self.buf[self.pos..]);
             let (header, length) = match FrameHeader::parse(&mut cursor) {
@@ -375,6 +418,12 @@ mod tests {
         let mut r = reader(&client_frame(0x81, b"hi"));
         assert!(r.next().unwrap().is_some());
         r.release_if_idle();
-        assert_eq!(r.buf.capacity(), 0);
+        assert!(r.pending.is_none(), "nothing pending: no buffer");
+        let mut r = reader(&client_frame(0x01, b"frag"));
+        assert_eq!(r.next(), Ok(None));
+        r.release_if_idle();
+        assert!(r.pending.is_some(), "a fragmented message is kept");
+        r.buffer(16).extend(client_frame(0x80, b"ment"));
+        assert_eq!(r.next(), Ok(Some(Incoming::Text("fragment".into()))));
     }
 }

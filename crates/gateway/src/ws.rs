@@ -90,11 +90,7 @@ pub(crate) async fn upgrade(
             connected_at: chrono::Utc::now().timestamp_millis(),
             source_ip: peer.ip().to_string(),
             user_agent: headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
-            domain_name: headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .unwrap_or_else(|| shared.local_addr.to_string()),
+            domain_name: shared.domain_name(headers.get(http::header::HOST).and_then(|v| v.to_str().ok())),
             authorizer: HashMap::new(),
         };
         let query = parse_query(&uri);
