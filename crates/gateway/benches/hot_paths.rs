@@ -51,7 +51,7 @@ fn hot_paths(c: &mut Criterion) {
         let ctx = ConnectionContext {
             connection_id: id.clone(),
             connected_at: 0,
-            source_ip: "127.0.0.1".into(),
+            source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             user_agent: None,
             domain_name: "localhost".into(),
             authorizer: Default::default(),

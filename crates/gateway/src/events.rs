@@ -23,12 +23,14 @@ pub fn aws_id() -> String {
 pub struct ConnectionContext {
     pub connection_id: String,
     pub connected_at: i64,
-    pub source_ip: String,
+    /// An address, not its text: no string per connection (events carry the text).
+    pub source_ip: std::net::IpAddr,
     pub user_agent: Option<String>,
     /// The `Host` the client connected to: shared by the connections that used the same one.
     pub domain_name: std::sync::Arc<str>,
     /// The authorizer's context, repeated on every event after `$connect` as API Gateway does.
-    pub authorizer: HashMap<String, serde_json::Value>,
+    /// Boxed, and `None` without an authorizer: 8 bytes in every connection instead of a map's 48.
+    pub authorizer: Option<Box<HashMap<String, serde_json::Value>>>,
 }
 
 /// API Gateway's `requestTime` format: `27/Nov/2026:20:19:34 +0000`.
@@ -55,12 +57,14 @@ fn context(
     c.message_direction = Some("IN".into());
     c.stage = Some(stage.to_string());
     c.connected_at = conn.connected_at;
-    c.identity.source_ip = Some(conn.source_ip.clone());
+    c.identity.source_ip = Some(conn.source_ip.to_string());
     c.identity.user_agent = conn.user_agent.clone();
     c.domain_name = Some(conn.domain_name.to_string());
     c.connection_id = Some(conn.connection_id.clone());
     c.apiid = Some(api_id.to_string());
-    c.authorizer.fields = conn.authorizer.clone();
+    if let Some(fields) = &conn.authorizer {
+        c.authorizer.fields = (**fields).clone();
+    }
     c
 }
 

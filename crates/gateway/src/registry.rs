@@ -284,12 +284,12 @@ pub struct Registry {
     // read lock once for all its recipients.
     map: RwLock<HashSet<ById>>,
     /// Live connections per source address, for the per-address limit.
-    per_ip: Mutex<HashMap<String, usize>>,
+    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
 }
 
 impl Registry {
     pub fn insert(&self, live: Arc<LiveConnection>) {
-        *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.ctx.source_ip.clone()).or_insert(0) += 1;
+        *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.ctx.source_ip).or_insert(0) += 1;
         self.map.write().unwrap_or_else(|p| p.into_inner()).replace(ById(live));
         metrics::gauge!("dynamowave_connections").increment(1.0);
     }
@@ -312,8 +312,8 @@ impl Registry {
     }
 
     /// Live connections from `source_ip`.
-    pub fn count_from(&self, source_ip: &str) -> usize {
-        self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).get(source_ip).copied().unwrap_or(0)
+    pub fn count_from(&self, source_ip: std::net::IpAddr) -> usize {
+        self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).get(&source_ip).copied().unwrap_or(0)
     }
 
     pub fn get(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
@@ -367,7 +367,7 @@ impl ConnectionsApi for LocalConnectionsApi {
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
         Ok(ConnectionInfo {
             connected_at: live.ctx.connected_at,
-            source_ip: live.ctx.source_ip.clone(),
+            source_ip: live.ctx.source_ip.to_string(),
             user_agent: live.ctx.user_agent.clone(),
             last_active_at: live.last_active_at.load(Ordering::Relaxed),
         })

@@ -78,7 +78,7 @@ pub(crate) async fn upgrade(
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
     }
     let max_per_ip = shared.settings.limits.max_connections_per_ip;
-    if max_per_ip > 0 && shared.registry.count_from(&peer.ip().to_string()) >= max_per_ip {
+    if max_per_ip > 0 && shared.registry.count_from(peer.ip()) >= max_per_ip {
         metrics::counter!("dynamowave_rejected_total", "reason" => "per_ip_limit").increment(1);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address");
     }
@@ -88,10 +88,10 @@ pub(crate) async fn upgrade(
         let ctx = ConnectionContext {
             connection_id: connection_id.clone(),
             connected_at: chrono::Utc::now().timestamp_millis(),
-            source_ip: peer.ip().to_string(),
+            source_ip: peer.ip(),
             user_agent: headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
             domain_name: shared.domain_name(headers.get(http::header::HOST).and_then(|v| v.to_str().ok())),
-            authorizer: HashMap::new(),
+            authorizer: None,
         };
         let query = parse_query(&uri);
         let ctx = match authorize(&shared, ctx, &headers, &query).await {
@@ -185,11 +185,11 @@ async fn authorize(
     req.request_context.apiid = Some(shared.settings.api_id.clone());
     req.request_context.request_id = Some(aws_id());
     let mut identity = aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequestIdentity::default();
-    identity.source_ip = Some(ctx.source_ip.clone());
+    identity.source_ip = Some(ctx.source_ip.to_string());
     req.request_context.identity = Some(identity);
     match authorizer.authorize(req).await {
         AuthDecision::Allow { context } => {
-            ctx.authorizer = context;
+            ctx.authorizer = (!context.is_empty()).then(|| Box::new(context));
             Ok(ctx)
         }
         AuthDecision::Unauthorized(why) => {
