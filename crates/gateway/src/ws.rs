@@ -612,5 +612,6 @@ pub(crate) async fn run_disconnect(shared: &Shared, ctx: &ConnectionContext, cod
     }
     metrics::histogram!("dynamowave_handler_seconds", "route" => "$disconnect").record(started.elapsed().as_secs_f64());
     metrics::counter!("dynamowave_disconnects_total").increment(1);
-    info!(code, reason, "disconnected");
+    // debug: the `$disconnect` handler logs the disconnection (with its status) at info.
+    debug!(code, reason, "disconnected");
 }
