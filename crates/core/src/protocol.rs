@@ -49,6 +49,12 @@ pub fn action_of(body: &str) -> Option<String> {
     struct Probe {
         action: Option<Value>,
     }
+    // Only an object has fields: serde would also read a struct from a JSON array
+    // (`["sendmessage"]` as `{"action": "sendmessage"}`), which API Gateway routes to `$default`.
+    // (Found by the fuzzer: `fuzz/corpus/parse_action/array-body`.)
+    if !body.trim_start().starts_with('{') {
+        return None;
+    }
     match serde_json::from_str::<Probe>(body).ok()?.action? {
         Value::String(s) => Some(s),
         _ => None,
@@ -280,6 +286,9 @@ mod tests {
         assert_eq!(action_of(r#"{"action":5}"#), None);
         assert_eq!(action_of("test"), None);
         assert_eq!(action_of("[1]"), None);
+        // An array is not an object, even when serde could read it as a struct's fields.
+        assert_eq!(action_of(r#"["sendmessage"]"#), None);
+        assert_eq!(action_of(r#"  {"action":"join"}"#).as_deref(), Some("join"));
     }
 
     #[test]
