@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Frames that may wait for one slow client before it is disconnected (1008).
     #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_FRAMES", default_value_t = 4096)]
     pub send_queue_frames: usize,
+    /// Frames to one connection closer together than this many microseconds are batched into one
+    /// write (a flooded room); slower ones are written at once (0: always at once).
+    #[arg(long, env = "DYNAMOWAVE_COALESCE_US", default_value_t = 10_000)]
+    pub coalesce_us: u64,
 
     /// Account-wide message rate, per second (0: unlimited).
     #[arg(long, env = "DYNAMOWAVE_ACCOUNT_RATE", default_value_t = 10_000.0)]
@@ -230,6 +234,7 @@ impl ServeArgs {
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
                 max_connection_duration: Duration::from_secs(self.max_connection_secs),
                 send_queue_frames: self.send_queue_frames,
+                coalesce: Duration::from_micros(self.coalesce_us),
                 max_connections_per_ip: self.max_connections_per_ip,
                 header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
                 ..Limits::default()

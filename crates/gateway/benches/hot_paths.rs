@@ -77,7 +77,8 @@ fn hot_paths(c: &mut Criterion) {
             }
         })
     };
-    let api = LocalConnectionsApi { registry, max_payload_bytes: 128 * 1024 };
+    // No coalescing: this measures the direct write of each delivery.
+    let api = LocalConnectionsApi { registry, max_payload_bytes: 128 * 1024, coalesce: std::time::Duration::ZERO };
     let frame = ServerEvent::Message(&message).to_bytes();
     let targets: Vec<&str> = ids.iter().map(String::as_str).collect();
     c.bench_function("post one frame to 1,000 connections (socket writes)", |b| {

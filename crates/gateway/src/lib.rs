@@ -222,6 +222,7 @@ impl Gateway {
         let api = Arc::new(LocalConnectionsApi {
             registry: registry.clone(),
             max_payload_bytes: settings.limits.max_message_bytes,
+            coalesce: settings.limits.coalesce,
         });
         let routes = match backend {
             Backend::InProcess { connections, messages, chat } => {

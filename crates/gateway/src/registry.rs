@@ -49,6 +49,14 @@ struct Outbox {
     sealed: bool,
     /// The code and reason the server asked to close with (the first request wins).
     close_with: Option<(u16, String)>,
+    /// When the socket was last written (µs on [`clock_us`]; 0: never), for coalescing.
+    last_write_us: u64,
+}
+
+/// Microseconds since the first call: a cheap monotonic stamp for the coalescing window.
+fn clock_us() -> u64 {
+    static EPOCH: std::sync::LazyLock<std::time::Instant> = std::sync::LazyLock::new(std::time::Instant::now);
+    u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
 }
 
 /// How a flush ended.
@@ -139,20 +147,31 @@ impl LiveConnection {
         self.last_active_at.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
-    /// Sends a text message (encodes it as one frame).
+    /// Sends a text message (encodes it as one frame), written at once if the socket takes it.
     pub fn send_text(&self, text: &str) -> Result<(), ConnectionsApiError> {
-        self.offer(wire::encode(wire::opcode::TEXT, text.as_bytes()))
+        self.offer(wire::encode(wire::opcode::TEXT, text.as_bytes()), std::time::Duration::ZERO)
     }
 
-    /// Sends an encoded frame without waiting: written now if the socket takes it, else queued.
-    pub fn offer(&self, frame: Bytes) -> Result<(), ConnectionsApiError> {
+    /// Sends an encoded frame without waiting.
+    ///
+    /// Written now if the socket takes it and the socket was not written within `coalesce`;
+    /// else queued for the connection's task, which writes everything queued in one `writev`.
+    /// At a few messages per second per connection every frame goes straight out; when frames
+    /// come faster than the window (a room flooded with messages), they are batched, so the
+    /// cost per delivery falls as the load rises instead of one `send` each.
+    pub fn offer(&self, frame: Bytes, coalesce: std::time::Duration) -> Result<(), ConnectionsApiError> {
         let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         if out.sealed {
             return Err(ConnectionsApiError::Gone);
         }
+        let now = clock_us();
+        let window = u64::try_from(coalesce.as_micros()).unwrap_or(u64::MAX);
+        let recent = out.last_write_us != 0 && now.saturating_sub(out.last_write_us) < window;
         if out.queue.is_empty()
+            && !recent
             && let Some(stream) = self.stream.get()
         {
+            out.last_write_us = now;
             match stream.try_write(&frame) {
                 Ok(n) if n == frame.len() => return Ok(()),
                 Ok(n) => out.queue.push_back(frame.slice(n..)),
@@ -204,7 +223,10 @@ impl LiveConnection {
                 stream.try_write_vectored(&slices)
             };
             let written = match result {
-                Ok(n) => n,
+                Ok(n) => {
+                    out.last_write_us = clock_us();
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
                 Err(e) => {
                     out.sealed = true;
@@ -245,6 +267,18 @@ impl LiveConnection {
     /// Whether a post asked for a flush since the last call.
     pub(crate) fn take_flush_request(&self) -> bool {
         self.flush_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// How long to hold the queue before the next `writev` so that it carries more frames: the
+    /// rest of the coalescing window since the last write, if fewer than `batch` frames wait.
+    pub(crate) fn hold_for(&self, coalesce: std::time::Duration, batch: usize) -> Option<std::time::Duration> {
+        let out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if out.queue.len() >= batch || out.last_write_us == 0 || out.sealed {
+            return None;
+        }
+        let window = u64::try_from(coalesce.as_micros()).unwrap_or(u64::MAX);
+        let elapsed = clock_us().saturating_sub(out.last_write_us);
+        (elapsed < window).then(|| std::time::Duration::from_micros(window - elapsed))
     }
 
     /// Whether frames are waiting.
@@ -345,6 +379,9 @@ pub struct LocalConnectionsApi {
     pub registry: Arc<Registry>,
     /// PostToConnection's payload limit (API Gateway: 128 KiB).
     pub max_payload_bytes: usize,
+    /// Frames to a connection written within this window of the previous write are batched
+    /// ([`LiveConnection::offer`]).
+    pub coalesce: std::time::Duration,
 }
 
 #[async_trait]
@@ -358,7 +395,7 @@ impl ConnectionsApi for LocalConnectionsApi {
             )));
         }
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
-        live.offer(wire::encode_data(&data))?;
+        live.offer(wire::encode_data(&data), self.coalesce)?;
         metrics::counter!("dynamowave_messages_out_total").increment(1);
         Ok(())
     }
@@ -403,7 +440,7 @@ impl ConnectionsApi for LocalConnectionsApi {
                     failed.push((id.to_string(), ConnectionsApiError::Gone));
                     continue;
                 };
-                match live.0.offer(frame.clone()) {
+                match live.0.offer(frame.clone(), self.coalesce) {
                     Ok(()) => sent += 1,
                     Err(e) => failed.push((id.to_string(), e)),
                 }

@@ -55,6 +55,10 @@ pub struct Limits {
     /// disconnected (close 1008, "slow consumer") rather than slowing everyone down, and posts to
     /// it answer 429 LimitExceeded meanwhile, as API Gateway does when a client's buffer is full.
     pub send_queue_frames: usize,
+    /// Frames to one connection closer together than this are batched into one `writev` by the
+    /// connection's task instead of one `send` each (a flooded room); slower ones go out at once.
+    /// 10 ms: a chat room's normal pace is far slower.
+    pub coalesce: Duration,
     /// Socket read buffer per connection, bytes (small: idle connections cost little memory).
     pub read_buffer_bytes: usize,
     /// Socket write buffer per connection, bytes.
@@ -77,6 +81,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             max_connection_duration: Duration::from_secs(7200),
             send_queue_frames: 4096,
+            coalesce: Duration::from_millis(10),
             read_buffer_bytes: 2048,
             write_buffer_bytes: 8192,
             max_url_bytes: 4096,

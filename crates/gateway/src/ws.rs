@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse};
 use axum::body::Body;
@@ -394,7 +394,7 @@ async fn serve(shared: &Arc<Shared>, live: &Arc<LiveConnection>, json: bool, mut
                         }
                     }
                     Incoming::Ping(payload) => {
-                        let _ = live.offer(wire::encode(wire::opcode::PONG, &payload));
+                        let _ = live.offer(wire::encode(wire::opcode::PONG, &payload), Duration::ZERO);
                     }
                     Incoming::Pong => {}
                     Incoming::Close(frame) => return Ending::client(frame),
@@ -408,6 +408,15 @@ async fn serve(shared: &Arc<Shared>, live: &Arc<LiveConnection>, json: bool, mut
                 return Ending::server(code, reason);
             }
             Io::Write => {
+                // Let the tasks that are ready run first (other broadcasts, under load): what they
+                // queue for this connection goes out in the same `writev`. Idle, this returns at once.
+                tokio::task::yield_now().await;
+                // A flooded connection (frames closer than the coalescing window) is written at
+                // most once per window, unless a full batch is waiting: many frames per `writev`.
+                // Boxed: the timer exists only while holding.
+                if let Some(hold) = live.hold_for(limits.coalesce, 16) {
+                    Box::pin(tokio::time::sleep(hold)).await;
+                }
                 if let Err(e) = live.flush() {
                     return Ending::abnormal(format!(": {e}"));
                 }
