@@ -64,7 +64,7 @@ fn hot_paths(c: &mut Criterion) {
         ids.push(id);
     }
     // One turn of the reactor marks every socket writable.
-    runtime.block_on(tokio::time::sleep(std::time::Duration::from_millis(20)));
+    runtime.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(20)).await });
     let stop = Arc::new(AtomicBool::new(false));
     let drainer = {
         let stop = stop.clone();
