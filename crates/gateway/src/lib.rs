@@ -11,14 +11,17 @@
 //! # Layout
 //!
 //! - [`settings`]: every limit, with AWS's default.
-//! - `ws`: the upgrade and one connection's life; `wire`: WebSocket frames.
+//! - `ws`: the upgrade and one connection's life (one task each); `wire`: WebSocket frames.
 //! - [`registry`]: the live connections, and [`registry::LocalConnectionsApi`], the `@connections`
-//!   API over them.
+//!   API over them (a post writes the socket directly; floods are coalesced).
 //! - `management`: the HTTP `@connections` API; `sigv4`: signature checks for it.
 //! - [`events`]: the API Gateway events the integrations receive.
 //! - [`throttle`]: token buckets. [`auth`]: the `$connect` authorizer port.
 //! - This file: [`Gateway`] (`build` → `local_addr` → `run_until_stopped`), [`Backend`], the
-//!   router, the web client's assets and `/metrics`.
+//!   router, the sweeper (idle and lifetime limits, shutdown), the web client's assets and
+//!   `/metrics`.
+//!
+//! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
 //!
 //! The integrations behind the routes are `dynamowave_core::integration::Integration`s: the
 //! handlers in-process ([`Backend::in_process`]), or real Lambda binaries ([`Backend::routes`]).
