@@ -361,10 +361,6 @@ impl Registry {
         }
     }
 
-    pub fn all(&self) -> Vec<Arc<LiveConnection>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).iter().map(|b| b.0.clone()).collect()
-    }
-
     pub fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|p| p.into_inner()).len()
     }
