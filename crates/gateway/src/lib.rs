@@ -310,7 +310,10 @@ impl Gateway {
             max_header_bytes: shared.settings.limits.max_header_bytes,
         };
         let sweeper = tokio::spawn(sweep(shared.clone()));
-        server::serve(self.listener, app, limits, shared.shutdown.clone()).await;
+        // The accept loop runs as a task, on a runtime worker: left in the caller's future (the
+        // CLI's `block_on`, on the main thread), every accepted connection would cost a hand-over
+        // between two threads (a futex wake and a context switch on a busy core).
+        let _ = tokio::spawn(server::serve(self.listener, app, limits, shared.shutdown.clone())).await;
         let _ = sweeper.await;
         // Connections see the same token and close with 1001; wait for their `$disconnect`s.
         shared.tracker.close();

@@ -235,6 +235,34 @@ async fn a_valid_close_code_is_echoed() {
     assert_still_serving(&server).await;
 }
 
+/// After the client's close frame the server has all it needs: it echoes, closes TCP and runs
+/// `$disconnect` at once, even while the client keeps its own side of TCP open (before, the
+/// server waited up to 2 s for the client's FIN first).
+#[tokio::test]
+async fn a_client_close_ends_the_connection_without_waiting_for_its_fin() {
+    let server = spawn_server().await;
+    let mut watcher = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(&server).await;
+    c.send(close_frame(1000, b"bye")).await;
+    let started = std::time::Instant::now();
+    assert_eq!(c.expect_close_code().await, 1000);
+    c.expect_end().await;
+    // `c` still holds its socket open (no FIN sent); `$disconnect` must not wait for it.
+    loop {
+        watcher.send_text(r#"{"action":"who"}"#).await;
+        let members = watcher.expect_event("members").await;
+        if members["members"].as_array().map(Vec::len) == Some(1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1000),
+            "the closed connection is still a member after 1 s: {members}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(c);
+}
+
 #[tokio::test]
 async fn invalid_close_codes_fail_with_1002() {
     let server = spawn_server().await;
