@@ -172,12 +172,16 @@ impl LiveConnection {
     /// connection every frame goes straight out; in a flooded room frames are batched, so the
     /// cost per delivery falls as the load rises instead of one `send` each.
     pub fn offer(&self, frame: Bytes, coalesce: std::time::Duration) -> Result<(), ConnectionsApiError> {
+        self.offer_at(frame, u64::try_from(coalesce.as_micros()).unwrap_or(u64::MAX), clock_us())
+    }
+
+    /// [`Self::offer`] with the window in µs and the time already read: a broadcast reads the
+    /// clock once for all its recipients.
+    fn offer_at(&self, frame: Bytes, window: u64, now: u64) -> Result<(), ConnectionsApiError> {
         let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         if out.sealed {
             return Err(ConnectionsApiError::Gone);
         }
-        let now = clock_us();
-        let window = u64::try_from(coalesce.as_micros()).unwrap_or(u64::MAX);
         let close = out.last_offer_us != 0 && now.saturating_sub(out.last_offer_us) < window;
         out.streak = if close { out.streak.saturating_add(1) } else { 0 };
         out.last_offer_us = now;
@@ -333,7 +337,10 @@ impl Eq for ById {}
 pub struct Registry {
     // std RwLock: held only for map operations, never across an await; a broadcast takes the
     // read lock once for all its recipients.
-    map: RwLock<HashSet<ById>>,
+    /// foldhash rather than SipHash: a broadcast looks up every member by id, and the ids are the
+    /// gateway's own random strings, so a DoS-resistant hash buys nothing here (the seed is
+    /// still random per process).
+    map: RwLock<HashSet<ById, foldhash::fast::RandomState>>,
     /// Live connections per source address, for the per-address limit.
     per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
 }
@@ -446,6 +453,8 @@ impl ConnectionsApi for LocalConnectionsApi {
         // Encoded (and checked for UTF-8) once per broadcast, not once per recipient.
         let frame = wire::encode_data(&data);
         let mut sent = 0u64;
+        let window = u64::try_from(self.coalesce.as_micros()).unwrap_or(u64::MAX);
+        let now = clock_us();
         {
             let map = self.registry.map.read().unwrap_or_else(|p| p.into_inner());
             for id in connection_ids {
@@ -453,7 +462,7 @@ impl ConnectionsApi for LocalConnectionsApi {
                     failed.push((id.to_string(), ConnectionsApiError::Gone));
                     continue;
                 };
-                match live.0.offer(frame.clone(), self.coalesce) {
+                match live.0.offer_at(frame.clone(), window, now) {
                     Ok(()) => sent += 1,
                     Err(e) => failed.push((id.to_string(), e)),
                 }
