@@ -57,7 +57,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_FRAMES", default_value_t = 4096)]
     pub send_queue_frames: usize,
     /// Frames to one connection that keep coming closer together than this many microseconds (a
-    /// third in a row: a flooded room) are batched, one write per window; slower ones are written
+    /// fifth in a row: a flooded room) are batched, one write per window; slower ones are written
     /// at once (0: always at once).
     #[arg(long, env = "DYNAMOWAVE_COALESCE_US", default_value_t = 10_000)]
     pub coalesce_us: u64,

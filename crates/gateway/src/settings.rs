@@ -55,7 +55,7 @@ pub struct Limits {
     /// disconnected (close 1008, "slow consumer") rather than slowing everyone down, and posts to
     /// it answer 429 LimitExceeded meanwhile, as API Gateway does when a client's buffer is full.
     pub send_queue_frames: usize,
-    /// When frames to one connection keep coming closer together than this (a third in a row:
+    /// When frames to one connection keep coming closer together than this (a fifth in a row:
     /// a flooded room), they are batched into one `writev` per window by the connection's task
     /// instead of one `send` each; slower ones go out at once. 10 ms: a chat room's normal pace
     /// is far slower.

@@ -542,11 +542,19 @@ async fn close_socket(live: &LiveConnection, last: Option<Bytes>, by_client: boo
         }
     })
     .await;
-    if !matches!(flushed, Ok(true)) || by_client {
+    if !matches!(flushed, Ok(true)) {
+        return;
+    }
+    if by_client {
         // After a client's close frame nothing more is due from it, so its FIN need not be
         // awaited: the socket closes when the connection is dropped (the server closes the TCP
         // connection first, RFC 6455 §7.1.1), which spares a wake-up and two system calls per
-        // connection under churn.
+        // connection under churn. Bytes it sent after its close frame are discarded first (one
+        // non-blocking read, past tokio's cached readiness): closing with unread bytes would
+        // send a reset, which can destroy the close reply before the client reads it.
+        let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+        let socket = socket2::SockRef::from(stream);
+        while matches!(socket.recv(&mut scratch), Ok(n) if n > 0) {}
         return;
     }
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
