@@ -20,7 +20,7 @@ mod serve;
 /// jemalloc rather than glibc's malloc: a connection's short-lived handshake buffers are freed
 /// between long-lived objects, and glibc spent ~12 % of the server's CPU under connection churn
 /// (consolidating and unlinking chunks); jemalloc also holds an idle connection in less memory.
-/// Measured with `dynamowave-bench --churn` and `--idle` (docs/BENCHMARKS.md).
+/// Measured with `dynamowave-bench --churn` and `--idle` (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
