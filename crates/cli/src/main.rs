@@ -21,6 +21,12 @@ mod serve;
 /// between long-lived objects, and glibc spent ~12 % of the server's CPU under connection churn
 /// (consolidating and unlinking chunks); jemalloc also holds an idle connection in less memory.
 /// Measured with `dynamowave-bench --churn` and `--idle` (docs/performance.md).
+///
+/// Built with jemalloc's background thread on (Cargo.toml): jemalloc otherwise returns freed
+/// pages to the OS only while something allocates, so after a burst of connections the server
+/// went quiet still holding the burst's freed handshake buffers, ~700 bytes per idle connection
+/// (`--idle`: 3,211 bytes per connection without it, 2,555 with). `_RJEM_MALLOC_CONF` in the
+/// environment overrides jemalloc's options.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
