@@ -21,6 +21,8 @@
 //! - [`accounting`]: sequence tracking, loss arithmetic, latency histograms (pure, unit-tested).
 //! - [`procfs`]: `/proc/PID/stat` and `/proc/PID/status` parsing.
 //! - `client`: TCP from a chosen source address, the upgrade, `join`.
+//! - `lean`: the load connections' WebSocket client (handshake and framing over one read buffer:
+//!   the generator must out-read the server it measures).
 //! - `runner`: connection tasks and the controller for the load, idle and churn modes.
 //! - `floor`: the send floor's writer and drainer threads, pinned with `taskset`.
 //! - [`report`]: [`Report`], serialisable and printable.
@@ -45,6 +47,7 @@ pub mod args;
 mod client;
 pub mod event;
 mod floor;
+mod lean;
 pub mod procfs;
 pub mod report;
 mod runner;

@@ -13,15 +13,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounting::{LatencyShards, LatencySummary, Seen, SeqTracker, Tally, expected_deliveries, new_histogram};
 use crate::args::{BenchArgs, Mode};
-use crate::client::{ConnectError, Target, Ws};
+use crate::client::{ConnectError, Target};
 use crate::event::{self, Event};
+use crate::lean::{Drained, LeanWs};
 use crate::procfs::{self, ProcSample};
 use crate::report::{ConnectStats, GeneratorStats, IdleStats, LoadStats, Report, RunConfig, ServerStats};
 
@@ -201,7 +201,7 @@ async fn connection_task(
     let began = Instant::now();
     let connected = cfg.target.connect_and_join(cfg.source(idx), room, cfg.connect_timeout).await;
     drop(permit);
-    let mut ws: Ws = match connected {
+    let mut ws: LeanWs = match connected {
         Ok(ws) => ws,
         Err(e) => {
             live.state.store(STATE_FAILED, Ordering::Relaxed);
@@ -252,13 +252,20 @@ async fn connection_task(
                     sleep.as_mut().reset(shared.instant_at(scheduled_ns).into());
                 }
             }
-            frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.on_text(text.as_str()),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+            read = ws.fill() => {
+                // Every frame of the read at once (often a dozen under a flood), not one per
+                // turn of this loop.
+                let drained = match read {
+                    Ok(true) => ws.drain(|text| {
+                        session.on_text(text);
+                        true
+                    }),
+                    Ok(false) | Err(_) => Ok(Drained::Closed),
+                };
+                if !matches!(drained, Ok(Drained::Open)) || ws.flush_pongs().await.is_err() {
                     session.report.closed_early = true;
                     break;
                 }
-                Some(Ok(_)) => {}
             },
             () = &mut sleep, if sending && cfg.interval.is_some() => {
                 if !send_one(&shared, &cfg, idx, &mut ws, &mut session.report, &mut payload, &mut seq, window_end_ns, scheduled_ns, &mut sending).await {
@@ -288,7 +295,7 @@ async fn send_one(
     shared: &Shared,
     cfg: &TaskConfig,
     idx: usize,
-    ws: &mut Ws,
+    ws: &mut LeanWs,
     report: &mut ConnReport,
     payload: &mut String,
     seq: &mut u64,
@@ -306,7 +313,7 @@ async fn send_one(
     event::write_payload(payload, now, *seq, cfg.size);
     let mut frame = String::with_capacity(payload.len() + 80);
     event::write_sendmessage(&mut frame, payload, idx, *seq);
-    if ws.send(Message::text(frame)).await.is_err() {
+    if ws.send_text(&frame).await.is_err() {
         return false;
     }
     report.sent_total += 1;
