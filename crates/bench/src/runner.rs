@@ -220,6 +220,17 @@ async fn connection_task(
         tracker: SeqTracker::default(),
         report: ConnReport { room, joined: true, ..ConnReport::default() },
     };
+    // Frames that came in the same read as `joined` are already buffered: count them now, not
+    // after the next read.
+    let leftovers = ws.drain(|text| {
+        session.on_text(text);
+        true
+    });
+    if !matches!(leftovers, Ok(Drained::Open)) {
+        session.report.closed_early = true;
+        live.state.store(STATE_CLOSED, Ordering::Relaxed);
+        return session.report;
+    }
     let is_sender = idx < cfg.senders;
     let mut waiting_for_start = is_sender;
     let mut sending = false;
