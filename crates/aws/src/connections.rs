@@ -1,12 +1,29 @@
 //! [`ConnectionStore`] on the ConnectionsTable (HASH `connectionId`; GSIs `RoomIndex` and
 //! `NameIndex`, both projecting ALL so a fan-out page carries each member's framing without a
-//! second read).
+//! second read), and display-name claims in the RoomsTable.
+//!
+//! # Name claims
+//!
+//! One item per held name, `room = "name#" + name_key` in the RoomsTable (room names cannot
+//! contain `#`, and `list_rooms` skips items without an epoch): `claimOwner` (the
+//! [`dynamowave_core::model::NameOwner`] key), `holders` (a string set of connection ids), `displayName`, `claimVersion`
+//! and `expiresAt` (the TTL of the latest holder's connection). A claim is one conditional
+//! UpdateItem: join the holders if the owner is the same or nobody holds it, else fail. So of
+//! two connections racing for a name, one wins; nothing needs the `NameIndex` GSI.
+//!
+//! A put writes the connection first and claims after (a refused claim deletes the connection
+//! again), and a rename claims the new name before it sets it, so a holder always has its
+//! connection item. That lets a claim whose holders have all gone (deleted in a batch, or a
+//! release that failed) be taken over: the next claimant checks each holder's item and, when
+//! none is left of the claim's owner, replaces the claim, conditional on the `claimVersion` it
+//! read.
 
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use dynamowave_core::model::Page;
+use dynamowave_core::names::name_key;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, StoreError};
 use tracing::{debug, warn};
 
@@ -16,6 +33,17 @@ pub(crate) const ROOM_INDEX: &str = "RoomIndex";
 pub(crate) const NAME_INDEX: &str = "NameIndex";
 /// BatchWriteItem's limit on requests per call.
 const BATCH_WRITE_MAX: usize = 25;
+/// The RoomsTable key prefix of name claims.
+pub(crate) const CLAIM_PREFIX: &str = "name#";
+/// Rounds of (join, take over) before a contended claim gives up as taken.
+const CLAIM_ROUNDS: usize = 3;
+
+/// A name claim as read back.
+struct Claim {
+    owner: String,
+    holders: Vec<String>,
+    version: String,
+}
 
 fn to_item(r: &ConnectionRecord) -> Item {
     let mut item = Item::new();
@@ -133,6 +161,177 @@ impl DynamoDbStore {
     }
 }
 
+impl DynamoDbStore {
+    fn claim_key(key: &str) -> Item {
+        Item::from([("room".to_string(), s(format!("{CLAIM_PREFIX}{key}")))])
+    }
+
+    /// Claims `key` for the owner of `record` (whose name has that key), adding it to the
+    /// holders; `NameTaken` if another owner's connection holds it.
+    async fn claim_name(&self, key: &str, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let owner = record.name_owner().as_key();
+        let me = AttributeValue::Ss(vec![record.connection_id.clone()]);
+        for _ in 0..CLAIM_ROUNDS {
+            let joined = self
+                .client
+                .update_item()
+                .table_name(&self.tables.rooms)
+                .set_key(Some(Self::claim_key(key)))
+                .update_expression("SET #owner = :owner, #display = :display, #exp = :exp ADD #holders :me, #version :one")
+                .condition_expression("attribute_not_exists(#holders) OR #owner = :owner")
+                .expression_attribute_names("#owner", "claimOwner")
+                .expression_attribute_names("#display", "displayName")
+                .expression_attribute_names("#exp", "expiresAt")
+                .expression_attribute_names("#holders", "holders")
+                .expression_attribute_names("#version", "claimVersion")
+                .expression_attribute_values(":owner", s(&owner))
+                .expression_attribute_values(":display", s(&record.name))
+                .expression_attribute_values(":exp", n(record.expires_at))
+                .expression_attribute_values(":me", me.clone())
+                .expression_attribute_values(":one", n(1))
+                .send()
+                .await;
+            match joined.map_err(|e| map_sdk_error("UpdateItem name claim", e)) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            // Another owner's claim: taken, unless none of its holders is left.
+            let Some(claim) = self.read_claim(key).await? else { continue };
+            if let Some(holder) = self.live_holder(&claim).await? {
+                return Err(StoreError::NameTaken(format!("the name key {key:?} is held by {holder}")));
+            }
+            let took = self
+                .client
+                .update_item()
+                .table_name(&self.tables.rooms)
+                .set_key(Some(Self::claim_key(key)))
+                .update_expression("SET #owner = :owner, #display = :display, #exp = :exp, #holders = :me ADD #version :one")
+                .condition_expression("#version = :seen")
+                .expression_attribute_names("#owner", "claimOwner")
+                .expression_attribute_names("#display", "displayName")
+                .expression_attribute_names("#exp", "expiresAt")
+                .expression_attribute_names("#holders", "holders")
+                .expression_attribute_names("#version", "claimVersion")
+                .expression_attribute_values(":owner", s(&owner))
+                .expression_attribute_values(":display", s(&record.name))
+                .expression_attribute_values(":exp", n(record.expires_at))
+                .expression_attribute_values(":me", me.clone())
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":seen", AttributeValue::N(claim.version.clone()))
+                .send()
+                .await;
+            match took.map_err(|e| map_sdk_error("UpdateItem name takeover", e)) {
+                Ok(_) => {
+                    debug!(key, stale_owner = %claim.owner, "took over a name whose holders had all gone");
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::NameTaken(format!("the name key {key:?} is contended")))
+    }
+
+    async fn read_claim(&self, key: &str) -> Result<Option<Claim>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rooms)
+            .set_key(Some(Self::claim_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("GetItem name claim", e))?;
+        let Some(item) = out.item.filter(|i| !i.is_empty()) else { return Ok(None) };
+        let holders = match item.get("holders") {
+            Some(AttributeValue::Ss(ids)) => ids.clone(),
+            None => Vec::new(),
+            Some(other) => return Err(StoreError::Corrupt(format!("claim holders is {other:?}"))),
+        };
+        let version = match item.get("claimVersion") {
+            Some(AttributeValue::N(v)) => v.clone(),
+            other => return Err(StoreError::Corrupt(format!("claim version is {other:?}"))),
+        };
+        Ok(Some(Claim { owner: get_s(&item, "claimOwner")?, holders, version }))
+    }
+
+    /// A holder of `claim` that is still registered under the claim's owner, if any. (Its name
+    /// may not show the claimed one yet: a rename claims before it sets the name.)
+    async fn live_holder(&self, claim: &Claim) -> Result<Option<String>, StoreError> {
+        for id in &claim.holders {
+            if let Some(c) = self.get_connection(id).await?
+                && c.name_owner().as_key() == claim.owner
+            {
+                return Ok(Some(c.connection_id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes `connection_id` from the holders of `key`, and the claim when it has none left.
+    /// Best effort: a claim left behind is taken over by the next claimant once its holders
+    /// are gone.
+    async fn release_name(&self, key: &str, connection_id: &str) {
+        if let Err(e) = self.try_release_name(key, connection_id).await {
+            warn!(key, connection_id, error = %e, "could not release a name claim; the next claimant takes it over");
+        }
+    }
+
+    async fn try_release_name(&self, key: &str, connection_id: &str) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.rooms)
+            .set_key(Some(Self::claim_key(key)))
+            .update_expression("DELETE #holders :me")
+            .condition_expression("attribute_exists(#holders)")
+            .expression_attribute_names("#holders", "holders")
+            .expression_attribute_values(":me", AttributeValue::Ss(vec![connection_id.to_string()]))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let left = match out.map_err(|e| map_sdk_error("UpdateItem name release", e)) {
+            Ok(out) => out.attributes.is_some_and(|a| a.contains_key("holders")),
+            // No claim, or no holders: nothing to release.
+            Err(StoreError::Conflict(_)) => false,
+            Err(e) => return Err(e),
+        };
+        if left {
+            return Ok(());
+        }
+        // The last holder left: the claim goes, unless someone joined it meanwhile.
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.rooms)
+            .set_key(Some(Self::claim_key(key)))
+            .condition_expression("attribute_not_exists(#holders)")
+            .expression_attribute_names("#holders", "holders")
+            .send()
+            .await;
+        match deleted.map_err(|e| map_sdk_error("DeleteItem name claim", e)) {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Undoes the put of a connection whose name claim failed, so a refusal leaves nothing.
+    async fn unput(&self, connection_id: &str) {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .set_key(Some(Self::key(connection_id)))
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            let e = map_sdk_error("DeleteItem", e);
+            warn!(connection_id, error = %e, "could not remove a connection whose name was refused; its TTL will");
+        }
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
     async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
@@ -145,19 +344,24 @@ impl ConnectionStore for DynamoDbStore {
             .send()
             .await;
         match put.map_err(|e| map_sdk_error("PutItem", e)) {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // The SDK retries a PutItem whose response was lost (attempt timeout, connection
             // reset); if the first attempt did land, the retry fails its own condition. The
             // item then is exactly this record: that is success, not a taken id.
             Err(StoreError::Conflict(detail)) => match self.get_connection(&record.connection_id).await? {
                 Some(existing) if existing == *record => {
                     debug!(connection_id = %record.connection_id, "PutItem retry found its own earlier write");
-                    Ok(())
                 }
-                _ => Err(StoreError::Conflict(detail)),
+                _ => return Err(StoreError::Conflict(detail)),
             },
-            Err(other) => Err(other),
+            Err(other) => return Err(other),
         }
+        // After the put, so that every holder of a claim has its connection item.
+        if let Err(e) = self.claim_name(&name_key(&record.name), record).await {
+            self.unput(&record.connection_id).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -184,9 +388,15 @@ impl ConnectionStore for DynamoDbStore {
             .await
             .map_err(|e| map_sdk_error("DeleteItem", e))?;
         // DynamoDB omits `Attributes` when nothing was deleted; moto sends an empty map.
-        out.attributes.as_ref().filter(|a| !a.is_empty()).map(from_item).transpose()
+        let old = out.attributes.as_ref().filter(|a| !a.is_empty()).map(from_item).transpose()?;
+        if let Some(old) = &old {
+            self.release_name(&name_key(&old.name), connection_id).await;
+        }
+        Ok(old)
     }
 
+    // The batch does not read the names back to release them: a claim whose holders are all
+    // gone is free (see the module docs), so the stale connections of a fan-out cost no more.
     async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError> {
         // BatchWriteItem rejects a request that names the same key twice.
         let unique: BTreeSet<&String> = connection_ids.iter().collect();
@@ -213,13 +423,37 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
+        let Some(old) = self.get_connection(connection_id).await? else {
+            return Err(StoreError::NotFound(format!("connection {connection_id}")));
+        };
+        let (old_key, new_key) = (name_key(&old.name), name_key(name));
+        let moves = old_key != new_key;
+        if moves {
+            // Claimed before the name is set, so the claim's holder is live throughout.
+            let mut renamed = old.clone();
+            name.clone_into(&mut renamed.name);
+            self.claim_name(&new_key, &renamed).await?;
+        }
         let update = self
             .client
             .update_item()
             .update_expression("SET #name = :name")
             .expression_attribute_names("#name", "name")
             .expression_attribute_values(":name", s(name));
-        self.update_existing(connection_id, update, ReturnValue::AllNew).await
+        match self.update_existing(connection_id, update, ReturnValue::AllNew).await {
+            Ok(updated) => {
+                if moves {
+                    self.release_name(&old_key, connection_id).await;
+                }
+                Ok(updated)
+            }
+            Err(e) => {
+                if moves {
+                    self.release_name(&new_key, connection_id).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn members(
@@ -253,29 +487,18 @@ impl ConnectionStore for DynamoDbStore {
         Ok(Page { items, next })
     }
 
-    async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.connections)
-                .index_name(NAME_INDEX)
-                .key_condition_expression("#name = :name")
-                .expression_attribute_names("#name", "name")
-                .expression_attribute_values(":name", s(name))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| map_sdk_error("Query NameIndex", e))?;
-            for item in out.items() {
-                found.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
+    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let key = name_key(name);
+        let Some(claim) = self.read_claim(&key).await? else { return Ok(Vec::new()) };
+        let mut holders = Vec::with_capacity(claim.holders.len());
+        for id in &claim.holders {
+            if let Some(c) = self.get_connection(id).await?
+                && c.name_owner().as_key() == claim.owner
+                && name_key(&c.name) == key
+            {
+                holders.push(c);
             }
         }
+        Ok(holders)
     }
 }

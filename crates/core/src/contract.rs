@@ -177,26 +177,18 @@ pub async fn connection_store_contract(store: Arc<dyn ConnectionStore>) {
     expected_b.retain(|m| m != &movers[0]);
     assert_eq!(sorted(all_members(store.as_ref(), &room_b, 2).await), sorted(expected_b), "b after a leave");
 
-    // Names: set_name returns the updated record; connections_named finds every tab.
+    // Names: set_name returns the updated record; name_holders finds the holder.
     let shared = format!("carol-{run}");
     let updated = store.set_name(&expected_a[0], &shared).await.expect("set_name");
     assert_eq!(updated.name, shared, "set_name returns the updated record");
     assert_eq!(updated.room.as_deref(), Some(room_a.as_str()), "set_name keeps the room");
-    store.set_name(&expected_a[1], &shared).await.expect("set_name");
-    let named = store.connections_named(&shared).await.expect("connections_named");
-    assert_eq!(
-        sorted(named.iter().map(|c| c.connection_id.clone()).collect()),
-        sorted(vec![expected_a[0].clone(), expected_a[1].clone()]),
-        "connections_named returns each connection with that name"
-    );
+    assert_eq!(holder_ids(store.as_ref(), &shared).await, vec![expected_a[0].clone()], "name_holders after set_name");
     store.set_name(&expected_a[1], &format!("dave-{run}")).await.expect("rename");
-    let named = store.connections_named(&shared).await.expect("connections_named");
-    assert_eq!(named.len(), 1, "a renamed connection no longer answers to its old name");
-    assert!(store.connections_named(&format!("nobody-{run}")).await.expect("named").is_empty());
+    assert!(holder_ids(store.as_ref(), &format!("nobody-{run}")).await.is_empty(), "nobody holds an unused name");
 
     // Delete removes a member from its room and its name.
     store.delete_connection(&expected_a[0]).await.expect("delete");
-    assert!(store.connections_named(&shared).await.expect("named").is_empty(), "deleted connection still named");
+    assert!(holder_ids(store.as_ref(), &shared).await.is_empty(), "deleted connection still holds its name");
     let after = all_members(store.as_ref(), &room_a, 7).await;
     assert!(!after.contains(&expected_a[0]), "a deleted connection is still a member");
     assert_eq!(after.len(), expected_a.len() - 1);
@@ -207,6 +199,156 @@ pub async fn connection_store_contract(store: Arc<dyn ConnectionStore>) {
     all.extend([outsider.connection_id, roomless.connection_id]);
     store.delete_connections(&all).await.expect("cleanup");
     assert!(all_members(store.as_ref(), &room_a, 10).await.is_empty(), "room a after cleanup");
+
+    name_claims_contract(&store, &run).await;
+}
+
+/// The ids of [`ConnectionStore::name_holders`], sorted.
+async fn holder_ids(store: &dyn ConnectionStore, name: &str) -> Vec<String> {
+    let holders = store.name_holders(name).await.expect("name_holders");
+    sorted(holders.into_iter().map(|c| c.connection_id).collect())
+}
+
+fn expect_name_taken<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NameTaken(_)) => {}
+        other => panic!("{what} must be NameTaken, got {other:?}"),
+    }
+}
+
+/// One owner per display name, by key: refusals change nothing, renames and deletes release,
+/// a principal's connections share their name, and of racing claims exactly one wins.
+async fn name_claims_contract(store: &Arc<dyn ConnectionStore>, run: &str) {
+    let id = |n: &str| format!("n-{run}-{n}");
+    let room = format!("names-{run}");
+    let grace = format!("Grace-{run}");
+    let holder = record(&id("grace"), &grace, Some(&room));
+    store.put_connection(&holder).await.expect("a free name is claimed with the put");
+
+    // Nobody else may take it, in another case or in look-alike letters; a refused put
+    // registers nothing.
+    let spellings = [format!("grace-{run}"), format!("GRACE-{run}"), format!("Gr\u{0430}ce-{run}"), grace.clone()];
+    for (n, spelling) in spellings.iter().enumerate() {
+        let imposter = record(&id(&format!("imposter{n}")), spelling, Some(&room));
+        expect_name_taken(store.put_connection(&imposter).await, &format!("a put as {spelling:?}"));
+        assert_eq!(store.get_connection(&imposter.connection_id).await.expect("get"), None, "refused, not registered");
+        assert_eq!(holder_ids(store.as_ref(), spelling).await, vec![holder.connection_id.clone()], "{spelling:?}");
+    }
+    assert!(all_members(store.as_ref(), &room, 10).await == vec![holder.connection_id.clone()], "refusals join no room");
+
+    // set_name: a taken key is refused and nothing changes; the owner's own key in another
+    // spelling is the owner's.
+    let other = record(&id("other"), &format!("Other-{run}"), Some(&room));
+    store.put_connection(&other).await.expect("put");
+    expect_name_taken(store.set_name(&other.connection_id, &format!("GR\u{0410}CE-{run}")).await, "set_name to a held key");
+    assert_eq!(store.get_connection(&other.connection_id).await.expect("get"), Some(other.clone()), "unchanged");
+    assert_eq!(holder_ids(store.as_ref(), &other.name).await, vec![other.connection_id.clone()], "keeps its name");
+    let recased = store.set_name(&holder.connection_id, &format!("grace-{run}")).await.expect("recase own name");
+    assert_eq!(recased.name, format!("grace-{run}"));
+    assert_eq!(holder_ids(store.as_ref(), &grace).await, vec![holder.connection_id.clone()], "still the holder");
+
+    // A rename releases the old name, which another connection can then take.
+    store.set_name(&holder.connection_id, &format!("Hopper-{run}")).await.expect("rename");
+    assert!(holder_ids(store.as_ref(), &grace).await.is_empty(), "a rename releases the old name");
+    store.set_name(&other.connection_id, &grace).await.expect("the released name is free");
+    assert_eq!(holder_ids(store.as_ref(), &grace).await, vec![other.connection_id.clone()]);
+    assert!(holder_ids(store.as_ref(), &format!("Other-{run}")).await.is_empty(), "the renamed one's old name");
+
+    // A delete releases, one at a time and in a batch.
+    store.delete_connection(&other.connection_id).await.expect("delete");
+    assert!(holder_ids(store.as_ref(), &grace).await.is_empty(), "a delete releases the name");
+    let second = record(&id("second"), &format!("GRACE-{run}"), Some(&room));
+    store.put_connection(&second).await.expect("free again after the holder's delete");
+    store.delete_connections(std::slice::from_ref(&second.connection_id)).await.expect("batch delete");
+    assert!(holder_ids(store.as_ref(), &grace).await.is_empty(), "a batch delete releases the name");
+    let third = record(&id("third"), &format!("gr\u{0430}ce-{run}"), Some(&room));
+    store.put_connection(&third).await.expect("free again after a batch delete");
+    let released = store.set_name(&third.connection_id, &format!("Third-{run}")).await.expect("rename");
+    assert_eq!(released.name, format!("Third-{run}"));
+
+    // A principal's connections share its name; other owners, authorized or not, may not have it.
+    let zed = format!("Zed-{run}");
+    let principal = |n: &str, who: &str| {
+        let mut r = record(&id(n), &zed, Some(&room));
+        r.principal_id = Some(format!("{who}-{run}"));
+        r
+    };
+    let (tab1, tab2) = (principal("tab1", "user-a"), principal("tab2", "user-a"));
+    store.put_connection(&tab1).await.expect("the principal's first connection");
+    store.put_connection(&tab2).await.expect("the principal's second connection shares the name");
+    let stranger = principal("stranger", "user-b");
+    expect_name_taken(store.put_connection(&stranger).await, "another principal's put");
+    expect_name_taken(store.put_connection(&record(&id("anon"), &zed, None)).await, "an anonymous put");
+    assert_eq!(
+        holder_ids(store.as_ref(), &zed).await,
+        sorted(vec![tab1.connection_id.clone(), tab2.connection_id.clone()]),
+        "both of the principal's connections hold the name"
+    );
+    store.delete_connection(&tab1.connection_id).await.expect("delete");
+    assert_eq!(holder_ids(store.as_ref(), &zed).await, vec![tab2.connection_id.clone()], "one tab left");
+    expect_name_taken(store.put_connection(&stranger).await, "a put while one tab holds the name");
+    store.delete_connection(&tab2.connection_id).await.expect("delete");
+    store.put_connection(&stranger).await.expect("free once the last tab has gone");
+
+    // Races: of 8 puts, and of 8 renames, for one name, exactly one wins.
+    let racer = format!("Racer-{run}");
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            let r = record(&id(&format!("put-racer{n}")), &racer, Some(&room));
+            tokio::spawn(async move { (r.connection_id.clone(), store.put_connection(&r).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for task in tasks {
+        match task.await.expect("put task panicked") {
+            (id, Ok(())) => winners.push(id),
+            (id, Err(StoreError::NameTaken(_))) => losers.push(id),
+            (_, Err(e)) => panic!("a racing put must win or be NameTaken, got {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of 8 racing puts wins: {winners:?}");
+    assert_eq!(holder_ids(store.as_ref(), &racer).await, winners, "the winner holds the name");
+    for l in &losers {
+        assert_eq!(store.get_connection(l).await.expect("get"), None, "a losing put registered nothing");
+    }
+    let renamer = format!("Renamer-{run}");
+    let mut renamers = Vec::new();
+    for n in 0..8 {
+        let r = record(&id(&format!("rename-racer{n}")), &format!("Before{n}-{run}"), Some(&room));
+        store.put_connection(&r).await.expect("put");
+        renamers.push(r);
+    }
+    let tasks: Vec<_> = renamers
+        .iter()
+        .map(|r| {
+            let (store, cid, name) = (store.clone(), r.connection_id.clone(), renamer.clone());
+            tokio::spawn(async move { (cid.clone(), store.set_name(&cid, &name).await) })
+        })
+        .collect();
+    let mut renamed = Vec::new();
+    for task in tasks {
+        match task.await.expect("rename task panicked") {
+            (id, Ok(_)) => renamed.push(id),
+            (_, Err(StoreError::NameTaken(_))) => {}
+            (_, Err(e)) => panic!("a racing rename must win or be NameTaken, got {e:?}"),
+        }
+    }
+    assert_eq!(renamed.len(), 1, "exactly one of 8 racing renames wins: {renamed:?}");
+    assert_eq!(holder_ids(store.as_ref(), &renamer).await, renamed, "the winner holds the name");
+    for r in &renamers {
+        let now = store.get_connection(&r.connection_id).await.expect("get").expect("registered");
+        if now.connection_id != renamed[0] {
+            assert_eq!(now.name, r.name, "a losing rename keeps its old name");
+        }
+    }
+
+    let mut all: Vec<String> = vec![holder.connection_id, third.connection_id, stranger.connection_id];
+    all.extend(winners);
+    all.extend(renamers.into_iter().map(|r| r.connection_id));
+    store.delete_connections(&all).await.expect("cleanup");
+    assert!(all_members(store.as_ref(), &room, 10).await.is_empty(), "names room after cleanup");
 }
 
 fn seqs(messages: &[StoredMessage]) -> Vec<u64> {

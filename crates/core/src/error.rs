@@ -4,7 +4,8 @@
 use crate::connections_api::ConnectionsApiError;
 
 /// What a storage adapter can report. `Conflict` is a failed conditional write (DynamoDB's
-/// `ConditionalCheckFailedException`), `Throttled` a retryable capacity error the adapter gave
+/// `ConditionalCheckFailedException`), `NameTaken` a display name held by someone else,
+/// `Throttled` a retryable capacity error the adapter gave
 /// up on after its own retries, `Unavailable` anything else the backend said.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -12,6 +13,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("conditional write failed: {0}")]
     Conflict(String),
+    /// Another owner holds a display name with the same [`crate::names::name_key`].
+    #[error("name taken: {0}")]
+    NameTaken(String),
     #[error("store throttled the request after retries: {0}")]
     Throttled(String),
     #[error("store unavailable: {0}")]

@@ -33,6 +33,35 @@ pub struct ConnectionRecord {
     pub expires_at: i64,
 }
 
+/// Who holds a display name: the authorizer's principal when there is one (so a user's several
+/// connections share their name), else the connection itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameOwner<'a> {
+    Principal(&'a str),
+    Connection(&'a str),
+}
+
+impl NameOwner<'_> {
+    /// The owner as one string, for stores that keep it (`principal:…` or `connection:…`: the
+    /// prefixes keep a principal id from passing for a connection id).
+    pub fn as_key(&self) -> String {
+        match self {
+            NameOwner::Principal(p) => format!("principal:{p}"),
+            NameOwner::Connection(c) => format!("connection:{c}"),
+        }
+    }
+}
+
+impl ConnectionRecord {
+    /// Who this connection's display name belongs to.
+    pub fn name_owner(&self) -> NameOwner<'_> {
+        match &self.principal_id {
+            Some(p) => NameOwner::Principal(p),
+            None => NameOwner::Connection(&self.connection_id),
+        }
+    }
+}
+
 /// A message as the MessageLog stores it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {

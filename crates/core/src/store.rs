@@ -7,6 +7,8 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::model::{Appended, ConnectionRecord, Framing, NewMessage, Page, RoomState, StoredMessage};
+#[cfg(doc)]
+use crate::names::name_key;
 
 /// A fan-out recipient: all a broadcast needs of a member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,28 +19,42 @@ pub struct Recipient {
 
 /// The seed's ConnectionsTable: who is connected, under which name, in which room.
 ///
+/// A display name is held by one owner at a time (a connection, or the principal of several),
+/// compared by [`name_key`] so that look-alikes count as the same name. The store enforces it
+/// atomically in [`ConnectionStore::put_connection`] and [`ConnectionStore::set_name`], and
+/// releases a name when its last holder is deleted or renamed.
+///
 /// Fan-out reads a room's members through [`ConnectionStore::members`], a paginated query on a
 /// room index: never a scan of the whole table.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// Registers a new connection. Fails with `Conflict` if the id exists (a conditional put).
+    /// Registers a new connection and claims its display name for its
+    /// [`ConnectionRecord::name_owner`], as one atomic step. Fails with `Conflict` if the id
+    /// exists (a conditional put), with `NameTaken` if another owner holds a name with the same
+    /// [`name_key`]; either way nothing changes. Of two puts racing for one key, one wins.
     async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
 
     /// The connection's item, if it is registered.
     async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// Removes a connection and returns what it was (`None` if it was not there).
+    /// Removes a connection and returns what it was (`None` if it was not there). Its name is
+    /// released (still held if other connections of its owner hold it).
     async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
 
     /// Removes many connections at once (the seed's batch operations): stale ones found by a
-    /// fan-out. Ids that are already gone are not an error.
+    /// fan-out. Ids that are already gone are not an error. Their names are released: free for
+    /// the next [`ConnectionStore::put_connection`] or [`ConnectionStore::set_name`] of another
+    /// owner, and no longer in [`ConnectionStore::name_holders`].
     async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError>;
 
     /// Moves a connection to `room` (or out of any room), returning the record as it was
     /// before. `NotFound` if the connection is not registered.
     async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError>;
 
-    /// Sets the display name. `NotFound` if the connection is not registered.
+    /// Sets the display name: claims `name` for the connection's owner and releases the old
+    /// one, as one atomic step, and returns the updated record. `NotFound` if the connection is
+    /// not registered, `NameTaken` (and nothing changes) if another owner holds `name`'s key.
+    /// A new name with the key of the old one ("grace" to "Grace") is always the owner's.
     async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError>;
 
     /// One page of the members of `room`, `page_size` at most, continuing from `next`.
@@ -49,8 +65,10 @@ pub trait ConnectionStore: Send + Sync {
         page_size: usize,
     ) -> Result<Page<ConnectionRecord>, StoreError>;
 
-    /// The connections with this display name (a user may have several tabs open).
-    async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError>;
+    /// The connections that hold `name`'s [`name_key`]: all of one owner (a user may have
+    /// several tabs open), or none. A connection gone without its delete (no `$disconnect`) may
+    /// linger as a claim in a store, but never here: only registered connections are listed.
+    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError>;
 
     /// Every member of `room` as fan-out recipients. The default pages through
     /// [`ConnectionStore::members`] (`page_size` a page); an adapter with an in-memory index

@@ -16,7 +16,8 @@ use bytes::Bytes;
 
 use crate::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 use crate::error::StoreError;
-use crate::model::{Appended, ConnectionRecord, NewMessage, Page, RoomState, StoredMessage};
+use crate::model::{Appended, ConnectionRecord, NameOwner, NewMessage, Page, RoomState, StoredMessage};
+use crate::names::name_key;
 use crate::store::{ConnectionStore, MessageLog};
 
 /// A string unlikely to repeat across runs and processes: for epochs and test ids. Not random
@@ -63,6 +64,17 @@ struct MemoryState {
 }
 
 impl MemoryState {
+    /// `NameTaken` if a connection other than `me`, of another owner, holds `name`'s key. (A
+    /// scan: fine for tests; the adapters keep an index.)
+    fn check_name_free(&self, me: &str, owner: NameOwner<'_>, name: &str) -> Result<(), StoreError> {
+        let key = name_key(name);
+        let taken = self
+            .connections
+            .values()
+            .any(|c| c.connection_id != me && c.name_owner() != owner && name_key(&c.name) == key);
+        if taken { Err(StoreError::NameTaken(format!("{name:?} is held by another owner"))) } else { Ok(()) }
+    }
+
     fn room(&mut self, room: &str) -> &mut RoomLog {
         self.clock += 1;
         let clock = self.clock;
@@ -117,6 +129,7 @@ impl ConnectionStore for MemoryStore {
         if s.connections.contains_key(&record.connection_id) {
             return Err(StoreError::Conflict(format!("connection {} exists", record.connection_id)));
         }
+        s.check_name_free(&record.connection_id, record.name_owner(), &record.name)?;
         s.connections.insert(record.connection_id.clone(), record.clone());
         Ok(())
     }
@@ -147,6 +160,9 @@ impl ConnectionStore for MemoryStore {
 
     async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
         let mut s = lock(&self.state);
+        let current =
+            s.connections.get(connection_id).cloned().ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
+        s.check_name_free(connection_id, current.name_owner(), name)?;
         let c = s.connections.get_mut(connection_id).ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
         c.name = name.to_string();
         Ok(c.clone())
@@ -177,8 +193,9 @@ impl ConnectionStore for MemoryStore {
         Ok(Page { items, next })
     }
 
-    async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
-        Ok(lock(&self.state).connections.values().filter(|c| c.name == name).cloned().collect())
+    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let key = name_key(name);
+        Ok(lock(&self.state).connections.values().filter(|c| name_key(&c.name) == key).cloned().collect())
     }
 }
 

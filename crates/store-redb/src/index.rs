@@ -1,10 +1,15 @@
-//! The in-memory connection registry: by id, by room, by name.
+//! The in-memory connection registry: by id, by room, by name key.
 //!
 //! Fan-out reads a room's members for every message (1,000-member rooms at 25,000
 //! deliveries/s), so `members` and `get_connection` are answered from here and never touch the
 //! disk. Only the writer thread changes it, right after the transaction that wrote the same
 //! change commits, so it never shows an uncommitted write. Readers take a std `RwLock` for
 //! the time of a copy; it is never held across an `.await`.
+//!
+//! Name claims live here too, derived from the records: the holders of a name are the
+//! registered connections whose name has that [`name_key`]. The writer thread checks them
+//! before it commits a put or a rename, which makes a claim atomic; the purge at open releases
+//! every name with the connections.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
@@ -12,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use dynamowave_core::ConnectionRecord;
 use dynamowave_core::model::Page;
+use dynamowave_core::names::name_key;
 use dynamowave_core::store::Recipient;
 
 /// A record in the index's set, found by its connection id (`Borrow<str>`).
@@ -47,9 +53,9 @@ pub(crate) struct Index {
     by_id: HashSet<ById>,
     /// Sorted, so a page continues after the last id of the previous one.
     by_room: HashMap<String, BTreeSet<String>>,
-    /// (name, connection id) pairs: one ordered set rather than a set per name, since most names
-    /// are unique (a set per name cost a 300-byte B-tree node per connection).
-    by_name: BTreeSet<(String, String)>,
+    /// (name key, connection id) pairs: one ordered set rather than a set per name, since most
+    /// names are unique (a set per name cost a 300-byte B-tree node per connection).
+    by_key: BTreeSet<(String, String)>,
 }
 
 impl Index {
@@ -72,17 +78,26 @@ impl Index {
                 cache.remove(room);
             }
         }
+        // Most changes are room moves: the name, and so its key, stays (no skeleton to compute).
+        let same_name = match (self.by_id.get(connection_id), &record) {
+            (Some(ById(old)), Some(new)) => old.name == new.name,
+            _ => false,
+        };
         if let Some(ById(old)) = self.by_id.take(connection_id) {
             if let Some(room) = &old.room {
                 remove_from(&mut self.by_room, room, connection_id);
             }
-            self.by_name.remove(&(old.name, connection_id.to_string()));
+            if !same_name {
+                self.by_key.remove(&(name_key(&old.name), connection_id.to_string()));
+            }
         }
         if let Some(new) = record {
             if let Some(room) = &new.room {
                 self.by_room.entry(room.clone()).or_default().insert(connection_id.to_string());
             }
-            self.by_name.insert((new.name.clone(), connection_id.to_string()));
+            if !same_name {
+                self.by_key.insert((name_key(&new.name), connection_id.to_string()));
+            }
             self.by_id.replace(ById(new));
         }
     }
@@ -126,13 +141,15 @@ impl Index {
         list
     }
 
-    pub fn named(&self, name: &str) -> Vec<ConnectionRecord> {
-        let from = (name.to_string(), String::new());
-        self.by_name
-            .range(from..)
-            .take_while(|(n, _)| n == name)
-            .filter_map(|(_, id)| self.by_id.get(id.as_str()).map(|r| r.0.clone()))
-            .collect()
+    /// The ids of the connections whose name has this key.
+    pub fn holder_ids(&self, key: &str) -> impl Iterator<Item = &str> {
+        let from = (key.to_string(), String::new());
+        self.by_key.range(from..).take_while(move |(k, _)| k == key).map(|(_, id)| id.as_str())
+    }
+
+    /// The connections whose name has this key.
+    pub fn holders(&self, key: &str) -> Vec<ConnectionRecord> {
+        self.holder_ids(key).filter_map(|id| self.by_id.get(id).map(|r| r.0.clone())).collect()
     }
 }
 

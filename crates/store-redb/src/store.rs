@@ -229,8 +229,9 @@ impl ConnectionStore for RedbStore {
         Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).members(room, next, page_size))
     }
 
-    async fn connections_named(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
-        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).named(name))
+    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let key = dynamowave_core::names::name_key(name);
+        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).holders(&key))
     }
 
     async fn recipients(

@@ -18,7 +18,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use dynamowave_core::model::{Appended, NewMessage, RoomState, StoredMessage};
+use dynamowave_core::model::{Appended, NameOwner, NewMessage, RoomState, StoredMessage};
+use dynamowave_core::names::name_key;
 use dynamowave_core::{ConnectionRecord, StoreError};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::oneshot;
@@ -82,7 +83,23 @@ fn finish<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> 
 }
 
 /// Connection changes of the current batch, not yet in the index.
-type Overlay = HashMap<String, Option<ConnectionRecord>>;
+#[derive(Default)]
+struct Overlay {
+    records: HashMap<String, Option<ConnectionRecord>>,
+    /// Name key -> the ids given a name of that key in this batch (one may have changed again
+    /// since: [`Writer::name_free`] checks each one's latest record).
+    named: HashMap<String, Vec<String>>,
+}
+
+impl Overlay {
+    /// Stages a change; `new_key` is the key of a name the change gives the connection.
+    fn stage(&mut self, id: &str, record: Option<ConnectionRecord>, new_key: Option<String>) {
+        if let Some(key) = new_key {
+            self.named.entry(key).or_default().push(id.to_string());
+        }
+        self.records.insert(id.to_string(), record);
+    }
+}
 
 struct Tx<'t> {
     connections: Table<'t, &'static str, &'static [u8]>,
@@ -146,7 +163,7 @@ impl Writer {
             batch.iter().any(Request::needs_durable) || self.last_durable.elapsed() >= self.settings.durable_interval;
         let shutdown = batch.iter().any(|r| matches!(r, Request::Shutdown(_)));
         let mut finishes: Vec<Finish> = Vec::with_capacity(size);
-        let mut overlay = Overlay::new();
+        let mut overlay = Overlay::default();
         let fatal = match self.db.begin_write() {
             Err(e) => {
                 for request in batch {
@@ -177,9 +194,9 @@ impl Writer {
                 if durable {
                     self.last_durable = Instant::now();
                 }
-                if !overlay.is_empty() {
+                if !overlay.records.is_empty() {
                     let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for (id, record) in overlay {
+                    for (id, record) in overlay.records {
                         index.set(&id, record);
                     }
                 }
@@ -252,10 +269,7 @@ impl Writer {
                 reply,
                 self.update_connection(tx, overlay, &id, |c| c.room = room).map(|r| r.map(|(old, _)| old))
             ),
-            Request::SetName(id, name, reply) => settle!(
-                reply,
-                self.update_connection(tx, overlay, &id, |c| c.name = name).map(|r| r.map(|(_, new)| new))
-            ),
+            Request::SetName(id, name, reply) => settle!(reply, self.set_name(tx, overlay, &id, name)),
             Request::Append(message, reply) => settle!(reply, self.append(tx, message).map(Ok)),
             Request::EnsureRoom(room, reply) => settle!(reply, self.ensure_room(tx, &room).map(|m| Ok(m.state(&room)))),
             Request::DeleteRoomHistory(room, reply) => settle!(reply, self.delete_history(tx, &room).map(Ok)),
@@ -265,10 +279,34 @@ impl Writer {
     }
 
     fn current(&self, overlay: &Overlay, id: &str) -> Option<ConnectionRecord> {
-        match overlay.get(id) {
+        match overlay.records.get(id) {
             Some(staged) => staged.clone(),
             None => self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned(),
         }
+    }
+
+    /// `NameTaken` if a connection other than `me`, of another owner, holds `key`: committed (in
+    /// the index) or staged earlier in this batch. Only this thread writes, so nothing can
+    /// claim the key between this check and the commit.
+    fn name_free(&self, overlay: &Overlay, key: &str, owner: NameOwner<'_>, me: &str) -> Result<(), StoreError> {
+        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let staged = overlay.named.get(key).into_iter().flatten().map(String::as_str);
+        for id in index.holder_ids(key).chain(staged) {
+            if id == me {
+                continue;
+            }
+            let latest = match overlay.records.get(id) {
+                Some(staged) => staged.as_ref(),
+                None => index.get(id),
+            };
+            if let Some(holder) = latest
+                && holder.name_owner() != owner
+                && name_key(&holder.name) == key
+            {
+                return Err(StoreError::NameTaken(format!("the name key {key:?} is held by {}", holder.connection_id)));
+            }
+        }
+        Ok(())
     }
 
     fn put_connection(
@@ -280,9 +318,36 @@ impl Writer {
         if self.current(overlay, &record.connection_id).is_some() {
             return Ok(Err(StoreError::Conflict(format!("connection {} is registered", record.connection_id))));
         }
+        let key = name_key(&record.name);
+        if let Err(taken) = self.name_free(overlay, &key, record.name_owner(), &record.connection_id) {
+            return Ok(Err(taken));
+        }
         tx.connections.insert(record.connection_id.as_str(), encode_connection(&record)?.as_slice()).map_err(db_err)?;
-        overlay.insert(record.connection_id.clone(), Some(record));
+        let id = record.connection_id.clone();
+        overlay.stage(&id, Some(record), Some(key));
         Ok(Ok(()))
+    }
+
+    /// Renames a registered connection if no other owner holds the new name's key.
+    fn set_name(
+        &self,
+        tx: &mut Tx<'_>,
+        overlay: &mut Overlay,
+        id: &str,
+        name: String,
+    ) -> Result<Result<ConnectionRecord, StoreError>, StoreError> {
+        let Some(old) = self.current(overlay, id) else {
+            return Ok(Err(StoreError::NotFound(format!("connection {id}"))));
+        };
+        let key = name_key(&name);
+        if let Err(taken) = self.name_free(overlay, &key, old.name_owner(), id) {
+            return Ok(Err(taken));
+        }
+        let mut new = old;
+        new.name = name;
+        tx.connections.insert(id, encode_connection(&new)?.as_slice()).map_err(db_err)?;
+        overlay.stage(id, Some(new.clone()), Some(key));
+        Ok(Ok(new))
     }
 
     fn delete_connections(
@@ -295,7 +360,7 @@ impl Writer {
         for id in ids {
             if let Some(old) = self.current(overlay, id) {
                 tx.connections.remove(id.as_str()).map_err(db_err)?;
-                overlay.insert(id.clone(), None);
+                overlay.stage(id, None, None);
                 removed.push(old);
             }
         }
@@ -316,7 +381,7 @@ impl Writer {
         let mut new = old.clone();
         change(&mut new);
         tx.connections.insert(id, encode_connection(&new)?.as_slice()).map_err(db_err)?;
-        overlay.insert(id.to_string(), Some(new.clone()));
+        overlay.stage(id, Some(new.clone()), None);
         Ok(Ok((old, new)))
     }
 

@@ -8,7 +8,7 @@ use super::{ChatDeps, announce_presence, now_ms, post, reply_error, response};
 use crate::error::{HandlerError, StoreError};
 use crate::event::WebSocketEventExt;
 use crate::model::{ConnectionRecord, Framing};
-use crate::names::{validate_name, validate_room};
+use crate::names::{validate_name, validate_room, validate_text};
 use crate::protocol::{ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, parse_action};
 
 pub struct ChatHandler;
@@ -170,7 +170,15 @@ async fn set_name(deps: &ChatDeps, me: &ConnectionRecord, name: &str) -> Answer 
         return Err(ProtocolError::new("name_fixed", "your name comes from your token").into());
     }
     validate_name(name)?;
-    let updated = deps.connections.set_name(&me.connection_id, name).await?;
+    let updated = match super::connect::claim(deps, || deps.connections.set_name(&me.connection_id, name), name).await
+    {
+        Ok(updated) => updated,
+        Err(StoreError::NameTaken(_)) => {
+            let message = format!("{name:?} is taken (it is, or reads the same as, the name of someone connected)");
+            return Err(ProtocolError::new("name_taken", message).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(room) = &me.room
         && me.name != name
     {
@@ -227,9 +235,12 @@ async fn send_private(
     text: &str,
     id: Option<&str>,
 ) -> Answer {
+    validate_text(text)?;
+    // By name: whoever holds the name now (by key, so a look-alike spelling reaches the holder
+    // and nobody else), all connections of that one owner.
     let targets: Vec<ConnectionRecord> = match (&to_id, &to) {
         (Some(cid), _) => deps.connections.get_connection(cid).await?.into_iter().collect(),
-        (None, Some(name)) => deps.connections.connections_named(name).await?,
+        (None, Some(name)) => deps.connections.name_holders(name).await?,
         (None, None) => Vec::new(),
     };
     let targets: Vec<ConnectionRecord> = targets.into_iter().filter(|t| t.connection_id != me.connection_id).collect();

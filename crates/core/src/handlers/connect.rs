@@ -2,17 +2,22 @@
 //! into ConnectionsTable"). Its answer decides the upgrade: 2xx accepts, anything else rejects
 //! with that status. It also picks the framing: a client that offers the `dynamowave.v1`
 //! subprotocol gets it echoed in the handshake (a response header, as on API Gateway).
+//!
+//! The connection's display name is claimed with the registration: an `anon-…` name, or the
+//! token's name for its principal. A token's name that another principal holds refuses the
+//! connection with 409 and the reason.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use http::HeaderValue;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{ChatDeps, announce_presence, now_ms, response};
 use crate::SUBPROTOCOL;
+use crate::connections_api::ConnectionsApiError;
 use crate::error::{HandlerError, StoreError};
 use crate::event::{AUTH_NAME, AUTH_PRINCIPAL, WebSocketEventExt};
 use crate::model::{ConnectionRecord, Framing};
-use crate::names::validate_name;
+use crate::names::{MAX_NAME_CHARS, validate_name};
 
 pub struct ConnectHandler;
 
@@ -27,33 +32,52 @@ impl ConnectHandler {
         let principal_id = event.authorizer_field(AUTH_PRINCIPAL);
         // The token's name wins; an invalid one falls back to an anonymous name rather than
         // refusing a connection the authorizer allowed.
-        let name = event
-            .authorizer_field(AUTH_NAME)
-            .filter(|n| validate_name(n).is_ok())
-            .unwrap_or_else(|| anonymous_name(connection_id));
+        let token_name = event.authorizer_field(AUTH_NAME).filter(|n| validate_name(n).is_ok());
+        let candidates = match &token_name {
+            Some(n) => vec![n.clone()],
+            None => anonymous_names(connection_id),
+        };
         let connected_at =
             if event.request_context.connected_at > 0 { event.request_context.connected_at } else { now_ms() };
-        let record = ConnectionRecord {
+        let mut record = ConnectionRecord {
             connection_id: connection_id.to_string(),
             connected_at,
             source_ip: event.source_ip().to_string(),
             user_agent: event.user_agent().map(str::to_string),
             framing: if offered_json { Framing::Json } else { Framing::Plain },
-            name,
+            name: String::new(),
             principal_id,
             room: Some(deps.settings.default_room.clone()),
             expires_at: connected_at / 1000 + deps.settings.connection_ttl_secs,
         };
-        match deps.connections.put_connection(&record).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                warn!(connection_id, "connection id already registered");
-                return Ok(response(409, "Failed to connect: connection id in use."));
+        let mut registered = false;
+        for name in candidates {
+            record.name = name;
+            match claim(deps, || deps.connections.put_connection(&record), &record.name).await {
+                Ok(()) => {
+                    registered = true;
+                    break;
+                }
+                Err(StoreError::Conflict(_)) => {
+                    warn!(connection_id, "connection id already registered");
+                    return Ok(response(409, "Failed to connect: connection id in use."));
+                }
+                // An anonymous name someone took with `setname`: try the next, longer one.
+                Err(StoreError::NameTaken(_)) => {}
+                Err(e) => {
+                    warn!(connection_id, error = %e, "could not register connection");
+                    return Ok(response(500, "Failed to connect."));
+                }
             }
-            Err(e) => {
-                warn!(connection_id, error = %e, "could not register connection");
-                return Ok(response(500, "Failed to connect."));
-            }
+        }
+        if !registered {
+            // A token's name is its user's: another user holding it (two people, one display
+            // name) is refused here rather than shown under a name that is not theirs.
+            warn!(connection_id, name = %record.name, "display name held by another owner");
+            return Ok(response(
+                409,
+                &format!("Failed to connect: the name {:?} is in use by someone else.", record.name),
+            ));
         }
         info!(connection_id, name = %record.name, framing = ?record.framing, "connected");
         // Others in the room may hear of it; the new connection itself cannot be posted to
@@ -68,9 +92,47 @@ impl ConnectHandler {
 }
 
 /// `anon-` and the last six characters of the connection id: stable for the connection,
-/// distinct enough to tell people apart.
-fn anonymous_name(connection_id: &str) -> String {
+/// distinct enough to tell people apart. Then longer tails, in case someone holds the short
+/// name already (a `setname` to a future connection's name, or a look-alike of it).
+fn anonymous_names(connection_id: &str) -> Vec<String> {
     let tail: String = connection_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let start = tail.len().saturating_sub(6);
-    format!("anon-{}", &tail[start..])
+    let mut names: Vec<String> = Vec::new();
+    for len in [6, 10, 16, MAX_NAME_CHARS - "anon-".len()] {
+        let start = tail.len().saturating_sub(len);
+        let name = format!("anon-{}", &tail[start..]);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Runs `attempt` (a put or a rename that claims `name`). When another owner holds the name,
+/// asks `@connections` about each holder first: holders that are gone (their `$disconnect`
+/// never ran) are deleted, releasing the name, and the attempt is made once more.
+pub(super) async fn claim<T, F, Fut>(deps: &ChatDeps, attempt: F, name: &str) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    match attempt().await {
+        Err(StoreError::NameTaken(why)) => {
+            let holders = deps.connections.name_holders(name).await?;
+            let mut gone = Vec::new();
+            for h in &holders {
+                if matches!(deps.connections_api.get_connection(&h.connection_id).await, Err(ConnectionsApiError::Gone)) {
+                    gone.push(h.connection_id.clone());
+                }
+            }
+            if gone.len() < holders.len() {
+                return Err(StoreError::NameTaken(why));
+            }
+            if !gone.is_empty() {
+                debug!(name, stale = gone.len(), "the holders of a name were gone; releasing it");
+                deps.connections.delete_connections(&gone).await?;
+            }
+            attempt().await
+        }
+        other => other,
+    }
 }

@@ -13,7 +13,7 @@ use super::{ChatDeps, broadcast, now_ms, post, reply_error, response};
 use crate::error::HandlerError;
 use crate::event::WebSocketEventExt;
 use crate::model::{Framing, NewMessage};
-use crate::names::validate_room;
+use crate::names::{validate_room, validate_text};
 use crate::protocol::{ClientAction, ProtocolError, ServerEvent, parse_action};
 
 pub struct SendMessageHandler;
@@ -30,6 +30,9 @@ impl SendMessageHandler {
             Ok(_) => unreachable!("parse_action(\"sendmessage\") yields SendMessage"),
             Err(e) => return reply_error(deps, connection_id, &e, Some("sendmessage"), None).await,
         };
+        if let Err(e) = validate_text(&text) {
+            return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
+        }
         let Some(sender) = deps.connections.get_connection(connection_id).await? else {
             return Ok(response(410, "Gone."));
         };
