@@ -72,6 +72,9 @@ pub struct DynamoDbSettings {
     pub max_backoff: Duration,
     /// How long messages (and their idempotency items) are kept: their `expiresAt` TTL.
     pub message_retention_secs: i64,
+    /// How long a room item outlives its newest stored message (or its creation, when it has
+    /// none): its `expiresAt` TTL. Past it the room is not listed nor counted as existing.
+    pub empty_room_ttl_secs: i64,
 }
 
 impl Default for DynamoDbSettings {
@@ -83,13 +86,15 @@ impl Default for DynamoDbSettings {
             base_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(1000),
             message_retention_secs: 7 * 24 * 3600,
+            empty_room_ttl_secs: 300,
         }
     }
 }
 
 impl DynamoDbSettings {
     /// Defaults, overridden by `DYNAMOWAVE_DDB_MAX_ATTEMPTS`, `DYNAMOWAVE_APPEND_MAX_ATTEMPTS`,
-    /// `DYNAMOWAVE_BATCH_MAX_ATTEMPTS` and `DYNAMOWAVE_MESSAGE_RETENTION_SECS` where set.
+    /// `DYNAMOWAVE_BATCH_MAX_ATTEMPTS`, `DYNAMOWAVE_MESSAGE_RETENTION_SECS` and
+    /// `DYNAMOWAVE_EMPTY_ROOM_TTL_SECS` where set.
     pub fn from_env() -> Result<Self, ConfigError> {
         fn read<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
             match std::env::var(name) {
@@ -105,6 +110,7 @@ impl DynamoDbSettings {
             append_max_attempts: read("DYNAMOWAVE_APPEND_MAX_ATTEMPTS", d.append_max_attempts)?,
             batch_max_attempts: read("DYNAMOWAVE_BATCH_MAX_ATTEMPTS", d.batch_max_attempts)?,
             message_retention_secs: read("DYNAMOWAVE_MESSAGE_RETENTION_SECS", d.message_retention_secs)?,
+            empty_room_ttl_secs: read("DYNAMOWAVE_EMPTY_ROOM_TTL_SECS", d.empty_room_ttl_secs)?,
             ..d
         };
         let positive = |name: &'static str, v: i64| {
@@ -118,6 +124,7 @@ impl DynamoDbSettings {
         positive("DYNAMOWAVE_APPEND_MAX_ATTEMPTS", s.append_max_attempts.into())?;
         positive("DYNAMOWAVE_BATCH_MAX_ATTEMPTS", s.batch_max_attempts.into())?;
         positive("DYNAMOWAVE_MESSAGE_RETENTION_SECS", s.message_retention_secs)?;
+        positive("DYNAMOWAVE_EMPTY_ROOM_TTL_SECS", s.empty_room_ttl_secs)?;
         Ok(s)
     }
 

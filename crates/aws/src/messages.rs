@@ -1,5 +1,15 @@
 //! [`MessageLog`] on the MessagesTable (HASH `room`, RANGE `seq`) and the RoomsTable (room meta
-//! items keyed by the room name, idempotency items keyed `idem#<room>#<publisher>#<id>`).
+//! items keyed by the room name, idempotency items keyed `idem#<room>#<publisher>#<id>`, the
+//! rooms a connection belongs to keyed `conn#<connectionId>`; a room name has no `#`).
+//!
+//! Room meta items carry `roomsPk` (always `rooms`) and `activeAt` (ms of the last activity),
+//! the keys of the RoomsTable's `ActivityIndex`: `rooms_page` is one Query of that index,
+//! newest first, with `Limit`, never a Scan. Its one partition takes every room's activity
+//! updates (one per message), which caps the whole chat near a GSI partition's write
+//! throughput (about 1,000 writes/s). Each meta item also has an `expiresAt` TTL: its
+//! creation plus the empty-room TTL, and with each message that message's expiry plus the
+//! empty-room TTL, so a room goes some minutes after its last stored message does; an item
+//! past it is not listed nor counted as existing, though DynamoDB may take a while to delete it.
 //!
 //! A seq is allocated by one TransactWriteItems: the meta update conditioned on the `lastSeq`
 //! just read, the message put at `lastSeq + 1`, and the idempotency put conditioned on its
@@ -17,8 +27,11 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use dynamowave_core::model::{Appended, NewMessage, RoomState, StoredMessage};
+use dynamowave_core::store::{RoomClaim, RoomsCursor, RoomsPage};
 use dynamowave_core::{MessageLog, StoreError};
 use tracing::{debug, warn};
 
@@ -29,16 +42,48 @@ struct Meta {
     last_seq: u64,
     first_seq: u64,
     epoch: String,
-    last_ts: i64,
+    /// `None` in items written before rooms expired: they never lapse.
+    expires_at: Option<i64>,
 }
+
+impl Meta {
+    fn lapsed(&self) -> bool {
+        self.expires_at.is_some_and(|e| e <= now_secs())
+    }
+}
+
+/// The `ActivityIndex` of the RoomsTable: HASH [`ROOMS_PK`], RANGE [`ACTIVE_AT`].
+pub(crate) const ACTIVITY_INDEX: &str = "ActivityIndex";
+/// The index's partition key attribute; every room meta item has the value [`ROOMS_PK_VALUE`].
+pub(crate) const ROOMS_PK: &str = "roomsPk";
+const ROOMS_PK_VALUE: &str = "rooms";
+/// The index's sort key: ms since the epoch of the room's last activity.
+pub(crate) const ACTIVE_AT: &str = "activeAt";
+/// Query rounds one `rooms_page` makes at most, when lapsed items (not yet deleted by TTL)
+/// fill the pages it reads; then it answers a short page with a `next`.
+const MAX_PAGE_ROUNDS: usize = 8;
 
 fn meta_from_item(item: &Item) -> Result<Meta, StoreError> {
     Ok(Meta {
         last_seq: get_n(item, "lastSeq")?,
         first_seq: get_n(item, "firstSeq")?,
         epoch: get_s(item, "epoch")?,
-        last_ts: get_n(item, "lastTs")?,
+        expires_at: match item.get("expiresAt") {
+            None => None,
+            Some(_) => Some(get_n(item, "expiresAt")?),
+        },
     })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn claims_key(connection_id: &str) -> String {
+    format!("conn#{connection_id}")
 }
 
 fn new_epoch() -> String {
@@ -115,27 +160,70 @@ impl DynamoDbStore {
         out.item.as_ref().map(meta_from_item).transpose()
     }
 
-    /// The room's meta item, created (with a new epoch) if it does not exist yet.
+    /// The seq of the newest message item of `room`, 0 if none. A room whose meta item TTL
+    /// deleted may still have message items that TTL has not deleted yet (it deletes in no
+    /// particular order): a new log continues after them rather than collide with them.
+    async fn newest_seq(&self, room: &str) -> Result<u64, StoreError> {
+        Ok(self.read_range(room, None, None, 1).await?.first().map_or(0, |m| m.seq))
+    }
+
+    /// An empty room's expiry, from now.
+    fn empty_expiry(&self) -> i64 {
+        now_secs() + self.settings.empty_room_ttl_secs
+    }
+
+    /// The room's meta item, created (with a new epoch) if it does not exist yet; a lapsed one
+    /// gets a new lease of the empty-room TTL (somebody is using it again).
     async fn ensure_meta(&self, room: &str) -> Result<Meta, StoreError> {
-        if let Some(meta) = self.read_meta(room).await? {
+        if let Some(mut meta) = self.read_meta(room).await? {
+            if meta.lapsed() {
+                let expires_at = self.empty_expiry();
+                let renewed = self
+                    .client
+                    .update_item()
+                    .table_name(&self.tables.rooms)
+                    .key("room", s(room))
+                    .update_expression("SET expiresAt = :exp, activeAt = :now, #pk = :pk")
+                    .condition_expression("lastSeq = :last")
+                    .expression_attribute_names("#pk", ROOMS_PK)
+                    .expression_attribute_values(":exp", n(expires_at))
+                    .expression_attribute_values(":now", n(now_ms()))
+                    .expression_attribute_values(":pk", s(ROOMS_PK_VALUE))
+                    .expression_attribute_values(":last", n(meta.last_seq))
+                    .send()
+                    .await;
+                match renewed {
+                    Ok(_) => meta.expires_at = Some(expires_at),
+                    // A message came in meanwhile: that renewed it.
+                    Err(e) => match map_sdk_error("UpdateItem room lease", e) {
+                        StoreError::Conflict(_) => {}
+                        other => return Err(other),
+                    },
+                }
+            }
             return Ok(meta);
         }
         let epoch = new_epoch();
+        let last_seq = self.newest_seq(room).await?;
+        let expires_at = self.empty_expiry();
         let put = self
             .client
             .put_item()
             .table_name(&self.tables.rooms)
             .item("room", s(room))
-            .item("lastSeq", n(0))
-            .item("firstSeq", n(1))
+            .item("lastSeq", n(last_seq))
+            .item("firstSeq", n(last_seq + 1))
             .item("epoch", s(&epoch))
             .item("lastTs", n(0))
+            .item(ROOMS_PK, s(ROOMS_PK_VALUE))
+            .item(ACTIVE_AT, n(now_ms()))
+            .item("expiresAt", n(expires_at))
             .condition_expression("attribute_not_exists(#room)")
             .expression_attribute_names("#room", "room")
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Meta { last_seq: 0, first_seq: 1, epoch, last_ts: 0 }),
+            Ok(_) => Ok(Meta { last_seq, first_seq: last_seq + 1, epoch, expires_at: Some(expires_at) }),
             Err(e) => match map_sdk_error("PutItem room meta", e) {
                 // Another writer created it first: theirs is the epoch.
                 StoreError::Conflict(_) => self
@@ -193,16 +281,24 @@ impl DynamoDbStore {
         token: &str,
     ) -> Result<Result<(), Lost>, StoreError> {
         let expires_at = message.ts / 1000 + self.settings.message_retention_secs;
+        // The room outlives its newest message by the empty-room TTL.
+        let room_expires_at = expires_at + self.settings.empty_room_ttl_secs;
         let meta_write = match meta {
             Some(meta) => TransactWriteItem::builder()
                 .update(
                     Update::builder()
                         .table_name(&self.tables.rooms)
                         .key("room", s(&message.room))
-                        .update_expression("SET lastSeq = :next, lastTs = :ts")
+                        .update_expression(
+                            "SET lastSeq = :next, lastTs = :ts, #active = :ts, expiresAt = :exp, #pk = :pk",
+                        )
                         .condition_expression("lastSeq = :last")
+                        .expression_attribute_names("#active", ACTIVE_AT)
+                        .expression_attribute_names("#pk", ROOMS_PK)
                         .expression_attribute_values(":next", n(stored.seq))
                         .expression_attribute_values(":ts", n(message.ts))
+                        .expression_attribute_values(":exp", n(room_expires_at))
+                        .expression_attribute_values(":pk", s(ROOMS_PK_VALUE))
                         .expression_attribute_values(":last", n(meta.last_seq))
                         .build()
                         .map_err(build_err)?,
@@ -215,9 +311,12 @@ impl DynamoDbStore {
                         .table_name(&self.tables.rooms)
                         .item("room", s(&message.room))
                         .item("lastSeq", n(stored.seq))
-                        .item("firstSeq", n(1))
+                        .item("firstSeq", n(stored.seq))
                         .item("epoch", s(new_epoch()))
                         .item("lastTs", n(message.ts))
+                        .item(ROOMS_PK, s(ROOMS_PK_VALUE))
+                        .item(ACTIVE_AT, n(message.ts))
+                        .item("expiresAt", n(room_expires_at))
                         .condition_expression("attribute_not_exists(#room)")
                         .expression_attribute_names("#room", "room")
                         .build()
@@ -310,9 +409,13 @@ impl MessageLog for DynamoDbStore {
         let token = new_append_token();
         for attempt in 0..self.settings.append_max_attempts {
             let meta = self.read_meta(&message.room).await?;
+            let last_seq = match &meta {
+                Some(m) => m.last_seq,
+                None => self.newest_seq(&message.room).await?,
+            };
             let stored = StoredMessage {
                 room: message.room.clone(),
-                seq: meta.as_ref().map_or(0, |m| m.last_seq) + 1,
+                seq: last_seq + 1,
                 id: message.id.clone(),
                 from: message.from.clone(),
                 text: message.text.clone(),
@@ -369,37 +472,111 @@ impl MessageLog for DynamoDbStore {
         Ok(RoomState { room: room.to_string(), epoch: meta.epoch, last_seq: meta.last_seq, first_seq })
     }
 
-    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError> {
-        // A Scan, but of the small RoomsTable (one meta item per room), paginated, and only
-        // meta items (idempotency items have no epoch).
-        let mut rooms: Vec<(i64, RoomState)> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+    async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
+        Ok(self.read_meta(room).await?.is_some_and(|m| !m.lapsed()))
+    }
+
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
+        let limit = limit.max(1);
+        let mut start: Option<Item> = after.map(|c| {
+            Item::from([
+                ("room".to_string(), s(&c.room)),
+                (ROOMS_PK.to_string(), s(ROOMS_PK_VALUE)),
+                (ACTIVE_AT.to_string(), n(c.active_ms)),
+            ])
+        });
+        let mut found: Vec<(i64, RoomState)> = Vec::new();
+        for _ in 0..MAX_PAGE_ROUNDS {
+            // One more than the page, to know whether another page follows.
+            let want = i32::try_from(limit + 1 - found.len()).unwrap_or(i32::MAX);
             let out = self
                 .client
-                .scan()
+                .query()
                 .table_name(&self.tables.rooms)
-                .filter_expression("attribute_exists(epoch)")
+                .index_name(ACTIVITY_INDEX)
+                .key_condition_expression("#pk = :pk")
+                .filter_expression("attribute_not_exists(expiresAt) OR expiresAt > :now")
+                .expression_attribute_names("#pk", ROOMS_PK)
+                .expression_attribute_values(":pk", s(ROOMS_PK_VALUE))
+                .expression_attribute_values(":now", n(now_secs()))
+                .scan_index_forward(false)
+                .limit(want)
                 .set_exclusive_start_key(start)
-                .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| map_sdk_error("Scan RoomsTable", e))?;
+                .map_err(|e| map_sdk_error("Query ActivityIndex", e))?;
             for item in out.items() {
                 let meta = meta_from_item(item)?;
                 let room = get_s(item, "room")?;
-                rooms.push((
-                    meta.last_ts,
-                    RoomState { room, epoch: meta.epoch, last_seq: meta.last_seq, first_seq: meta.first_seq },
-                ));
+                let active: i64 = get_n(item, ACTIVE_AT)?;
+                found.push((active, RoomState { room, epoch: meta.epoch, last_seq: meta.last_seq, first_seq: meta.first_seq }));
             }
             start = out.last_evaluated_key;
+            if found.len() > limit {
+                found.truncate(limit);
+                let next = found.last().map(|(active, r)| RoomsCursor { active_ms: *active, room: r.room.clone() });
+                return Ok(RoomsPage { rooms: found.into_iter().map(|(_, r)| r).collect(), next });
+            }
             if start.is_none() {
-                break;
+                return Ok(RoomsPage { rooms: found.into_iter().map(|(_, r)| r).collect(), next: None });
             }
         }
-        rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.room.cmp(&b.1.room)));
-        Ok(rooms.into_iter().take(limit).map(|(_, r)| r).collect())
+        // Lapsed items filled the rounds: a short page, continuing where the reading stopped.
+        let next = match &start {
+            Some(key) => Some(RoomsCursor { active_ms: get_n(key, ACTIVE_AT)?, room: get_s(key, "room")? }),
+            None => None,
+        };
+        Ok(RoomsPage { rooms: found.into_iter().map(|(_, r)| r).collect(), next })
+    }
+
+    async fn claim_room(
+        &self,
+        connection_id: &str,
+        room: &str,
+        max: usize,
+        expires_at: i64,
+    ) -> Result<RoomClaim, StoreError> {
+        // One conditional update of a string set: atomic, so concurrent claims never pass `max`.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.rooms)
+            .key("room", s(claims_key(connection_id)))
+            .update_expression("ADD #rooms :one SET expiresAt = :exp")
+            .condition_expression("attribute_not_exists(#rooms) OR contains(#rooms, :room) OR size(#rooms) < :max")
+            .expression_attribute_names("#rooms", "rooms")
+            .expression_attribute_values(":one", AttributeValue::Ss(vec![room.to_string()]))
+            .expression_attribute_values(":room", s(room))
+            .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":exp", n(expires_at))
+            .return_values(ReturnValue::UpdatedOld)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let had = out.attributes().and_then(|a| a.get("rooms")).and_then(|v| v.as_ss().ok());
+                Ok(if had.is_some_and(|rooms| rooms.iter().any(|r| r == room)) {
+                    RoomClaim::Member
+                } else {
+                    RoomClaim::Added
+                })
+            }
+            Err(e) => match map_sdk_error("UpdateItem room claims", e) {
+                StoreError::Conflict(_) => Ok(RoomClaim::Full),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.rooms)
+            .key("room", s(claims_key(connection_id)))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("DeleteItem room claims", e))?;
+        Ok(())
     }
 }
 

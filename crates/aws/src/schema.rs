@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::config::Tables;
 use crate::connections::{NAME_INDEX, ROOM_INDEX};
+use crate::messages::{ACTIVE_AT, ACTIVITY_INDEX, ROOMS_PK};
 use crate::store::map_sdk_error;
 
 /// TTL attribute of all three tables (epoch seconds).
@@ -43,7 +44,7 @@ fn gsi(name: &str, hash: &str) -> Result<GlobalSecondaryIndex, StoreError> {
 }
 
 /// Creates the ConnectionsTable (with `RoomIndex` and `NameIndex`), MessagesTable and
-/// RoomsTable, on-demand billing, TTL on `expiresAt`. Tables that exist already are left as
+/// RoomsTable (with `ActivityIndex`, which `rooms` queries), on-demand billing, TTL on `expiresAt`. Tables that exist already are left as
 /// they are, so this is safe to run at every start.
 pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
     use ScalarAttributeType::{N, S};
@@ -70,7 +71,18 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
         .table_name(&tables.rooms)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr("room", S)?)
-        .key_schema(key("room", KeyType::Hash)?);
+        .attribute_definitions(attr(ROOMS_PK, S)?)
+        .attribute_definitions(attr(ACTIVE_AT, N)?)
+        .key_schema(key("room", KeyType::Hash)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(ACTIVITY_INDEX)
+                .key_schema(key(ROOMS_PK, KeyType::Hash)?)
+                .key_schema(key(ACTIVE_AT, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(build_err)?,
+        );
     for (name, request) in [(&tables.connections, connections), (&tables.messages, messages), (&tables.rooms, rooms)] {
         match request.send().await {
             Ok(_) => info!(table = %name, "created table"),

@@ -222,6 +222,7 @@ impl Rig {
             settings: ChatSettings::default(),
             sequencer: None,
             presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(0.0)),
+            room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(0, 0)),
         }
     }
 }

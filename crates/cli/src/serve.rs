@@ -130,6 +130,22 @@ pub struct ServeArgs {
     /// skipped, so reconnect storms do not flood a room (`who` stays exact).
     #[arg(long, env = "DYNAMOWAVE_PRESENCE_RATE", default_value_t = 20.0)]
     pub presence_rate: f64,
+    /// Most rooms one connection belongs to in its life (the distinct rooms it joined or posted
+    /// into, the default room aside; 0: no limit). Over it: error `too_many_rooms`.
+    #[arg(long, env = "DYNAMOWAVE_MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
+    pub max_rooms_per_connection: usize,
+    /// Rooms one connection may create per minute (0: no limit). Over it: error `room_rate`.
+    #[arg(long, env = "DYNAMOWAVE_ROOM_CREATE_RATE", default_value_t = 20)]
+    pub room_create_rate: u32,
+    /// Room creations one connection may make at once before --room-create-rate applies.
+    #[arg(long, env = "DYNAMOWAVE_ROOM_CREATE_BURST", default_value_t = 10)]
+    pub room_create_burst: u32,
+    /// Seconds an empty room (no stored message, nobody in it) lives on after its last activity.
+    #[arg(long, env = "DYNAMOWAVE_EMPTY_ROOM_TTL_SECS", default_value_t = 300)]
+    pub empty_room_ttl_secs: u64,
+    /// Most rooms one `rooms` answer lists; the rest are paged (`next`).
+    #[arg(long, env = "DYNAMOWAVE_ROOMS_PAGE_MAX", default_value_t = 100)]
+    pub rooms_page_max: usize,
 
     /// HS256 secret: when set (or --jwks-file), `$connect` requires a JWT (`?token=` or
     /// `Authorization: Bearer`).
@@ -261,6 +277,11 @@ impl ServeArgs {
             max_replay: self.max_replay,
             presence_broadcast_limit: self.presence_limit,
             presence_per_room_per_second: self.presence_rate,
+            max_rooms_per_connection: self.max_rooms_per_connection,
+            room_create_per_minute: self.room_create_rate,
+            room_create_burst: self.room_create_burst,
+            empty_room_ttl_secs: self.empty_room_ttl_secs,
+            rooms_page_max: self.rooms_page_max,
             ..ChatSettings::default()
         })
     }
@@ -301,6 +322,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store_settings = RedbSettings {
         retention: Duration::from_secs(args.retention_days * 86_400),
         cache_bytes: args.store_cache_mib.max(1) << 20,
+        empty_room_ttl: Duration::from_secs(args.empty_room_ttl_secs),
         ..RedbSettings::default()
     };
     let store = Arc::new(

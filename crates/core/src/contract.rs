@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage};
-use crate::store::{ConnectionStore, MessageLog};
+use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor};
 use crate::testing::unique_suffix;
 
 fn record(id: &str, name: &str, room: Option<&str>) -> ConnectionRecord {
@@ -353,6 +353,119 @@ async fn name_claims_contract(store: &Arc<dyn ConnectionStore>, run: &str) {
 
 fn seqs(messages: &[StoredMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
+}
+
+/// Every room of the listing, page by page (`page_size` each), checking each page's size and
+/// that pages never repeat a room.
+async fn all_rooms(log: &dyn MessageLog, page_size: usize) -> Vec<crate::model::RoomState> {
+    let mut rooms: Vec<crate::model::RoomState> = Vec::new();
+    let mut after: Option<RoomsCursor> = None;
+    for _ in 0..100_000 {
+        let page = log.rooms_page(after.as_ref(), page_size).await.expect("rooms_page");
+        assert!(page.rooms.len() <= page_size, "rooms_page returned {} rooms for limit {page_size}", page.rooms.len());
+        assert!(page.next.is_none() || !page.rooms.is_empty(), "a page with a `next` has rooms");
+        for r in &page.rooms {
+            assert!(!rooms.iter().any(|seen| seen.room == r.room), "rooms_page listed {} twice", r.room);
+        }
+        rooms.extend(page.rooms);
+        after = page.next;
+        if after.is_none() {
+            return rooms;
+        }
+    }
+    panic!("rooms_page pagination never ended");
+}
+
+/// The room index and room expiry, on a log whose empty-room TTL is `empty_room_ttl` (short:
+/// the check waits for it to pass).
+pub async fn room_index_contract(log: Arc<dyn MessageLog>, empty_room_ttl: std::time::Duration) {
+    let run = unique_suffix();
+    // Far in the future, so that no other room of a shared table comes between them.
+    let future = now_ms() + 10_000_000_000;
+    let names: Vec<String> = (0..7).map(|n| format!("idx-{n}-{run}")).collect();
+    for (n, room) in names.iter().enumerate() {
+        log.append(new_message(room, "p", None, "hi", future + 10 * n as i64)).await.expect("append");
+    }
+    // The third becomes the most recent.
+    log.append(new_message(&names[2], "p", None, "again", future + 1000)).await.expect("append");
+    let expected: Vec<&str> = [2, 6, 5, 4, 3, 1, 0].iter().map(|&n| names[n].as_str()).collect();
+    for page_size in [1, 3, 1000] {
+        let listed = all_rooms(log.as_ref(), page_size).await;
+        let mine: Vec<&str> =
+            listed.iter().map(|r| r.room.as_str()).filter(|r| names.iter().any(|n| n == r)).collect();
+        assert_eq!(mine, expected, "rooms_page order, most recently active first, in pages of {page_size}");
+        let third = listed.iter().find(|r| r.room == names[2]).expect("listed");
+        assert_eq!((third.first_seq, third.last_seq), (1, 2), "rooms_page carries each room's state");
+    }
+    let first = log.rooms_page(None, 2).await.expect("rooms_page");
+    assert_eq!(first.rooms.len(), 2, "a page holds `limit` rooms");
+    assert_eq!(first.rooms[0].room, names[2], "the newest activity first");
+    let cursor = first.next.clone().expect("more than 2 rooms: a next page");
+    assert_eq!(RoomsCursor::parse(&cursor.encode()), Some(cursor.clone()), "a cursor survives its encoding");
+    let second = log.rooms_page(Some(&cursor), 2).await.expect("rooms_page");
+    assert_eq!(second.rooms.first().map(|r| r.room.as_str()), Some(names[5].as_str()), "the next page continues");
+
+    // room_exists never creates.
+    let unknown = format!("idx-unknown-{run}");
+    assert!(!log.room_exists(&unknown).await.expect("room_exists"), "an unknown room does not exist");
+    assert!(!log.room_exists(&unknown).await.expect("room_exists"), "asking did not create it");
+    assert!(!all_rooms(log.as_ref(), 1000).await.iter().any(|r| r.room == unknown), "nor list it");
+
+    // An empty room exists and is listed until its TTL passes; a room with history stays.
+    let empty = format!("idx-empty-{run}");
+    let kept = format!("idx-kept-{run}");
+    log.room_state(&empty).await.expect("room_state creates the room");
+    log.append(new_message(&kept, "p", None, "history", now_ms())).await.expect("append");
+    assert!(log.room_exists(&empty).await.expect("room_exists"), "a new empty room exists");
+    let listed = all_rooms(log.as_ref(), 1000).await;
+    let empty_state = listed.iter().find(|r| r.room == empty).expect("a new empty room is listed");
+    assert_eq!(empty_state.last_seq, 0);
+    tokio::time::sleep(empty_room_ttl + std::time::Duration::from_millis(1500)).await;
+    assert!(!log.room_exists(&empty).await.expect("room_exists"), "an empty room lapses after its TTL");
+    let listed = all_rooms(log.as_ref(), 1000).await;
+    assert!(!listed.iter().any(|r| r.room == empty), "a lapsed empty room is not listed");
+    assert!(log.room_exists(&kept).await.expect("room_exists"), "a room with history does not lapse");
+    assert!(listed.iter().any(|r| r.room == kept), "a room with history stays listed");
+    let again = log.room_state(&empty).await.expect("room_state of a lapsed room");
+    assert_eq!(again.last_seq, 0, "a lapsed room comes back empty");
+    assert!(log.room_exists(&empty).await.expect("room_exists"), "asking for its state creates it anew");
+}
+
+/// Room membership claims: a connection belongs to at most `max` rooms, atomically.
+pub async fn room_claims_contract(log: Arc<dyn MessageLog>) {
+    let run = unique_suffix();
+    let (a, b, c) = (format!("claim-a-{run}"), format!("claim-b-{run}"), format!("claim-c-{run}"));
+    let room = |n: usize| format!("claim-room-{n}-{run}");
+    let ttl = now_ms() / 1000 + 3600;
+    for n in 0..3 {
+        assert_eq!(log.claim_room(&a, &room(n), 3, ttl).await.expect("claim"), RoomClaim::Added, "claim {n} of 3");
+    }
+    assert_eq!(log.claim_room(&a, &room(1), 3, ttl).await.expect("claim"), RoomClaim::Member, "a room claimed before");
+    assert_eq!(log.claim_room(&a, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Full, "a 4th room of 3");
+    assert_eq!(log.claim_room(&a, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Full, "a refusal records nothing");
+    assert_eq!(log.claim_room(&a, &room(2), 3, ttl).await.expect("claim"), RoomClaim::Member, "full, yet still a member");
+    assert_eq!(log.claim_room(&b, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Added, "connections are apart");
+    log.release_rooms(&a).await.expect("release");
+    log.release_rooms(&format!("claim-never-{run}")).await.expect("releasing an unknown connection is fine");
+    assert_eq!(log.claim_room(&a, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Added, "released: room again");
+
+    // Concurrent claims never exceed the limit.
+    let tasks: Vec<_> = (0..12)
+        .map(|n| {
+            let (log, c, r) = (log.clone(), c.clone(), room(100 + n));
+            tokio::spawn(async move { log.claim_room(&c, &r, 4, ttl).await.expect("concurrent claim") })
+        })
+        .collect();
+    let mut added = 0;
+    for t in tasks {
+        if t.await.expect("claim task") == RoomClaim::Added {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 4, "12 concurrent claims with a limit of 4: exactly 4 are added");
+    for conn in [&a, &b, &c] {
+        log.release_rooms(conn).await.expect("cleanup");
+    }
 }
 
 /// The [`MessageLog`] contract.

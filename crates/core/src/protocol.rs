@@ -21,7 +21,7 @@ pub enum ClientAction {
     Who { room: Option<String> },
     SendPrivate { to: Option<String>, connection_id: Option<String>, text: String, id: Option<String> },
     Ping,
-    Rooms,
+    Rooms { next: Option<String>, limit: Option<usize> },
     WhoAmI,
 }
 
@@ -163,7 +163,10 @@ pub fn parse_action(action: &str, body: &str) -> Result<ClientAction, ProtocolEr
             ClientAction::SendPrivate { to, connection_id, text: text_field(&obj)?, id: id_field(&obj)? }
         }
         "ping" => ClientAction::Ping,
-        "rooms" => ClientAction::Rooms,
+        "rooms" => ClientAction::Rooms {
+            next: string_field(&obj, "next")?,
+            limit: u64_field(&obj, "limit")?.map(|l| l.min(usize::MAX as u64) as usize),
+        },
         "whoami" => ClientAction::WhoAmI,
         other => return Err(ProtocolError::new("unknown_action", format!("unknown action `{other}`"))),
     })
@@ -250,6 +253,9 @@ pub enum ServerEvent<'a> {
     },
     Rooms {
         rooms: Vec<RoomSummary>,
+        /// The cursor of the next page (ask `rooms` again with it as `next`); absent on the last.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// The answer to `whoami`: this connection's id, name and room.
     #[serde(rename_all = "camelCase")]

@@ -112,6 +112,78 @@ pub trait MessageLog: Send + Sync {
     /// Where the room's log stands (an empty room still has an epoch once it is asked for).
     async fn room_state(&self, room: &str) -> Result<RoomState, StoreError>;
 
-    /// Rooms that have a log, most recently active first, at most `limit`.
-    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError>;
+    /// Whether `room` exists: it has a log that has not lapsed. A room lapses when it holds no
+    /// stored message (never had one, or retention pruned them all) and its last activity (its
+    /// creation or newest message) is older than the adapter's empty-room TTL; a lapsed room is
+    /// neither listed nor counted as existing, and the adapter deletes it (redb: at its next
+    /// maintenance pass, unless a connection is in it; DynamoDB: by TTL). Never creates a room.
+    async fn room_exists(&self, room: &str) -> Result<bool, StoreError>;
+
+    /// One page of the rooms that exist, most recently active first, `limit` at most, after
+    /// `after` (the `next` of the previous page). Served from an index ordered by last
+    /// activity: never a scan, nor a sort of every room.
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError>;
+
+    /// The first `limit` rooms of [`MessageLog::rooms_page`].
+    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError> {
+        Ok(self.rooms_page(None, limit).await?.rooms)
+    }
+
+    /// Records that `connection_id` belongs to `room`, unless it already belongs to `max`
+    /// other rooms. Atomic: concurrent claims of one connection never exceed `max`.
+    /// `expires_at` (seconds since the epoch) is when the record may be dropped if
+    /// [`MessageLog::release_rooms`] never comes (the connection's TTL).
+    async fn claim_room(
+        &self,
+        connection_id: &str,
+        room: &str,
+        max: usize,
+        expires_at: i64,
+    ) -> Result<RoomClaim, StoreError>;
+
+    /// Forgets the rooms `connection_id` belonged to (at `$disconnect`). Unknown ids are fine.
+    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError>;
+}
+
+/// A position in the rooms listing: the last room of a page, by its last activity and name.
+/// On the wire it is the opaque string [`RoomsCursor::encode`] makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomsCursor {
+    /// Milliseconds since the epoch of the room's last activity.
+    pub active_ms: i64,
+    pub room: String,
+}
+
+impl RoomsCursor {
+    /// `ACTIVE_MS:ROOM` (a room name has no `:`).
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.active_ms, self.room)
+    }
+
+    /// The cursor [`RoomsCursor::encode`] made, or `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, room) = s.split_once(':')?;
+        let active_ms = ms.parse::<i64>().ok().filter(|ms| *ms >= 0)?;
+        crate::names::validate_room(room).ok()?;
+        Some(Self { active_ms, room: room.to_string() })
+    }
+}
+
+/// One page of [`MessageLog::rooms_page`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomsPage {
+    pub rooms: Vec<RoomState>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<RoomsCursor>,
+}
+
+/// The answer of [`MessageLog::claim_room`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomClaim {
+    /// The connection already belonged to the room.
+    Member,
+    /// It belongs to the room now.
+    Added,
+    /// It belongs to `max` other rooms: refused, nothing recorded.
+    Full,
 }

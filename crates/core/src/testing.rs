@@ -18,7 +18,7 @@ use crate::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError
 use crate::error::StoreError;
 use crate::model::{Appended, ConnectionRecord, NameOwner, NewMessage, Page, RoomState, StoredMessage};
 use crate::names::name_key;
-use crate::store::{ConnectionStore, MessageLog};
+use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor, RoomsPage};
 
 /// A string unlikely to repeat across runs and processes: for epochs and test ids. Not random
 /// in the cryptographic sense, which neither use needs.
@@ -39,12 +39,16 @@ struct RoomLog {
     first_seq: u64,
     last_seq: u64,
     last_ts: i64,
-    /// Creation order, to break ties in `list_rooms` between rooms with equal `last_ts`.
-    touched: u64,
+    /// ms since the epoch when the log was created.
+    created_ms: i64,
     messages: BTreeMap<u64, StoredMessage>,
 }
 
 impl RoomLog {
+    fn active_ms(&self) -> i64 {
+        self.created_ms.max(self.last_ts)
+    }
+
     fn state(&self, room: &str) -> RoomState {
         RoomState {
             room: room.to_string(),
@@ -60,7 +64,8 @@ struct MemoryState {
     connections: BTreeMap<String, ConnectionRecord>,
     rooms: HashMap<String, RoomLog>,
     idempotency: HashMap<(String, String, String), u64>,
-    clock: u64,
+    /// connection id -> the rooms it belongs to (`claim_room`).
+    claims: HashMap<String, HashSet<String>>,
 }
 
 impl MemoryState {
@@ -75,17 +80,27 @@ impl MemoryState {
         if taken { Err(StoreError::NameTaken(format!("{name:?} is held by another owner"))) } else { Ok(()) }
     }
 
-    fn room(&mut self, room: &str) -> &mut RoomLog {
-        self.clock += 1;
-        let clock = self.clock;
+    /// The room's log, made anew if it has none or lapsed (empty and idle for `ttl_ms`).
+    fn room(&mut self, room: &str, ttl_ms: i64) -> &mut RoomLog {
+        let now = chrono::Utc::now().timestamp_millis();
+        if self.rooms.get(room).is_some_and(|log| log.messages.is_empty() && log.active_ms() + ttl_ms <= now) {
+            self.rooms.remove(room);
+        }
         self.rooms.entry(room.to_string()).or_insert_with(|| RoomLog {
             epoch: unique_suffix(),
             first_seq: 1,
             last_seq: 0,
             last_ts: 0,
-            touched: clock,
+            created_ms: chrono::Utc::now().timestamp_millis(),
             messages: BTreeMap::new(),
         })
+    }
+
+    /// No stored message, idle past the TTL, nobody in it.
+    fn lapsed(&self, room: &str, log: &RoomLog, ttl_ms: i64) -> bool {
+        log.messages.is_empty()
+            && log.active_ms().saturating_add(ttl_ms) <= chrono::Utc::now().timestamp_millis()
+            && !self.connections.values().any(|c| c.room.as_deref() == Some(room))
     }
 }
 
@@ -93,11 +108,35 @@ impl MemoryState {
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<MemoryState>,
+    /// `None`: 5 minutes.
+    empty_room_ttl: Option<std::time::Duration>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Empty rooms lapse after `ttl` (default 5 minutes).
+    pub fn with_empty_room_ttl(ttl: std::time::Duration) -> Self {
+        Self { empty_room_ttl: Some(ttl), ..Self::default() }
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        let ttl = self.empty_room_ttl.unwrap_or(std::time::Duration::from_secs(300));
+        i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Drops the rooms that lapsed, as an adapter's expiry does; returns how many rooms are left.
+    pub fn expire_rooms(&self) -> usize {
+        let ttl = self.ttl_ms();
+        let mut s = lock(&self.state);
+        let doomed: Vec<String> =
+            s.rooms.iter().filter(|(name, log)| s.lapsed(name, log, ttl)).map(|(name, _)| name.clone()).collect();
+        for room in doomed {
+            s.rooms.remove(&room);
+        }
+        s.rooms.len()
     }
 
     /// Every registered connection, by id (for assertions).
@@ -213,7 +252,7 @@ impl MessageLog for MemoryStore {
                 return Ok(Appended { message: stored, duplicate: true });
             }
         }
-        let log = s.room(&message.room);
+        let log = s.room(&message.room, self.ttl_ms());
         let seq = log.last_seq + 1;
         let stored = StoredMessage {
             room: message.room.clone(),
@@ -255,14 +294,55 @@ impl MessageLog for MemoryStore {
     }
 
     async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
-        Ok(lock(&self.state).room(room).state(room))
+        Ok(lock(&self.state).room(room, self.ttl_ms()).state(room))
     }
 
-    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError> {
+    async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
+        let ttl = self.ttl_ms();
         let s = lock(&self.state);
-        let mut rooms: Vec<(&String, &RoomLog)> = s.rooms.iter().collect();
-        rooms.sort_by_key(|r| std::cmp::Reverse((r.1.last_ts, r.1.touched)));
-        Ok(rooms.into_iter().take(limit).map(|(name, log)| log.state(name)).collect())
+        Ok(s.rooms.get(room).is_some_and(|log| !s.lapsed(room, log, ttl)))
+    }
+
+    // A test double may sort: the adapters read an index instead.
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
+        let ttl = self.ttl_ms();
+        let s = lock(&self.state);
+        let mut rooms: Vec<(i64, &String, &RoomLog)> = s
+            .rooms
+            .iter()
+            .filter(|(name, log)| !s.lapsed(name, log, ttl))
+            .map(|(name, log)| (log.active_ms(), name, log))
+            .filter(|(active, name, _)| after.is_none_or(|c| (*active, name.as_str()) < (c.active_ms, c.room.as_str())))
+            .collect();
+        rooms.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        let more = rooms.len() > limit;
+        rooms.truncate(limit);
+        let next = if more { rooms.last().map(|(active, name, _)| RoomsCursor { active_ms: *active, room: (*name).clone() }) } else { None };
+        Ok(RoomsPage { rooms: rooms.into_iter().map(|(_, name, log)| log.state(name)).collect(), next })
+    }
+
+    async fn claim_room(
+        &self,
+        connection_id: &str,
+        room: &str,
+        max: usize,
+        _expires_at: i64,
+    ) -> Result<RoomClaim, StoreError> {
+        let mut s = lock(&self.state);
+        let mine = s.claims.entry(connection_id.to_string()).or_default();
+        if mine.contains(room) {
+            Ok(RoomClaim::Member)
+        } else if mine.len() >= max {
+            Ok(RoomClaim::Full)
+        } else {
+            mine.insert(room.to_string());
+            Ok(RoomClaim::Added)
+        }
+    }
+
+    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
+        lock(&self.state).claims.remove(connection_id);
+        Ok(())
     }
 }
 
@@ -364,6 +444,10 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         crate::contract::connection_store_contract(store.clone()).await;
         crate::contract::message_log_contract(store).await;
+        let ttl = std::time::Duration::from_millis(500);
+        let store = Arc::new(MemoryStore::with_empty_room_ttl(ttl));
+        crate::contract::room_index_contract(store.clone(), ttl).await;
+        crate::contract::room_claims_contract(store).await;
     }
 
     #[tokio::test]

@@ -30,6 +30,10 @@ fn harness_with(settings: ChatSettings) -> Harness {
         messages: store.clone(),
         connections_api: api.clone(),
         presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second)),
+        room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
+            settings.room_create_per_minute,
+            settings.room_create_burst,
+        )),
         settings,
         sequencer: None,
     };

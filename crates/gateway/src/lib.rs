@@ -229,15 +229,20 @@ impl Gateway {
         });
         let routes = match backend {
             Backend::InProcess { connections, messages, chat } => {
-                let sequencer = Arc::new(dynamowave_core::handlers::sequencer::RoomSequencer::new(
-                    std::time::Duration::from_secs(2),
-                ));
+                let sequencer = Arc::new(
+                    dynamowave_core::handlers::sequencer::RoomSequencer::new(std::time::Duration::from_secs(2))
+                        .with_idle(std::time::Duration::from_secs(chat.empty_room_ttl_secs)),
+                );
                 let deps = ChatDeps {
                     connections,
                     messages,
                     connections_api: api.clone(),
                     presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(
                         chat.presence_per_room_per_second,
+                    )),
+                    room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
+                        chat.room_create_per_minute,
+                        chat.room_create_burst,
                     )),
                     settings: chat,
                     sequencer: Some(sequencer),

@@ -42,12 +42,18 @@ pub struct ChatRuntime {
     settings: ChatSettings,
     /// Kept across invocations: the presence budget of this warm instance.
     presence: Arc<dynamowave_core::handlers::PresenceBudget>,
+    /// Kept across invocations: this warm instance's room-creation rate per connection.
+    room_rate: Arc<dynamowave_core::handlers::RoomCreationRate>,
 }
 
 impl ChatRuntime {
     pub fn new(store: DynamoDbStore, connections_api: ConnectionsApiPool, settings: ChatSettings) -> Self {
         let presence = Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second));
-        Self { store: Arc::new(store), connections_api, settings, presence }
+        let room_rate = Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
+            settings.room_create_per_minute,
+            settings.room_create_burst,
+        ));
+        Self { store: Arc::new(store), connections_api, settings, presence, room_rate }
     }
 
     /// From the environment: the tables (`CONNECTIONS_TABLE`, …), the adapter's limits, and
@@ -80,6 +86,7 @@ impl ChatRuntime {
                 // Invocations share no memory on Lambda: clients order by `seq`.
                 sequencer: None,
                 presence: self.presence.clone(),
+                room_rate: self.room_rate.clone(),
             };
             let response = handle(&deps, event).await.inspect_err(|e| warn!(error = %e, "handler failed"))?;
             serde_json::to_value(response).map_err(InvokeError::Response)

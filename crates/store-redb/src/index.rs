@@ -121,8 +121,28 @@ impl Index {
         Page { items, next }
     }
 
+    /// Whether anybody is in `room`.
+    pub fn has_members(&self, room: &str) -> bool {
+        self.by_room.contains_key(room)
+    }
+
+    /// Rooms somebody is in.
+    pub fn rooms_with_members(&self) -> usize {
+        self.by_room.len()
+    }
+
+    /// Rooms with a cached recipient list.
+    pub fn cached_rooms(&self) -> usize {
+        self.recipients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
     /// Every member of `room`, as a shared list.
     pub fn recipients(&self, room: &str) -> Arc<[Recipient]> {
+        if !self.by_room.contains_key(room) {
+            // Not cached: a post into a room nobody is in would otherwise leave an entry for
+            // every room name ever posted to (no membership change ever clears it).
+            return Arc::from([]);
+        }
         let mut cache = self.recipients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(list) = cache.get(room) {
             return list.clone();

@@ -14,10 +14,13 @@
 //!   channel; all pending ones share one transaction and one fsync.
 //! - `index`: the in-memory registry (id, room -> members, name -> ids) that answers fan-out
 //!   reads without touching the disk.
-//! - `tables`: table definitions, stored records, and the MessageLog journal with the function
-//!   that applies an entry (shared by live writes, journal folding and restore).
+//! - `claims`: which rooms each live connection belongs to (the per-connection room limit).
+//! - `tables`: table definitions, stored records (with the rooms' activity index), and the
+//!   MessageLog journal with the function that applies an entry (shared by live writes, journal
+//!   folding and restore).
 //! - [`restore`]: point-in-time recovery into a new data dir.
 
+mod claims;
 mod index;
 pub mod restore;
 pub mod store;
@@ -53,6 +56,10 @@ pub struct RedbSettings {
     pub max_fold_per_pass: u64,
     /// redb's page cache, in bytes. Default 64 MiB.
     pub cache_bytes: usize,
+    /// A room with no stored message and nobody in it lapses after this long without activity
+    /// (creation or a message): it is no longer listed or counted as existing, and the next
+    /// maintenance pass removes it. Default 5 minutes.
+    pub empty_room_ttl: Duration,
 }
 
 impl Default for RedbSettings {
@@ -65,6 +72,7 @@ impl Default for RedbSettings {
             durable_interval: Duration::from_secs(1),
             max_fold_per_pass: 10_000,
             cache_bytes: 64 << 20,
+            empty_room_ttl: Duration::from_secs(300),
         }
     }
 }

@@ -8,16 +8,18 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use dynamowave_core::model::{Appended, NewMessage, Page, RoomState, StoredMessage};
+use dynamowave_core::store::{RoomClaim, RoomsCursor, RoomsPage};
 use dynamowave_core::{ConnectionRecord, ConnectionStore, MessageLog, StoreError};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::claims::Claims;
 use crate::index::Index;
 use crate::restore::{RestoreReport, restore_from};
 use crate::tables::{
-    CONNECTIONS, FILE_NAME, FORMAT_VERSION, JOURNAL, MESSAGES, META, META_FORMAT, META_HORIZON, ROOMS, RoomMeta,
-    StoredRecord, db_err, decode, ensure_tables,
+    CONNECTIONS, FILE_NAME, FORMAT_VERSION, JOURNAL, MESSAGES, META, META_FORMAT, META_HORIZON, ROOM_ACTIVITY, ROOMS,
+    RoomMeta, StoredRecord, db_err, decode, ensure_tables, rebuild_activity,
 };
 use crate::writer::{MaintenanceReport, Reply, Request, Writer};
 use crate::{RedbSettings, now_micros};
@@ -32,6 +34,8 @@ pub struct RedbStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
     purged_on_open: usize,
+    claims: Mutex<Claims>,
+    empty_room_ttl_ms: i64,
 }
 
 fn closed() -> StoreError {
@@ -54,6 +58,7 @@ impl RedbStore {
             other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
         let (purged, journal_clock) = prepare(&db)?;
+        let empty_room_ttl_ms = i64::try_from(settings.empty_room_ttl.as_millis()).unwrap_or(i64::MAX);
         info!(dir = %dir.display(), purged, "embedded store opened; connections of the previous process purged");
         let db = Arc::new(db);
         let index = Arc::new(RwLock::new(Index::default()));
@@ -71,6 +76,8 @@ impl RedbStore {
             writer: Mutex::new(Some(handle)),
             dir: dir.to_path_buf(),
             purged_on_open: purged,
+            claims: Mutex::new(Claims::default()),
+            empty_room_ttl_ms,
         })
     }
 
@@ -136,6 +143,28 @@ impl RedbStore {
         restore_from(self.db.as_ref(), to, into_dir)
     }
 
+    /// In memory, room-keyed or per connection: (rooms with a cached recipient list, rooms with
+    /// members, connections with room claims). For tests that check rooms leave memory.
+    pub fn memory_entries(&self) -> (usize, usize, usize) {
+        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let claims = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        (index.cached_rooms(), index.rooms_with_members(), claims)
+    }
+
+    /// On disk: (rooms, keys of the activity index). Equal unless the store is broken.
+    pub fn room_rows(&self) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let rooms = txn.open_table(ROOMS).map_err(db_err)?.len().map_err(db_err)?;
+        let activity = txn.open_table(ROOM_ACTIVITY).map_err(db_err)?.len().map_err(db_err)?;
+        Ok((rooms, activity))
+    }
+
+    /// Empty, idle past the TTL, and nobody in it: not listed, not existing.
+    fn lapsed(&self, room: &str, meta: &RoomMeta) -> bool {
+        meta.idle_and_empty(self.empty_room_ttl_ms, chrono::Utc::now().timestamp_millis())
+            && !self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).has_members(room)
+    }
+
     fn room_meta(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let rooms = txn.open_table(ROOMS).map_err(db_err)?;
@@ -185,6 +214,9 @@ fn prepare(db: &Database) -> Result<(usize, u64), StoreError> {
         let journal = txn.open_table(JOURNAL).map_err(db_err)?;
         journal_clock = journal.last().map_err(db_err)?.map_or(0, |(k, _)| k.value());
     }
+    // Derived from the rooms table: rebuilt, so a data dir of an older version or a restored one
+    // gets a right one.
+    rebuild_activity(&txn)?;
     txn.commit().map_err(db_err)?;
     Ok((purged, journal_clock))
 }
@@ -286,22 +318,69 @@ impl MessageLog for RedbStore {
     }
 
     async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
-        if let Some(meta) = self.room_meta(room)? {
+        if let Some(meta) = self.room_meta(room)?
+            && !meta.idle_and_empty(self.empty_room_ttl_ms, chrono::Utc::now().timestamp_millis())
+        {
             return Ok(meta.state(room));
         }
-        // First ask: the log (and its epoch) is created, through the writer like any write.
+        // First ask (or the empty room lapsed): the log (and its epoch) is created, through the
+        // writer like any write.
         self.call(|reply| Request::EnsureRoom(room.to_string(), reply)).await
     }
 
-    async fn list_rooms(&self, limit: usize) -> Result<Vec<RoomState>, StoreError> {
+    async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
+        Ok(self.room_meta(room)?.is_some_and(|meta| !self.lapsed(room, &meta)))
+    }
+
+    // One short read transaction: `limit` keys of the activity index backwards from the cursor
+    // (plus the lapsed rooms that the next maintenance pass will remove), never every room.
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
+        let limit = limit.max(1);
         let txn = self.db.begin_read().map_err(db_err)?;
+        let activity = txn.open_table(ROOM_ACTIVITY).map_err(db_err)?;
         let rooms = txn.open_table(ROOMS).map_err(db_err)?;
-        let mut all: Vec<(String, RoomMeta)> = Vec::new();
-        for item in rooms.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            all.push((k.value().to_string(), decode(v.value(), "room meta")?));
+        let keys = match after {
+            Some(c) => activity.range(..(c.active_ms, c.room.as_str())).map_err(db_err)?,
+            None => activity.range::<(i64, &str)>(..).map_err(db_err)?,
+        };
+        let mut page = RoomsPage::default();
+        let mut last_active = 0;
+        for item in keys.rev() {
+            let (k, _) = item.map_err(db_err)?;
+            let (active_ms, room) = k.value();
+            let Some(v) = rooms.get(room).map_err(db_err)? else { continue };
+            let meta: RoomMeta = decode(v.value(), "room meta")?;
+            if self.lapsed(room, &meta) {
+                continue;
+            }
+            if page.rooms.len() == limit {
+                // One more room exists: the page ends at the last one taken.
+                page.next = page.rooms.last().map(|r| RoomsCursor { active_ms: last_active, room: r.room.clone() });
+                break;
+            }
+            last_active = active_ms;
+            page.rooms.push(meta.state(room));
         }
-        all.sort_by(|a, b| b.1.last_ts.cmp(&a.1.last_ts).then_with(|| a.0.cmp(&b.0)));
-        Ok(all.into_iter().take(limit).map(|(room, meta)| meta.state(&room)).collect())
+        Ok(page)
+    }
+
+    async fn claim_room(
+        &self,
+        connection_id: &str,
+        room: &str,
+        max: usize,
+        _expires_at: i64,
+    ) -> Result<RoomClaim, StoreError> {
+        let mut claims = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        claims.sweep_if_due(|id| {
+            self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).is_some()
+        });
+        Ok(claims.claim(connection_id, room, max))
+    }
+
+    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).release(connection_id);
+        Ok(())
     }
 }
+

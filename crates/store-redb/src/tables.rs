@@ -20,6 +20,10 @@ pub(crate) const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("idempotency");
 /// room -> JSON [`RoomMeta`].
 pub(crate) const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
+/// (last activity in ms, room) -> (): the live rooms ordered by last activity, so `rooms_page`
+/// reads one page backwards from a cursor instead of sorting every room. Derived from
+/// [`ROOMS`] (rebuilt at every open), so it has no base generation and is not journaled.
+pub(crate) const ROOM_ACTIVITY: TableDefinition<(i64, &str), ()> = TableDefinition::new("room_activity");
 /// commit time in µs since the epoch (strictly increasing) -> JSON [`JournalEntry`].
 pub(crate) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 /// The MessageLog as of the journal horizon: the journal entries older than the PITR window,
@@ -70,11 +74,29 @@ pub(crate) struct RoomMeta {
     pub epoch: String,
     pub last_seq: u64,
     pub first_seq: u64,
-    /// ms since the epoch of the newest message (0 when none): orders `list_rooms`.
+    /// ms since the epoch of the newest message (0 when none).
     pub last_ts: i64,
+    /// ms since the epoch when the log was created (0 in logs made before it was kept).
+    #[serde(default)]
+    pub created_ms: i64,
 }
 
 impl RoomMeta {
+    /// The room's last activity, its key in [`ROOM_ACTIVITY`]: its creation or newest message.
+    pub fn active_ms(&self) -> i64 {
+        self.created_ms.max(self.last_ts)
+    }
+
+    /// No stored message: none yet, or retention pruned them all.
+    pub fn is_empty(&self) -> bool {
+        self.first_seq > self.last_seq
+    }
+
+    /// Empty and idle for `ttl_ms` at `now_ms` (whether anybody is in it is the caller's part).
+    pub fn idle_and_empty(&self, ttl_ms: i64, now_ms: i64) -> bool {
+        self.is_empty() && self.active_ms().saturating_add(ttl_ms) <= now_ms
+    }
+
     pub fn state(&self, room: &str) -> RoomState {
         RoomState {
             room: room.to_string(),
@@ -92,6 +114,8 @@ pub(crate) enum JournalEntry {
     RoomCreated {
         room: String,
         epoch: String,
+        #[serde(default)]
+        created_ms: i64,
     },
     Appended {
         publisher: String,
@@ -106,6 +130,10 @@ pub(crate) enum JournalEntry {
     HistoryDeleted {
         room: String,
     },
+    /// An empty room went unused for the empty-room TTL: its log is gone, if it is still empty.
+    Expired {
+        room: String,
+    },
 }
 
 /// The three MessageLog tables of one generation (live or base) in a write transaction.
@@ -113,6 +141,8 @@ pub(crate) struct LogTables<'t> {
     pub messages: Table<'t, (&'static str, u64), &'static [u8]>,
     pub idempotency: Table<'t, (&'static str, &'static str, &'static str), u64>,
     pub rooms: Table<'t, &'static str, &'static [u8]>,
+    /// [`ROOM_ACTIVITY`], of the live generation only.
+    pub activity: Option<Table<'t, (i64, &'static str), ()>>,
 }
 
 impl<'t> LogTables<'t> {
@@ -121,6 +151,7 @@ impl<'t> LogTables<'t> {
             messages: txn.open_table(MESSAGES).map_err(db_err)?,
             idempotency: txn.open_table(IDEMPOTENCY).map_err(db_err)?,
             rooms: txn.open_table(ROOMS).map_err(db_err)?,
+            activity: Some(txn.open_table(ROOM_ACTIVITY).map_err(db_err)?),
         })
     }
 
@@ -129,6 +160,7 @@ impl<'t> LogTables<'t> {
             messages: txn.open_table(BASE_MESSAGES).map_err(db_err)?,
             idempotency: txn.open_table(BASE_IDEMPOTENCY).map_err(db_err)?,
             rooms: txn.open_table(BASE_ROOMS).map_err(db_err)?,
+            activity: None,
         })
     }
 
@@ -139,8 +171,26 @@ impl<'t> LogTables<'t> {
         }
     }
 
+    /// Writes a room's meta, moving its key in the activity index.
     fn put_room(&mut self, room: &str, meta: &RoomMeta) -> Result<(), StoreError> {
+        let old = self.room(room)?;
         self.rooms.insert(room, encode(meta)?.as_slice()).map_err(db_err)?;
+        if let Some(activity) = &mut self.activity {
+            if let Some(old) = old {
+                activity.remove((old.active_ms(), room)).map_err(db_err)?;
+            }
+            activity.insert((meta.active_ms(), room), ()).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a room's meta and its key in the activity index.
+    fn remove_room(&mut self, room: &str) -> Result<(), StoreError> {
+        let old = self.room(room)?;
+        self.rooms.remove(room).map_err(db_err)?;
+        if let (Some(activity), Some(old)) = (&mut self.activity, old) {
+            activity.remove((old.active_ms(), room)).map_err(db_err)?;
+        }
         Ok(())
     }
 
@@ -172,8 +222,8 @@ impl<'t> LogTables<'t> {
 /// Applies one journal entry to a generation of the MessageLog tables.
 pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
     match entry {
-        JournalEntry::RoomCreated { room, epoch } => {
-            let meta = RoomMeta { epoch: epoch.clone(), last_seq: 0, first_seq: 1, last_ts: 0 };
+        JournalEntry::RoomCreated { room, epoch, created_ms } => {
+            let meta = RoomMeta { epoch: epoch.clone(), last_seq: 0, first_seq: 1, last_ts: 0, created_ms: *created_ms };
             tables.put_room(room, &meta)
         }
         JournalEntry::Appended { publisher, message } => {
@@ -203,8 +253,17 @@ pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> Result<
         }
         JournalEntry::HistoryDeleted { room } => {
             tables.remove_messages(room, 0, u64::MAX)?;
-            tables.rooms.remove(room.as_str()).map_err(db_err)?;
-            Ok(())
+            tables.remove_room(room)
+        }
+        JournalEntry::Expired { room } => {
+            // Only an empty log expires: the entry is a no-op if a message came in between.
+            match tables.room(room)? {
+                Some(meta) if meta.is_empty() => {
+                    tables.remove_messages(room, 0, u64::MAX)?;
+                    tables.remove_room(room)
+                }
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -217,4 +276,20 @@ pub(crate) fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(JOURNAL).map_err(db_err)?;
     txn.open_table(META).map_err(db_err)?;
     Ok(())
+}
+
+/// Rebuilds [`ROOM_ACTIVITY`] from [`ROOMS`] (at open: a data dir of an older version, or a
+/// restored one, has none or a stale one). Returns how many rooms there are.
+pub(crate) fn rebuild_activity(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let rooms = txn.open_table(ROOMS).map_err(db_err)?;
+    let mut activity = txn.open_table(ROOM_ACTIVITY).map_err(db_err)?;
+    activity.retain(|_, _| false).map_err(db_err)?;
+    let mut count = 0;
+    for item in rooms.iter().map_err(db_err)? {
+        let (k, v) = item.map_err(db_err)?;
+        let meta: RoomMeta = decode(v.value(), "room meta")?;
+        activity.insert((meta.active_ms(), k.value()), ()).map_err(db_err)?;
+        count += 1;
+    }
+    Ok(count)
 }

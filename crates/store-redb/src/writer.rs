@@ -39,6 +39,8 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub struct MaintenanceReport {
     /// Messages removed by retention.
     pub messages_pruned: u64,
+    /// Empty rooms removed after the empty-room TTL.
+    pub rooms_expired: u64,
     /// Journal entries folded into the base tables (older than the PITR window).
     pub journal_folded: u64,
 }
@@ -393,12 +395,18 @@ impl Writer {
         Ok(())
     }
 
+    /// The room's log; made anew (a new epoch) if it has none, or if it lapsed (empty and idle
+    /// for the empty-room TTL) and awaits expiry.
     fn ensure_room(&mut self, tx: &mut Tx<'_>, room: &str) -> Result<RoomMeta, StoreError> {
+        let created_ms = chrono::Utc::now().timestamp_millis();
         if let Some(meta) = tx.log.room(room)? {
-            return Ok(meta);
+            if !meta.idle_and_empty(millis(self.settings.empty_room_ttl), created_ms) {
+                return Ok(meta);
+            }
+            self.record(tx, &JournalEntry::Expired { room: room.to_string() })?;
         }
         let epoch = uuid::Uuid::new_v4().simple().to_string();
-        self.record(tx, &JournalEntry::RoomCreated { room: room.to_string(), epoch })?;
+        self.record(tx, &JournalEntry::RoomCreated { room: room.to_string(), epoch, created_ms })?;
         tx.log.room(room)?.ok_or_else(|| StoreError::Corrupt(format!("room {room} vanished after creation")))
     }
 
@@ -438,11 +446,14 @@ impl Writer {
         Ok(count)
     }
 
-    /// Retention (messages older than `retention` go, first_seq advances) and PITR (journal
+    /// Retention (messages older than `retention` go, first_seq advances), expiry (rooms with
+    /// no stored message and no member, idle for `empty_room_ttl`, go) and PITR (journal
     /// entries older than `pitr_window` are folded into the base tables).
     fn maintain(&mut self, txn: &WriteTransaction, tx: &mut Tx<'_>) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
-        let cutoff_ms = chrono::Utc::now().timestamp_millis() - millis(self.settings.retention);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let cutoff_ms = now_ms - millis(self.settings.retention);
+        let ttl_ms = millis(self.settings.empty_room_ttl);
         let mut rooms: Vec<(String, RoomMeta)> = Vec::new();
         for item in tx.log.rooms.iter().map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
@@ -466,6 +477,14 @@ impl Writer {
                 report.messages_pruned += first - meta.first_seq;
                 self.record(tx, &JournalEntry::Pruned { room: room.clone(), first_seq: first })?;
                 debug!(room, first_seq = first, "retention pruned old messages");
+            }
+            let now_empty = RoomMeta { first_seq: first, ..meta };
+            if now_empty.idle_and_empty(ttl_ms, now_ms)
+                && !self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).has_members(&room)
+            {
+                self.record(tx, &JournalEntry::Expired { room: room.clone() })?;
+                report.rooms_expired += 1;
+                debug!(room, "empty room expired");
             }
         }
 
@@ -502,6 +521,7 @@ impl Writer {
         if report != MaintenanceReport::default() {
             info!(
                 messages_pruned = report.messages_pruned,
+                rooms_expired = report.rooms_expired,
                 journal_folded = report.journal_folded,
                 journal_left = tx.journal.len().map_err(db_err)?,
                 "maintenance"

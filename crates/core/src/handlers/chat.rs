@@ -4,12 +4,14 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
 
+use super::rooms::admit;
 use super::{ChatDeps, announce_presence, now_ms, post, reply_error, response};
 use crate::error::{HandlerError, StoreError};
 use crate::event::WebSocketEventExt;
 use crate::model::{ConnectionRecord, Framing};
 use crate::names::{validate_name, validate_room, validate_text};
 use crate::protocol::{ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, parse_action};
+use crate::store::RoomsCursor;
 
 pub struct ChatHandler;
 
@@ -39,7 +41,7 @@ impl ChatHandler {
                 send_private(deps, &me, to, to_id, &text, id.as_deref()).await
             }
             ClientAction::Ping => Ok(ServerEvent::Pong { ts: now_ms() }.to_bytes()),
-            ClientAction::Rooms => rooms(deps).await,
+            ClientAction::Rooms { next, limit } => rooms(deps, next.as_deref(), limit).await,
             ClientAction::WhoAmI => {
                 Ok(ServerEvent::Identity { connection_id: &me.connection_id, name: &me.name, room: me.room.as_deref() }
                     .to_bytes())
@@ -96,6 +98,9 @@ fn room_or_current(me: &ConnectionRecord, room: Option<String>) -> Result<String
 /// is told `recovered: false` and reloads with `history`.
 async fn join(deps: &ChatDeps, me: &ConnectionRecord, room: &str, since: Option<u64>, epoch: Option<&str>) -> Answer {
     validate_room(room)?;
+    if me.room.as_deref() != Some(room) {
+        admit(deps, me, room).await??;
+    }
     let old = deps.connections.set_room(&me.connection_id, Some(room)).await?;
     if let Some(old_room) = old.room.as_deref()
         && old_room != room
@@ -266,13 +271,18 @@ async fn send_private(
     Ok(ServerEvent::PrivateAck { id, delivered }.to_bytes())
 }
 
-async fn rooms(deps: &ChatDeps) -> Answer {
-    let rooms = deps
-        .messages
-        .list_rooms(100)
-        .await?
-        .into_iter()
-        .map(|s| RoomSummary { room: s.room, last_seq: s.last_seq })
-        .collect();
-    Ok(ServerEvent::Rooms { rooms }.to_bytes())
+/// One page of the rooms, most recently active first, from the store's activity index.
+async fn rooms(deps: &ChatDeps, next: Option<&str>, limit: Option<usize>) -> Answer {
+    let after = match next {
+        None => None,
+        Some(s) => Some(
+            RoomsCursor::parse(s)
+                .ok_or_else(|| ProtocolError::new("invalid_field", "`next` must be a cursor from a `rooms` answer"))?,
+        ),
+    };
+    let max = deps.settings.rooms_page_max.max(1);
+    let limit = limit.unwrap_or(max).clamp(1, max);
+    let page = deps.messages.rooms_page(after.as_ref(), limit).await?;
+    let rooms = page.rooms.into_iter().map(|s| RoomSummary { room: s.room, last_seq: s.last_seq }).collect();
+    Ok(ServerEvent::Rooms { rooms, next: page.next.map(|c| c.encode()) }.to_bytes())
 }

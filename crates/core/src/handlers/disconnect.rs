@@ -17,6 +17,8 @@ impl DisconnectHandler {
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let connection_id = event.connection_id()?;
         let old = deps.connections.delete_connection(connection_id).await?;
+        // The rooms it belonged to count no more (the store's record would lapse by TTL anyway).
+        deps.messages.release_rooms(connection_id).await?;
         info!(
             connection_id,
             status = ?event.request_context.disconnect_status_code,

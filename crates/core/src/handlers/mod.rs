@@ -10,6 +10,7 @@ mod connect;
 mod default;
 mod disconnect;
 mod presence;
+mod rooms;
 mod send_message;
 pub mod sequencer;
 
@@ -32,6 +33,7 @@ pub use connect::ConnectHandler;
 pub use default::DefaultHandler;
 pub use disconnect::DisconnectHandler;
 pub use presence::PresenceBudget;
+pub use rooms::RoomCreationRate;
 pub use send_message::SendMessageHandler;
 
 /// What the handlers need, passed in (never global): the two storage ports, the delivery port,
@@ -46,6 +48,9 @@ pub struct ChatDeps {
     pub sequencer: Option<Arc<sequencer::RoomSequencer>>,
     /// Join/leave events per room per second ([`ChatSettings::presence_per_room_per_second`]).
     pub presence: Arc<PresenceBudget>,
+    /// Rooms each connection may bring into existence per minute
+    /// ([`ChatSettings::room_create_per_minute`]); in memory, like the presence budget.
+    pub room_rate: Arc<RoomCreationRate>,
 }
 
 /// Chat behaviour that is a setting, with its default.
@@ -70,6 +75,20 @@ pub struct ChatSettings {
     pub fanout_page_size: usize,
     /// ConnectionsTable TTL: the 2 h connection lifetime plus a margin, in seconds.
     pub connection_ttl_secs: i64,
+    /// Most rooms a connection belongs to in its life: the distinct rooms it has joined or
+    /// posted into, the default room aside (0: no limit). Over it: `too_many_rooms`.
+    pub max_rooms_per_connection: usize,
+    /// Rooms one connection may create (the join or post that brings a room into existence)
+    /// per minute (0: no limit). Over it: `room_rate`.
+    pub room_create_per_minute: u32,
+    /// Room creations one connection may make at once before the rate applies.
+    pub room_create_burst: u32,
+    /// How long an empty room (no members, no stored messages) lives on, in seconds; the
+    /// in-memory entries of a room (sequencer, presence budget) are dropped after as long
+    /// unused. The stores take the same value (`RedbSettings`, `DynamoDbSettings`).
+    pub empty_room_ttl_secs: u64,
+    /// Most rooms one `rooms` answer lists (its `limit` is capped here); the rest are paged.
+    pub rooms_page_max: usize,
 }
 
 impl Default for ChatSettings {
@@ -84,6 +103,11 @@ impl Default for ChatSettings {
             fanout_concurrency: 64,
             fanout_page_size: 1000,
             connection_ttl_secs: 2 * 3600 + 600,
+            max_rooms_per_connection: 100,
+            room_create_per_minute: 20,
+            room_create_burst: 10,
+            empty_room_ttl_secs: 300,
+            rooms_page_max: 100,
         }
     }
 }

@@ -10,15 +10,19 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Rooms remembered before full buckets are forgotten (a full bucket is the same as none).
 const MAX_TRACKED_ROOMS: usize = 10_000;
+/// Full buckets are also forgotten this often, so the rooms that went quiet (or expired) leave
+/// memory even when fewer than [`MAX_TRACKED_ROOMS`] are tracked.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A token bucket per room: `per_second` events, bursts of as many.
 pub struct PresenceBudget {
     per_second: f64,
     rooms: Mutex<HashMap<String, Bucket>>,
+    last_sweep: Mutex<Instant>,
 }
 
 struct Bucket {
@@ -29,7 +33,16 @@ struct Bucket {
 impl PresenceBudget {
     /// `per_second <= 0`: no budget (every event goes out).
     pub fn new(per_second: f64) -> Self {
-        Self { per_second, rooms: Mutex::new(HashMap::new()) }
+        Self { per_second, rooms: Mutex::new(HashMap::new()), last_sweep: Mutex::new(Instant::now()) }
+    }
+
+    /// Rooms with a bucket in memory.
+    pub fn len(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Takes one event from `room`'s budget: `false` means over budget, skip the event.
@@ -49,7 +62,15 @@ impl PresenceBudget {
         };
         // std Mutex: a map lookup, never held across an await.
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if rooms.len() >= MAX_TRACKED_ROOMS {
+        let due = {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            let due = now.saturating_duration_since(*last) >= SWEEP_INTERVAL;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if due || rooms.len() >= MAX_TRACKED_ROOMS {
             rooms.retain(|_, b| {
                 refill(b);
                 b.tokens < burst
@@ -86,6 +107,18 @@ mod tests {
         assert!(budget.take_at("lobby", t0 + Duration::from_millis(250)));
         let later = t0 + Duration::from_secs(10);
         assert_eq!((0..20).filter(|_| budget.take_at("lobby", later)).count(), 5, "refills to the burst, no more");
+    }
+
+    #[test]
+    fn the_buckets_of_quiet_rooms_go() {
+        let budget = PresenceBudget::new(20.0);
+        let t0 = Instant::now();
+        for i in 0..10_000 {
+            assert!(budget.take_at(&format!("room-{i}"), t0));
+        }
+        assert_eq!(budget.len(), 10_000, "one bucket per room");
+        assert!(budget.take_at("busy", t0 + SWEEP_INTERVAL));
+        assert_eq!(budget.len(), 1, "a minute later the refilled buckets are gone");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use bytes::Bytes;
 use tracing::debug;
 
+use super::rooms::admit;
 use super::{ChatDeps, broadcast, now_ms, post, reply_error, response};
 use crate::error::HandlerError;
 use crate::event::WebSocketEventExt;
@@ -44,6 +45,12 @@ impl SendMessageHandler {
             }
         };
         if let Err(e) = validate_room(&room) {
+            return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
+        }
+        // Posting into one's own room was admitted at the join; another room costs a claim.
+        if sender.room.as_deref() != Some(room.as_str())
+            && let Err(e) = admit(deps, &sender, &room).await?
+        {
             return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
         }
         let publisher = sender.principal_id.clone().unwrap_or_else(|| sender.name.clone());

@@ -5,6 +5,10 @@
 //! process (the local gateway), a [`RoomSequencer`] makes each fan-out wait for the previous seq's
 //! fan-out, so every member receives a room's messages in `seq` order. (Lambda invocations share
 //! no memory; there, as on AWS, clients order by `seq` themselves — see `docs/protocol.md`.)
+//!
+//! A room's entry is dropped once nobody has used it for [`RoomSequencer::idle`] and no turn of
+//! it is held, so rooms that come and go (they expire when empty) do not stay in memory; a
+//! room used again gets a fresh entry, initialised from the log again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,19 +16,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
+use tokio::time::Instant;
 
 use crate::error::StoreError;
 
 /// The next seq allowed to fan out, per room.
-#[derive(Default)]
 pub struct RoomSequencer {
-    rooms: Mutex<HashMap<String, Arc<RoomTurns>>>,
+    rooms: Mutex<Rooms>,
     /// How long a fan-out waits for its predecessor (whose handler may have failed between its
     /// append and its fan-out) before going ahead.
     pub max_wait: Duration,
+    /// How long an unused room's entry is kept. Far longer than an append takes, since the
+    /// entry is not held between `prepare` and `turn`.
+    pub idle: Duration,
+}
+
+struct Rooms {
+    map: HashMap<String, Arc<RoomTurns>>,
+    last_sweep: Instant,
 }
 
 struct RoomTurns {
+    last_used: Mutex<Instant>,
     /// Initialised from the log's last seq the first time the room is used in this process,
     /// before any append of this process to it, so it is exact.
     next: OnceCell<Mutex<u64>>,
@@ -32,8 +45,40 @@ struct RoomTurns {
 }
 
 impl RoomSequencer {
+    /// Entries unused for 5 minutes are dropped ([`RoomSequencer::with_idle`] to change it).
     pub fn new(max_wait: Duration) -> Self {
-        Self { rooms: Mutex::new(HashMap::new()), max_wait }
+        let rooms = Rooms { map: HashMap::new(), last_sweep: Instant::now() };
+        Self { rooms: Mutex::new(rooms), max_wait, idle: Duration::from_secs(300) }
+    }
+
+    /// Drops the entries of rooms unused for `idle` (at least `max_wait`).
+    pub fn with_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle.max(self.max_wait);
+        self
+    }
+
+    /// Rooms with an entry in memory.
+    pub fn len(&self) -> usize {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep(&mut rooms, Instant::now());
+        rooms.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// At most once per `idle`: drops the entries unused for `idle` that nobody holds.
+    fn sweep(&self, rooms: &mut Rooms, now: Instant) {
+        if now.saturating_duration_since(rooms.last_sweep) < self.idle {
+            return;
+        }
+        rooms.last_sweep = now;
+        let idle = self.idle;
+        rooms.map.retain(|_, t| {
+            let last = *t.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::strong_count(t) > 1 || now.saturating_duration_since(last) < idle
+        });
     }
 
     /// Call before appending to `room`: makes sure the room's position is known.
@@ -51,17 +96,24 @@ impl RoomSequencer {
     fn turns(&self, room: &str) -> Arc<RoomTurns> {
         // std Mutex: a map lookup, never held across an await.
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        rooms
+        let now = Instant::now();
+        self.sweep(&mut rooms, now);
+        let turns = rooms
+            .map
             .entry(room.to_string())
-            .or_insert_with(|| Arc::new(RoomTurns { next: OnceCell::new(), notify: Notify::new() }))
-            .clone()
+            .or_insert_with(|| {
+                Arc::new(RoomTurns { last_used: Mutex::new(now), next: OnceCell::new(), notify: Notify::new() })
+            })
+            .clone();
+        *turns.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        turns
     }
 
     /// Waits until it is `seq`'s turn to fan out in `room`. The returned guard passes the turn
     /// on when dropped, whether the fan-out succeeded or not.
     pub async fn turn(&self, room: &str, seq: u64) -> Turn {
         let turns = self.turns(room);
-        let deadline = tokio::time::Instant::now() + self.max_wait;
+        let deadline = Instant::now() + self.max_wait;
         loop {
             let notified = turns.notify.notified();
             tokio::pin!(notified);
@@ -121,6 +173,29 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_of_unused_rooms_go() {
+        let s = RoomSequencer::new(Duration::from_secs(2)).with_idle(Duration::from_secs(300));
+        for i in 0..10_000 {
+            let room = format!("room-{i}");
+            s.prepare(&room, || async { Ok(0) }).await.unwrap();
+            drop(s.turn(&room, 1).await);
+        }
+        s.prepare("busy", || async { Ok(0) }).await.unwrap();
+        let held = s.turn("busy", 1).await;
+        assert_eq!(s.len(), 10_001, "every room used has an entry");
+        tokio::time::advance(Duration::from_secs(301)).await;
+        assert_eq!(s.len(), 1, "unused entries are gone, the one whose turn is held stays");
+        drop(held);
+        tokio::time::advance(Duration::from_secs(301)).await;
+        assert!(s.is_empty());
+        // A room used again starts afresh from the log's position.
+        s.prepare("room-1", || async { Ok(7) }).await.unwrap();
+        let started = Instant::now();
+        drop(s.turn("room-1", 8).await);
+        assert_eq!(started.elapsed(), Duration::ZERO, "seq 8 follows the log's 7 without waiting");
     }
 
     #[tokio::test]
