@@ -56,6 +56,14 @@ pub struct ServeArgs {
     /// Frames that may wait for one slow client before it is disconnected (1008).
     #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_FRAMES", default_value_t = 4096)]
     pub send_queue_frames: usize,
+    /// Bytes that may wait for one slow client before it is disconnected (1008); each frame
+    /// counts in full in each queue.
+    #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_BYTES", default_value_t = 4 << 20)]
+    pub send_queue_bytes: usize,
+    /// Milliseconds an answer to a client's own request (a reply, a replay) waits for its send
+    /// queue to drain below half the limits before the client is disconnected (1008).
+    #[arg(long, env = "DYNAMOWAVE_SEND_QUEUE_WAIT_MS", default_value_t = 5000)]
+    pub send_queue_wait_ms: u64,
     /// Frames to one connection that keep coming closer together than this many microseconds (a
     /// fifth in a row: a flooded room) are batched, one write per window; slower ones are written
     /// at once (0: always at once).
@@ -117,6 +125,16 @@ pub struct ServeArgs {
     /// Most messages a `join` with `since` replays before answering "could not recover".
     #[arg(long, env = "DYNAMOWAVE_MAX_REPLAY", default_value_t = 1000)]
     pub max_replay: usize,
+    /// Longest message text, bytes (longer: error `text_too_long`, nothing stored); default: the
+    /// message limit less 1 KiB for the envelope (127 KiB).
+    #[arg(long, env = "DYNAMOWAVE_MAX_TEXT_BYTES")]
+    pub max_text_bytes: Option<usize>,
+    /// Messages read from the log at once by a replay (`join` with `since`) or `history`.
+    #[arg(long, env = "DYNAMOWAVE_LOG_PAGE_MESSAGES", default_value_t = 32)]
+    pub log_page_messages: usize,
+    /// Bytes of text aimed at per page of the log (pages of large messages hold fewer).
+    #[arg(long, env = "DYNAMOWAVE_LOG_PAGE_BYTES", default_value_t = 256 * 1024)]
+    pub log_page_bytes: usize,
     /// The embedded store's page cache, MiB (memory grows until the cache is full, then stays).
     #[arg(long, env = "DYNAMOWAVE_STORE_CACHE_MIB", default_value_t = 64)]
     pub store_cache_mib: usize,
@@ -251,6 +269,8 @@ impl ServeArgs {
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
                 max_connection_duration: Duration::from_secs(self.max_connection_secs),
                 send_queue_frames: self.send_queue_frames,
+                send_queue_bytes: self.send_queue_bytes,
+                send_queue_wait: Duration::from_millis(self.send_queue_wait_ms),
                 coalesce: Duration::from_micros(self.coalesce_us),
                 max_connections_per_ip: self.max_connections_per_ip,
                 header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
@@ -282,6 +302,10 @@ impl ServeArgs {
             room_create_burst: self.room_create_burst,
             empty_room_ttl_secs: self.empty_room_ttl_secs,
             rooms_page_max: self.rooms_page_max,
+            max_payload_bytes: self.max_message_bytes,
+            max_text_bytes: self.max_text_bytes,
+            log_page_messages: self.log_page_messages,
+            log_page_bytes: self.log_page_bytes,
             ..ChatSettings::default()
         })
     }

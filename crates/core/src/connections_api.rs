@@ -46,6 +46,16 @@ pub trait ConnectionsApi: Send + Sync {
     /// PostToConnection: one text frame (the gateway splits it into 32 KiB frames if larger).
     async fn post_to_connection(&self, connection_id: &str, data: Bytes) -> Result<(), ConnectionsApiError>;
 
+    /// PostToConnection for an answer to the connection's own request (a reply, a replayed
+    /// message): it may wait, boundedly, until the connection has taken what was sent before, so
+    /// that a long answer is paced by the client's reading instead of piling up in memory. The
+    /// local gateway waits for its send queue to drain; on API Gateway the call is one
+    /// synchronous HTTP request, which is the default here. Broadcasts never use it: a slow
+    /// member must not stall a room.
+    async fn post_to_connection_paced(&self, connection_id: &str, data: Bytes) -> Result<(), ConnectionsApiError> {
+        self.post_to_connection(connection_id, data).await
+    }
+
     /// GetConnection.
     async fn get_connection(&self, connection_id: &str) -> Result<ConnectionInfo, ConnectionsApiError>;
 

@@ -18,7 +18,7 @@ pub enum ClientAction {
     Leave,
     SetName { name: String },
     History { room: Option<String>, before: Option<u64>, limit: Option<usize> },
-    Who { room: Option<String> },
+    Who { room: Option<String>, after: Option<String> },
     SendPrivate { to: Option<String>, connection_id: Option<String>, text: String, id: Option<String> },
     Ping,
     Rooms { next: Option<String>, limit: Option<usize> },
@@ -153,7 +153,7 @@ pub fn parse_action(action: &str, body: &str) -> Result<ClientAction, ProtocolEr
             before: u64_field(&obj, "before")?,
             limit: u64_field(&obj, "limit")?.map(|l| l.min(usize::MAX as u64) as usize),
         },
-        "who" => ClientAction::Who { room: string_field(&obj, "room")? },
+        "who" => ClientAction::Who { room: string_field(&obj, "room")?, after: string_field(&obj, "after")? },
         "sendprivate" => {
             let to = string_field(&obj, "to")?;
             let connection_id = string_field(&obj, "connectionId")?;
@@ -225,10 +225,14 @@ pub enum ServerEvent<'a> {
         name: &'a str,
         connection_id: &'a str,
     },
+    /// One page of `who`: `truncated` when there are more members, whom a `who` with
+    /// `after: next` lists.
     Members {
         room: &'a str,
         members: Vec<Member>,
         truncated: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
     },
     History {
         room: &'a str,
@@ -272,6 +276,25 @@ pub enum ServerEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a str>,
     },
+}
+
+/// The length of `value` in JSON, as [`ServerEvent::to_bytes`] writes it, counted without
+/// building it.
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // As in `to_bytes`: serialising these types cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 impl ServerEvent<'_> {

@@ -342,3 +342,254 @@ async fn warmup_events_are_recognised() {
     assert!(!is_warmup_event(&real), "a real API Gateway event is not a warm-up");
     assert!(!is_warmup_event(&json!({})));
 }
+
+// --- Sizes: every answer fits in one message, and what cannot be delivered is not stored. ---
+
+/// A `ConnectionsApi` with API Gateway's payload limit in front of the recording one.
+struct LimitedApi {
+    inner: Arc<RecordingApi>,
+    limit: usize,
+}
+
+#[async_trait::async_trait]
+impl dynamowave_core::ConnectionsApi for LimitedApi {
+    async fn post_to_connection(
+        &self,
+        connection_id: &str,
+        data: bytes::Bytes,
+    ) -> Result<(), dynamowave_core::ConnectionsApiError> {
+        if data.len() > self.limit {
+            return Err(dynamowave_core::ConnectionsApiError::PayloadTooLarge(format!("{} bytes", data.len())));
+        }
+        self.inner.post_to_connection(connection_id, data).await
+    }
+
+    async fn get_connection(&self, connection_id: &str) -> Result<ConnectionInfo, dynamowave_core::ConnectionsApiError> {
+        self.inner.get_connection(connection_id).await
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), dynamowave_core::ConnectionsApiError> {
+        self.inner.delete_connection(connection_id).await
+    }
+}
+
+/// The largest frame posted to `id`.
+fn largest_frame(h: &Harness, id: &str) -> usize {
+    h.api.frames(id).iter().map(|f| f.len()).max().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn history_of_large_messages_is_paged_to_fit_one_message() {
+    let h = harness();
+    h.connect("poster", true).await;
+    h.connect("reader", true).await;
+    let big = "h".repeat(100 * 1024);
+    for i in 0..2 {
+        h.send("sendmessage", "poster", json!({"action": "sendmessage", "message": format!("{i}{big}")})).await;
+    }
+    h.api.clear();
+    h.send("history", "reader", json!({"action": "history"})).await;
+    let page = &h.api.events("reader", "history")[0];
+    let seqs: Vec<u64> = page["messages"].as_array().expect("list").iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!((seqs.clone(), page["more"].clone()), (vec![2], json!(true)), "the newest that fits, and more");
+    assert!(largest_frame(&h, "reader") <= 128 * 1024);
+    h.api.clear();
+    h.send("history", "reader", json!({"action": "history", "before": 2})).await;
+    let page = &h.api.events("reader", "history")[0];
+    let seqs: Vec<u64> = page["messages"].as_array().expect("list").iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!((seqs, page["more"].clone()), (vec![1], json!(false)));
+
+    // Small messages still come many to a page, up to `limit`.
+    for i in 0..5 {
+        h.send("sendmessage", "poster", json!({"action": "sendmessage", "message": format!("small {i}")})).await;
+    }
+    h.api.clear();
+    h.send("history", "reader", json!({"action": "history", "limit": 5})).await;
+    let page = &h.api.events("reader", "history")[0];
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(5));
+    assert_eq!(page["more"], true);
+}
+
+#[tokio::test]
+async fn text_over_the_cap_is_refused_and_nothing_is_stored() {
+    let h = harness_with(ChatSettings { max_text_bytes: Some(100), ..ChatSettings::default() });
+    h.connect("a", true).await;
+    h.connect("b", true).await;
+    h.api.clear();
+    let r = h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "x".repeat(101), "id": "t1"})).await;
+    assert_eq!(r.status_code, 400);
+    let err = &h.api.events("a", "error")[0];
+    assert_eq!((err["code"].clone(), err["id"].clone()), (json!("text_too_long"), json!("t1")), "{err}");
+    assert!(h.api.events("a", "ack").is_empty() && h.api.events("b", "message").is_empty());
+    assert_eq!(h.store.room_state("lobby").await.expect("state").last_seq, 0, "nothing stored, no seq used");
+    // Private messages have the same cap.
+    h.send("sendprivate", "a", json!({"action": "sendprivate", "connectionId": "b", "message": "y".repeat(101)})).await;
+    assert_eq!(h.api.events("a", "error").last().expect("error")["code"], "text_too_long");
+    assert!(h.api.events("b", "private").is_empty());
+    // At the cap: stored as seq 1.
+    h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "x".repeat(100), "id": "t2"})).await;
+    assert_eq!(h.api.events("a", "ack")[0]["seq"], 1);
+}
+
+#[tokio::test]
+async fn a_message_whose_frame_would_not_fit_is_refused_before_it_is_stored() {
+    let h = harness();
+    h.connect("a", true).await;
+    h.connect("b", true).await;
+    h.api.clear();
+    // 70 KiB of quotes: under the text cap, but escaped in JSON it takes 140 KiB.
+    let quotes = "\"".repeat(70 * 1024);
+    let r = h.send("sendmessage", "a", json!({"action": "sendmessage", "message": quotes, "id": "q"})).await;
+    assert_eq!(r.status_code, 400);
+    let err = &h.api.events("a", "error")[0];
+    assert_eq!((err["code"].clone(), err["id"].clone()), (json!("message_too_large"), json!("q")), "{err}");
+    assert!(h.api.events("b", "message").is_empty() && h.api.events("a", "ack").is_empty());
+    assert_eq!(h.store.room_state("lobby").await.expect("state").last_seq, 0, "nothing stored, no seq used");
+    h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "fits", "id": "f"})).await;
+    assert_eq!(h.api.events("a", "ack")[0]["seq"], 1);
+}
+
+#[tokio::test]
+async fn who_pages_with_a_cursor_by_count_and_by_bytes() {
+    for (settings, page_most) in [
+        (ChatSettings { who_max: 3, ..ChatSettings::default() }, 3),
+        // About 45 bytes a member: a page of at most 10 in 600 bytes.
+        (ChatSettings { max_payload_bytes: 600, max_text_bytes: Some(10), ..ChatSettings::default() }, 12),
+    ] {
+        let h = harness_with(settings);
+        let ids: Vec<String> = (0..25).map(|i| format!("conn-{i:02}")).collect();
+        for id in &ids {
+            h.connect(id, true).await;
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        for page_no in 0.. {
+            assert!(page_no < 30, "paging must end");
+            pages += 1;
+            h.api.clear();
+            let mut body = json!({"action": "who"});
+            if let Some(a) = &after {
+                body["after"] = json!(a);
+            }
+            h.send("who", "conn-00", body).await;
+            let frames = h.api.frames("conn-00");
+            let page = &h.api.events("conn-00", "members")[0];
+            assert!(frames.iter().all(|f| f.len() <= h.deps.settings.max_payload_bytes), "every page fits");
+            let members = page["members"].as_array().expect("list");
+            assert!(!members.is_empty() && members.len() <= page_most, "{page}");
+            seen.extend(members.iter().filter_map(|m| m["connectionId"].as_str().map(str::to_string)));
+            match page["next"].as_str() {
+                Some(next) => {
+                    assert_eq!(page["truncated"], true);
+                    after = Some(next.to_string());
+                }
+                None => {
+                    assert_eq!(page["truncated"], false);
+                    break;
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, ids, "every member once, across the pages");
+        assert!(pages >= 3, "25 members come in several pages: {pages}");
+    }
+    // A cursor that is not one is refused.
+    let h = harness();
+    h.connect("a", true).await;
+    h.send("who", "a", json!({"action": "who", "after": "not a cursor!"})).await;
+    assert_eq!(h.api.events("a", "error")[0]["code"], "invalid_field");
+}
+
+#[tokio::test]
+async fn an_answer_too_large_to_post_is_an_error_event_not_silence() {
+    let store = Arc::new(MemoryStore::new());
+    let api = Arc::new(RecordingApi::new());
+    // The handlers believe in a larger limit than the API enforces: what the API refuses must
+    // still be answered.
+    let settings = ChatSettings::default();
+    let deps = ChatDeps {
+        connections: store.clone(),
+        messages: store.clone(),
+        connections_api: Arc::new(LimitedApi { inner: api.clone(), limit: 300 }),
+        presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second)),
+        settings,
+        sequencer: None,
+    };
+    let h = Harness { store, api, deps };
+    h.connect("a", true).await;
+    h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "z".repeat(400)})).await;
+    h.api.clear();
+    h.send("history", "a", json!({"action": "history"})).await;
+    let err = &h.api.events("a", "error")[0];
+    assert_eq!((err["code"].clone(), err["action"].clone()), (json!("answer_too_large"), json!("history")), "{err}");
+}
+
+/// A `MessageLog` that records how many messages each `read_after` asked for.
+struct PageSpy {
+    inner: Arc<MemoryStore>,
+    reads: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl MessageLog for PageSpy {
+    async fn append(
+        &self,
+        message: dynamowave_core::model::NewMessage,
+    ) -> Result<dynamowave_core::model::Appended, dynamowave_core::StoreError> {
+        self.inner.append(message).await
+    }
+    async fn read_after(
+        &self,
+        room: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<dynamowave_core::model::StoredMessage>, dynamowave_core::StoreError> {
+        self.reads.lock().expect("lock").push(limit);
+        self.inner.read_after(room, after, limit).await
+    }
+    async fn read_before(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<dynamowave_core::model::StoredMessage>, dynamowave_core::StoreError> {
+        self.inner.read_before(room, before, limit).await
+    }
+    async fn room_state(&self, room: &str) -> Result<dynamowave_core::model::RoomState, dynamowave_core::StoreError> {
+        self.inner.room_state(room).await
+    }
+    async fn list_rooms(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<dynamowave_core::model::RoomState>, dynamowave_core::StoreError> {
+        self.inner.list_rooms(limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_replay_reads_the_log_in_small_pages_and_fewer_when_messages_are_large() {
+    let mut h = harness_with(ChatSettings { log_page_messages: 4, log_page_bytes: 2048, ..ChatSettings::default() });
+    let spy = Arc::new(PageSpy { inner: h.store.clone(), reads: std::sync::Mutex::new(Vec::new()) });
+    h.deps.messages = spy.clone();
+    h.connect("poster", true).await;
+    for i in 0..10 {
+        h.send("sendmessage", "poster", json!({"action": "sendmessage", "room": "r", "message": format!("m{i}")}))
+            .await;
+    }
+    for i in 0..3 {
+        let text = format!("{i}{}", "L".repeat(1500));
+        h.send("sendmessage", "poster", json!({"action": "sendmessage", "room": "r", "message": text})).await;
+    }
+    h.connect("late", true).await;
+    let epoch = h.store.room_state("r").await.expect("state").epoch;
+    h.send("join", "late", json!({"action": "join", "room": "r", "since": 0, "epoch": epoch})).await;
+    let seqs: Vec<u64> = h.api.events("late", "message").iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=13).collect::<Vec<_>>(), "the whole replay, in order");
+    let joined = &h.api.events("late", "joined")[0];
+    assert_eq!((joined["replayed"].clone(), joined["lastSeq"].clone()), (json!(13), json!(13)));
+    let reads = spy.reads.lock().expect("lock").clone();
+    assert!(reads.iter().all(|&n| (1..=4).contains(&n)), "pages of at most 4: {reads:?}");
+    assert!(reads.len() >= 4, "several pages: {reads:?}");
+    assert_eq!(reads[0], 1, "the first page assumes the largest messages: {reads:?}");
+}

@@ -56,7 +56,7 @@ fn hot_paths(c: &mut Criterion) {
             domain_name: "localhost".into(),
             authorizer: Default::default(),
         };
-        let live = LiveConnection::new(ctx, 4096);
+        let live = LiveConnection::new(ctx, 4096, 4 << 20);
         let _entered = runtime.enter();
         live.attach(tokio::net::TcpStream::from_std(server).expect("register"));
         registry.insert(live);
@@ -78,7 +78,12 @@ fn hot_paths(c: &mut Criterion) {
         })
     };
     // No coalescing: this measures the direct write of each delivery.
-    let api = LocalConnectionsApi { registry, max_payload_bytes: 128 * 1024, coalesce: std::time::Duration::ZERO };
+    let api = LocalConnectionsApi {
+        registry,
+        max_payload_bytes: 128 * 1024,
+        coalesce: std::time::Duration::ZERO,
+        send_queue_wait: std::time::Duration::from_secs(5),
+    };
     let frame = ServerEvent::Message(&message).to_bytes();
     let targets: Vec<&str> = ids.iter().map(String::as_str).collect();
     c.bench_function("post one frame to 1,000 connections (socket writes)", |b| {

@@ -226,9 +226,12 @@ impl Gateway {
             registry: registry.clone(),
             max_payload_bytes: settings.limits.max_message_bytes,
             coalesce: settings.limits.coalesce,
+            send_queue_wait: settings.limits.send_queue_wait,
         });
         let routes = match backend {
-            Backend::InProcess { connections, messages, chat } => {
+            Backend::InProcess { connections, messages, mut chat } => {
+                // The handlers post through this gateway: its PostToConnection limit is theirs.
+                chat.max_payload_bytes = settings.limits.max_message_bytes;
                 let sequencer = Arc::new(
                     dynamowave_core::handlers::sequencer::RoomSequencer::new(std::time::Duration::from_secs(2))
                         .with_idle(std::time::Duration::from_secs(chat.empty_room_ttl_secs)),

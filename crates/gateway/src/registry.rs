@@ -5,9 +5,14 @@
 //! A post never blocks and never wakes another task on the way: the frame is encoded once per
 //! broadcast, and each recipient's socket is written directly (`try_write`) by the posting task.
 //! Only what the socket cannot take right now is queued, and the connection's own task flushes
-//! it when the socket becomes writable. A connection whose queue is full is a slow consumer: it is
-//! closed with 1008 and the post answers 429 LimitExceeded, so one slow reader never slows a
-//! broadcast down.
+//! it when the socket becomes writable. A connection whose queue is full (in frames or in bytes)
+//! is a slow consumer: it is closed with 1008 and the post answers 429 LimitExceeded, so one slow
+//! reader never slows a broadcast down.
+//!
+//! Answers to a connection's own requests (replies, replays) are paced instead
+//! ([`ConnectionsApi::post_to_connection_paced`]): such a post waits, up to a bound, until the
+//! queue is below half its limits, so a replay goes out as fast as the client reads and never
+//! piles up in memory. Broadcasts never wait.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -45,6 +50,10 @@ const FLUSH_BATCH: usize = 64;
 struct Outbox {
     /// Encoded frames; the first may be partly written already (it is sliced as it goes).
     queue: VecDeque<Bytes>,
+    /// The bytes of `queue` still to be written. A broadcast's frame is one allocation shared by
+    /// every recipient, but it is counted in full in each queue: what bounds one connection is
+    /// how much it alone can keep alive.
+    queued_bytes: usize,
     /// No more frames are taken: the close frame is queued, or the socket failed.
     sealed: bool,
     /// The code and reason the server asked to close with (the first request wins).
@@ -104,12 +113,31 @@ pub struct LiveConnection {
     closing: AtomicBool,
     /// Wakes the connection's task when either flag is set.
     waker: AtomicWaker,
+    /// Wakes paced posts when the queue shrinks or the connection closes.
+    drained: tokio::sync::Notify,
     max_queued: u32,
+    max_queued_bytes: usize,
+}
+
+/// Whether a paced post may go now.
+enum Room {
+    Yes,
+    No,
+    /// The connection takes no more frames.
+    Sealed,
+}
+
+impl Room {
+    #[cfg(test)]
+    fn is_yes(&self) -> bool {
+        matches!(self, Room::Yes)
+    }
 }
 
 impl LiveConnection {
-    /// A connection that takes up to `queue` frames its socket cannot accept yet.
-    pub fn new(ctx: ConnectionContext, queue: usize) -> Arc<Self> {
+    /// A connection that takes up to `queue_frames` frames, and `queue_bytes` bytes, that its
+    /// socket cannot accept yet (one frame is always taken when nothing waits, whatever its size).
+    pub fn new(ctx: ConnectionContext, queue_frames: usize, queue_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             last_active_at: AtomicI64::new(ctx.connected_at),
             ctx,
@@ -118,7 +146,9 @@ impl LiveConnection {
             flush_requested: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            max_queued: u32::try_from(queue.max(1)).unwrap_or(u32::MAX),
+            drained: tokio::sync::Notify::new(),
+            max_queued: u32::try_from(queue_frames.max(1)).unwrap_or(u32::MAX),
+            max_queued_bytes: queue_bytes.max(1),
         })
     }
 
@@ -145,6 +175,7 @@ impl LiveConnection {
         drop(out);
         self.closing.store(true, Ordering::Release);
         self.waker.wake();
+        self.drained.notify_waiters();
     }
 
     /// Whether the server asked the connection to close.
@@ -195,8 +226,14 @@ impl LiveConnection {
             out.last_write_us = now;
             match stream.try_write(&frame) {
                 Ok(n) if n == frame.len() => return Ok(()),
-                Ok(n) => out.queue.push_back(frame.slice(n..)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.queue.push_back(frame),
+                Ok(n) => {
+                    out.queued_bytes += frame.len() - n;
+                    out.queue.push_back(frame.slice(n..));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    out.queued_bytes += frame.len();
+                    out.queue.push_back(frame);
+                }
                 Err(_) => {
                     // The peer is gone; its task sees the socket fail and runs `$disconnect`.
                     out.sealed = true;
@@ -209,12 +246,13 @@ impl LiveConnection {
             self.request_flush();
             return Ok(());
         }
-        if out.queue.len() >= self.max_queued as usize {
+        if out.queue.len() >= self.max_queued as usize
+            || out.queued_bytes.saturating_add(frame.len()) > self.max_queued_bytes
+        {
             drop(out);
-            self.close(close::POLICY_VIOLATION, "slow consumer: send queue full");
-            metrics::counter!("dynamowave_slow_consumers_total").increment(1);
-            return Err(ConnectionsApiError::LimitExceeded("the client's send buffer is full".into()));
+            return Err(self.slow_consumer());
         }
+        out.queued_bytes += frame.len();
         out.queue.push_back(frame);
         let first = out.queue.len() == 1;
         drop(out);
@@ -224,17 +262,89 @@ impl LiveConnection {
         Ok(())
     }
 
+    /// Closes the connection as a slow consumer (1008); the error its post answers.
+    fn slow_consumer(&self) -> ConnectionsApiError {
+        self.close(close::POLICY_VIOLATION, "slow consumer: send queue full");
+        metrics::counter!("dynamowave_slow_consumers_total").increment(1);
+        ConnectionsApiError::LimitExceeded("the client's send buffer is full".into())
+    }
+
+    /// Whether a paced post of `len` bytes may be queued now: when nothing waits, or when the
+    /// queue is below half its limits with it. Half, so that live broadcasts arriving during a
+    /// replay still find room and do not make a reader that keeps up a slow consumer.
+    fn room_for(&self, len: usize) -> Room {
+        let out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if out.sealed {
+            Room::Sealed
+        } else if out.queue.is_empty()
+            || (out.queued_bytes.saturating_add(len) <= self.max_queued_bytes / 2
+                && out.queue.len() < (self.max_queued as usize / 2).max(1))
+        {
+            Room::Yes
+        } else {
+            Room::No
+        }
+    }
+
+    /// Waits until a frame of `len` bytes may be queued without going over half the queue's
+    /// limits (see [`Self::room_for`]). If the client reads nothing for `timeout`, it is closed
+    /// as a slow consumer, as a full queue would be.
+    pub async fn wait_for_room(&self, len: usize, timeout: std::time::Duration) -> Result<(), ConnectionsApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the queue is looked at: a flush in between still wakes us.
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.room_for(len) {
+                Room::Yes => return Ok(()),
+                Room::Sealed => return Err(ConnectionsApiError::Gone),
+                Room::No if self.is_closing() => {
+                    return Err(ConnectionsApiError::LimitExceeded("the connection is closing".into()));
+                }
+                Room::No => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return match self.room_for(len) {
+                    Room::Yes => Ok(()),
+                    Room::Sealed => Err(ConnectionsApiError::Gone),
+                    Room::No => Err(self.slow_consumer()),
+                };
+            }
+        }
+    }
+
+    /// Bytes waiting in the send queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).queued_bytes
+    }
+
     /// Queues the last frame (a close frame, or nothing) and takes no more.
     pub(crate) fn seal(&self, last: Option<Bytes>) {
         let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         if !out.sealed {
             out.sealed = true;
-            out.queue.extend(last);
+            if let Some(last) = last {
+                out.queued_bytes += last.len();
+                out.queue.push_back(last);
+            }
         }
+        drop(out);
+        self.drained.notify_waiters();
     }
 
-    /// Writes what is queued, a batch per `writev`, until done or the socket is full.
+    /// Writes what is queued, a batch per `writev`, until done or the socket is full. Paced
+    /// posts waiting for room are woken when something was written.
     pub(crate) fn flush(&self) -> io::Result<Flushed> {
+        let mut wrote = false;
+        let result = self.flush_queue(&mut wrote);
+        if wrote || result.is_err() {
+            self.drained.notify_waiters();
+        }
+        result
+    }
+
+    fn flush_queue(&self, wrote: &mut bool) -> io::Result<Flushed> {
         let Some(stream) = self.stream.get() else { return Ok(Flushed::Done) };
         let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         while !out.queue.is_empty() {
@@ -252,9 +362,12 @@ impl LiveConnection {
                 Err(e) => {
                     out.sealed = true;
                     out.queue.clear();
+                    out.queued_bytes = 0;
                     return Err(e);
                 }
             };
+            *wrote |= written > 0;
+            out.queued_bytes = out.queued_bytes.saturating_sub(written);
             let mut left = written;
             while left > 0 {
                 let Some(front) = out.queue.front_mut() else { break };
@@ -404,11 +517,13 @@ pub struct LocalConnectionsApi {
     /// Frames to a connection written within this window of the previous write are batched
     /// ([`LiveConnection::offer`]).
     pub coalesce: std::time::Duration,
+    /// How long a paced post waits for room in the connection's queue before the connection is
+    /// closed as a slow consumer ([`LiveConnection::wait_for_room`]).
+    pub send_queue_wait: std::time::Duration,
 }
 
-#[async_trait]
-impl ConnectionsApi for LocalConnectionsApi {
-    async fn post_to_connection(&self, connection_id: &str, data: Bytes) -> Result<(), ConnectionsApiError> {
+impl LocalConnectionsApi {
+    fn check_payload(&self, data: &Bytes) -> Result<(), ConnectionsApiError> {
         if data.len() > self.max_payload_bytes {
             return Err(ConnectionsApiError::PayloadTooLarge(format!(
                 "payload of {} bytes exceeds {} bytes",
@@ -416,8 +531,28 @@ impl ConnectionsApi for LocalConnectionsApi {
                 self.max_payload_bytes
             )));
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionsApi for LocalConnectionsApi {
+    async fn post_to_connection(&self, connection_id: &str, data: Bytes) -> Result<(), ConnectionsApiError> {
+        self.check_payload(&data)?;
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
         live.offer(wire::encode_data(&data), self.coalesce)?;
+        metrics::counter!("dynamowave_messages_out_total").increment(1);
+        Ok(())
+    }
+
+    /// Waits for room in the connection's queue (the connection's own task keeps flushing it
+    /// meanwhile), then offers the frame: the client's reading paces the sender.
+    async fn post_to_connection_paced(&self, connection_id: &str, data: Bytes) -> Result<(), ConnectionsApiError> {
+        self.check_payload(&data)?;
+        let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
+        let frame = wire::encode_data(&data);
+        live.wait_for_room(frame.len(), self.send_queue_wait).await?;
+        live.offer(frame, self.coalesce)?;
         metrics::counter!("dynamowave_messages_out_total").increment(1);
         Ok(())
     }
@@ -483,6 +618,10 @@ mod tests {
 
     /// A registered connection over a real loopback socket, and the client's end of it.
     async fn connection() -> (Arc<LiveConnection>, std::net::TcpStream) {
+        connection_with(64, 1 << 20).await
+    }
+
+    async fn connection_with(frames: usize, bytes: usize) -> (Arc<LiveConnection>, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
@@ -495,7 +634,7 @@ mod tests {
             domain_name: "localhost".into(),
             authorizer: None,
         };
-        let live = LiveConnection::new(ctx, 64);
+        let live = LiveConnection::new(ctx, frames, bytes);
         live.attach(TcpStream::from_std(server).expect("register"));
         // Let the reactor see the socket writable.
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -532,6 +671,77 @@ mod tests {
         live.offer(frame.clone(), window).expect("offer");
         assert!(!live.has_queued(), "after a pause frames go straight out again");
         assert_eq!(received(&mut client, frame.len()), frame.len());
+    }
+
+    #[tokio::test]
+    async fn a_queue_over_its_byte_limit_is_a_slow_consumer() {
+        // A byte limit well under the frame limit.
+        let (live, _client) = connection_with(4096, 200_000).await;
+        let big = wire::encode(wire::opcode::BINARY, &vec![0u8; 30_000]);
+        let mut offered = 0;
+        let refused = loop {
+            match live.offer(big.clone(), Duration::ZERO) {
+                Ok(()) => offered += 1,
+                Err(e) => break e,
+            }
+            assert!(offered < 10_000, "the byte limit must be reached");
+        };
+        assert!(matches!(refused, ConnectionsApiError::LimitExceeded(_)), "{refused:?}");
+        assert!(live.queued_bytes() <= 200_000, "never more than the limit: {}", live.queued_bytes());
+        assert_eq!(live.close_request().map(|(code, _)| code), Some(close::POLICY_VIOLATION));
+    }
+
+    #[tokio::test]
+    async fn a_paced_post_waits_until_the_client_reads() {
+        let (live, mut client) = connection().await;
+        let big = wire::encode(wire::opcode::BINARY, &vec![0u8; 40_000]);
+        // Over half the 64-frame limit's worth: a paced post must wait.
+        while live.queued_bytes() == 0 || live.room_for(big.len()).is_yes() {
+            live.offer(big.clone(), Duration::ZERO).expect("offer");
+        }
+        // The client reads: the queue drains (flushed here as the connection's task would) and
+        // the paced post goes.
+        let reader = std::thread::spawn(move || {
+            client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut sink = vec![0u8; 1 << 16];
+            let mut total = 0usize;
+            while let Ok(n) = client.read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            total
+        });
+        let waiting = {
+            let live = live.clone();
+            tokio::spawn(async move { live.wait_for_room(40_000, Duration::from_secs(5)).await })
+        };
+        for _ in 0..500 {
+            if waiting.is_finished() {
+                break;
+            }
+            let _ = live.flush();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(waiting.await.expect("join"), Ok(()), "room was made by the client's reading");
+        assert!(live.close_request().is_none());
+        live.close(close::NORMAL, "done");
+        drop(reader);
+    }
+
+    #[tokio::test]
+    async fn a_paced_post_to_a_reader_that_never_reads_gives_up_with_1008() {
+        let (live, _client) = connection().await;
+        let big = wire::encode(wire::opcode::BINARY, &vec![0u8; 40_000]);
+        while live.queued_bytes() == 0 || live.room_for(big.len()).is_yes() {
+            live.offer(big.clone(), Duration::ZERO).expect("offer");
+        }
+        let started = std::time::Instant::now();
+        let waited = live.wait_for_room(big.len(), Duration::from_millis(200)).await;
+        assert!(matches!(waited, Err(ConnectionsApiError::LimitExceeded(_))), "{waited:?}");
+        assert!(started.elapsed() >= Duration::from_millis(190));
+        assert_eq!(live.close_request().map(|(code, _)| code), Some(close::POLICY_VIOLATION));
     }
 
     #[tokio::test]

@@ -54,7 +54,16 @@ pub struct Limits {
     /// Frames that may wait in one connection's send queue. A client that cannot keep up is
     /// disconnected (close 1008, "slow consumer") rather than slowing everyone down, and posts to
     /// it answer 429 LimitExceeded meanwhile, as API Gateway does when a client's buffer is full.
+    /// Kept besides `send_queue_bytes`: it bounds the per-frame bookkeeping of many tiny frames.
     pub send_queue_frames: usize,
+    /// Bytes that may wait in one connection's send queue, same policy: 4 MiB, 32 of API
+    /// Gateway's largest messages. Each frame counts in full in each queue, though a broadcast's
+    /// frame is one allocation shared by its recipients: this is what one connection can hold.
+    pub send_queue_bytes: usize,
+    /// How long an answer to a connection's own request (a reply, a replay page) waits for its
+    /// queue to drain below half the limits; a client that reads nothing for this long is closed
+    /// as a slow consumer. Broadcasts never wait. 5 s.
+    pub send_queue_wait: Duration,
     /// When frames to one connection keep coming closer together than this (a fifth in a row:
     /// a flooded room), they are batched into one `writev` per window by the connection's task
     /// instead of one `send` each; slower ones go out at once. 10 ms: a chat room's normal pace
@@ -82,6 +91,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             max_connection_duration: Duration::from_secs(7200),
             send_queue_frames: 4096,
+            send_queue_bytes: 4 << 20,
+            send_queue_wait: Duration::from_secs(5),
             coalesce: Duration::from_millis(10),
             read_buffer_bytes: 2048,
             write_buffer_bytes: 8192,

@@ -101,7 +101,8 @@ pub(crate) async fn upgrade(
 
         // The connection exists (and queues what is posted to it) from before `$connect`
         // runs, so that a broadcast racing the upgrade cannot find it gone and delete its entry.
-        let live = LiveConnection::new(ctx.clone(), shared.settings.limits.send_queue_frames);
+        let limits = &shared.settings.limits;
+        let live = LiveConnection::new(ctx.clone(), limits.send_queue_frames, limits.send_queue_bytes);
         shared.registry.insert(live.clone());
         if shared.shutdown.is_cancelled() {
             // Registered after the shutdown sweep: close it like the others.

@@ -5,12 +5,15 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use bytes::Bytes;
 
 use super::rooms::admit;
-use super::{ChatDeps, announce_presence, now_ms, post, reply_error, response};
+use super::{
+    ChatDeps, announce_presence, check_text_len, history_envelope_len, history_len, now_ms, post, reply, reply_error,
+    response,
+};
 use crate::error::{HandlerError, StoreError};
 use crate::event::WebSocketEventExt;
 use crate::model::{ConnectionRecord, Framing};
 use crate::names::{validate_name, validate_room, validate_text};
-use crate::protocol::{ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, parse_action};
+use crate::protocol::{ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, json_len, parse_action};
 use crate::store::RoomsCursor;
 
 pub struct ChatHandler;
@@ -36,7 +39,7 @@ impl ChatHandler {
             ClientAction::Leave => leave(deps, &me).await,
             ClientAction::SetName { name } => set_name(deps, &me, &name).await,
             ClientAction::History { room, before, limit } => history(deps, &me, room, before, limit).await,
-            ClientAction::Who { room } => who(deps, &me, room).await,
+            ClientAction::Who { room, after } => who(deps, &me, room, after).await,
             ClientAction::SendPrivate { to, connection_id: to_id, text, id } => {
                 send_private(deps, &me, to, to_id, &text, id.as_deref()).await
             }
@@ -50,7 +53,9 @@ impl ChatHandler {
         };
         match outcome {
             Ok(frame) => {
-                post(deps, connection_id, frame).await?;
+                if !reply(deps, connection_id, frame, Some(action)).await? {
+                    return Ok(response(413, "Answer not delivered."));
+                }
                 Ok(response(200, "OK."))
             }
             Err(Outcome::Refused(e)) => reply_error(deps, connection_id, &e, Some(action), None).await,
@@ -144,17 +149,35 @@ async fn join(deps: &ChatDeps, me: &ConnectionRecord, room: &str, since: Option<
         }
         .to_bytes());
     }
-    let missed = deps.messages.read_after(room, since, deps.settings.max_replay).await?;
+    // The replay goes out a page of the log at a time, each message only when the connection
+    // has room for it (`reply` is paced by the client's reading): a reader that never reads
+    // holds at most its send queue and one page, however much it asked for.
     let plain = me.framing == Framing::Plain;
-    for m in &missed {
-        let frame = if plain { Bytes::from(m.text.clone()) } else { ServerEvent::Message(m).to_bytes() };
-        post(deps, &me.connection_id, frame).await?;
+    let (mut after, mut replayed) = (since, 0usize);
+    let mut want = deps.settings.next_log_page(0, 0);
+    'replay: while replayed < deps.settings.max_replay {
+        want = want.min(deps.settings.max_replay - replayed);
+        let page = deps.messages.read_after(room, after, want).await?;
+        let (read, bytes) = (page.len(), page.iter().map(|m| m.text.len()).sum::<usize>());
+        for m in page {
+            after = m.seq;
+            let frame = if plain { Bytes::from(m.text) } else { ServerEvent::Message(&m).to_bytes() };
+            if !reply(deps, &me.connection_id, frame, Some("join")).await? {
+                // Gone, or closed as a slow consumer: nobody is left to answer.
+                break 'replay;
+            }
+            replayed += 1;
+        }
+        if read < want {
+            break;
+        }
+        want = deps.settings.next_log_page(read, bytes);
     }
     Ok(ServerEvent::Joined {
         room,
         epoch: &state.epoch,
-        last_seq: state.last_seq.max(missed.last().map_or(0, |m| m.seq)),
-        replayed: Some(missed.len()),
+        last_seq: state.last_seq.max(after),
+        replayed: Some(replayed),
         recovered: Some(true),
         reason: None,
     }
@@ -202,34 +225,97 @@ async fn history(
 ) -> Answer {
     let room = room_or_current(me, room)?;
     let limit = limit.unwrap_or(50).clamp(1, deps.settings.history_page_max.max(1));
-    let mut messages = deps.messages.read_before(&room, before, limit + 1).await?;
-    let more = messages.len() > limit;
-    messages.truncate(limit);
+    // The newest `limit` messages before `before` that fit in one message, read a page of the
+    // log at a time; `more` says there are older ones (the client asks again with `before` =
+    // the oldest seq it got).
+    let envelope = history_envelope_len(&room);
+    let budget = deps.settings.max_payload_bytes;
+    let (mut messages, mut messages_len, mut more) = (Vec::new(), 0usize, false);
+    let mut cursor = before;
+    let mut want = deps.settings.next_log_page(0, 0);
+    'read: loop {
+        // One more than asked for, to learn whether there are more.
+        want = want.min(limit + 1 - messages.len());
+        let page = deps.messages.read_before(&room, cursor, want).await?;
+        let (read, bytes) = (page.len(), page.iter().map(|m| m.text.len()).sum::<usize>());
+        for m in page {
+            let len = json_len(&m);
+            if messages.len() == limit || history_len(envelope, messages.len() + 1, messages_len + len) > budget {
+                if messages.is_empty() {
+                    // Stored before sizes were checked, or under a larger limit.
+                    return Err(ProtocolError::new(
+                        "answer_too_large",
+                        format!(
+                            "message {} is {len} bytes, more than one message carries; ask for history \
+                             before {} to page past it",
+                            m.seq, m.seq
+                        ),
+                    )
+                    .into());
+                }
+                more = true;
+                break 'read;
+            }
+            messages_len += len;
+            cursor = Some(m.seq);
+            messages.push(m);
+        }
+        if read < want {
+            break;
+        }
+        want = deps.settings.next_log_page(read, bytes);
+    }
     messages.reverse();
     Ok(ServerEvent::History { room: &room, messages, more }.to_bytes())
 }
 
-async fn who(deps: &ChatDeps, me: &ConnectionRecord, room: Option<String>) -> Answer {
+/// A `who` cursor is a connection id (the last member of the page before): ids are short and
+/// URL-safe, anything else is refused before it reaches the store.
+fn check_cursor(after: &str) -> Result<(), ProtocolError> {
+    let ok = (1..=128).contains(&after.len()) && after.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+/".contains(&b));
+    if ok { Ok(()) } else { Err(ProtocolError::new("invalid_field", "`after` must be a `next` cursor from `who`")) }
+}
+
+/// One page of the room's members, in the room index's order from `after` (the `next` of the
+/// page before), at most `who_max` and no more than fit in one message; sorted by name within
+/// the page. `truncated` with a `next` cursor when there are more.
+async fn who(deps: &ChatDeps, me: &ConnectionRecord, room: Option<String>, after: Option<String>) -> Answer {
     let room = room_or_current(me, room)?;
-    let mut members = Vec::new();
-    let mut next: Option<String> = None;
-    let mut truncated = false;
-    loop {
-        let page = deps.connections.members(&room, next.as_deref(), deps.settings.fanout_page_size).await?;
+    if let Some(after) = &after {
+        check_cursor(after)?;
+    }
+    let most = deps.settings.who_max.max(1);
+    let budget = deps.settings.max_payload_bytes;
+    let envelope = json_len(&ServerEvent::Members { room: &room, members: Vec::new(), truncated: false, next: None });
+    let (mut members, mut members_len, mut truncated) = (Vec::new(), 0usize, false);
+    let mut cursor = after;
+    'read: loop {
+        let page_size = deps.settings.fanout_page_size.clamp(1, most + 1);
+        let page = deps.connections.members(&room, cursor.as_deref(), page_size).await?;
         for c in page.items {
-            if members.len() == deps.settings.who_max {
+            let member = Member { name: c.name, connection_id: c.connection_id };
+            let len = json_len(&member);
+            // With this member last, the answer carries its id as `next` if it ends the page.
+            let with_next = envelope + members_len + len + members.len() + r#","next":"#.len()
+                + json_len(&member.connection_id);
+            if members.len() == most || with_next > budget {
                 truncated = true;
-                break;
+                break 'read;
             }
-            members.push(Member { name: c.name, connection_id: c.connection_id });
+            members_len += len;
+            members.push(member);
         }
-        next = page.next;
-        if next.is_none() || truncated {
+        cursor = page.next;
+        if cursor.is_none() {
             break;
         }
     }
+    let next = if truncated { members.last().map(|m| m.connection_id.clone()) } else { None };
+    if truncated && next.is_none() {
+        return Err(ProtocolError::new("answer_too_large", "a member's entry does not fit in one message").into());
+    }
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(ServerEvent::Members { room: &room, members, truncated }.to_bytes())
+    Ok(ServerEvent::Members { room: &room, members, truncated, next: next.as_deref() }.to_bytes())
 }
 
 async fn send_private(
@@ -241,6 +327,7 @@ async fn send_private(
     id: Option<&str>,
 ) -> Answer {
     validate_text(text)?;
+    check_text_len(&deps.settings, text)?;
     // By name: whoever holds the name now (by key, so a look-alike spelling reaches the holder
     // and nobody else), all connections of that one owner.
     let targets: Vec<ConnectionRecord> = match (&to_id, &to) {
@@ -257,6 +344,9 @@ async fn send_private(
     let json =
         ServerEvent::Private { from: &me.name, from_connection_id: &me.connection_id, to: &to_name, text, id, ts }
             .to_bytes();
+    if json.len() > deps.settings.max_payload_bytes {
+        return Err(ProtocolError::new("message_too_large", "the private message does not fit in one message").into());
+    }
     let plain = Bytes::from(format!("[private] {}: {}", me.name, text));
     let mut delivered = 0;
     for t in &targets {

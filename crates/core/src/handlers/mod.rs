@@ -24,8 +24,8 @@ use tracing::{debug, warn};
 use crate::connections_api::{ConnectionsApi, ConnectionsApiError};
 use crate::error::HandlerError;
 use crate::event::WebSocketEventExt;
-use crate::model::{ConnectionRecord, Framing};
-use crate::protocol::{ACTIONS, ProtocolError, ServerEvent};
+use crate::model::{ConnectionRecord, Framing, StoredMessage};
+use crate::protocol::{ACTIONS, ProtocolError, ServerEvent, json_len};
 use crate::store::{ConnectionStore, MessageLog};
 
 pub use chat::ChatHandler;
@@ -60,9 +60,10 @@ pub struct ChatSettings {
     pub default_room: String,
     /// Most messages `join` with `since` replays; a larger gap answers "could not recover".
     pub max_replay: usize,
-    /// Most messages one `history` page returns.
+    /// Most messages one `history` page returns (fewer when they would not fit in one message:
+    /// see `max_payload_bytes`).
     pub history_page_max: usize,
-    /// Most members `who` lists.
+    /// Most members one `who` page lists (fewer when they would not fit in one message).
     pub who_max: usize,
     /// Presence events go only to rooms of at most this many members; larger rooms use `who`.
     pub presence_broadcast_limit: usize,
@@ -89,6 +90,42 @@ pub struct ChatSettings {
     pub empty_room_ttl_secs: u64,
     /// Most rooms one `rooms` answer lists (its `limit` is capped here); the rest are paged.
     pub rooms_page_max: usize,
+    /// PostToConnection's payload limit (API Gateway: 128 KiB, not adjustable). Every answer is
+    /// paged to fit it, and a message whose frames would not fit is refused before it is stored.
+    /// The local gateway sets it to its own `max_message_bytes`.
+    pub max_payload_bytes: usize,
+    /// Longest message text, bytes (`text_too_long` beyond). `None`: the payload limit less
+    /// [`TEXT_ENVELOPE_RESERVE`], the most a client can send in one API Gateway message with its
+    /// `sendmessage` envelope, and still deliverable once framed as an event (escaping permitting:
+    /// the frame itself is checked too).
+    pub max_text_bytes: Option<usize>,
+    /// Messages read from the log at once by a `join` replay or a `history` answer, so that
+    /// neither ever holds a whole long stretch of the log in memory.
+    pub log_page_messages: usize,
+    /// Bytes aimed at per page of the log: after a page of large messages the next one reads
+    /// fewer (at least one).
+    pub log_page_bytes: usize,
+}
+
+/// Bytes of a 128 KiB message kept for the event around a text: `sendmessage`'s envelope on the
+/// way in (`action`, `room` ≤ 64, `id` ≤ 128), the `message` or `history` event's on the way out
+/// (`room`, `seq`, `id`, `from`, `ts`).
+pub const TEXT_ENVELOPE_RESERVE: usize = 1024;
+
+impl ChatSettings {
+    /// The longest text a message may carry.
+    pub fn text_limit(&self) -> usize {
+        self.max_text_bytes.unwrap_or_else(|| self.max_payload_bytes.saturating_sub(TEXT_ENVELOPE_RESERVE))
+    }
+
+    /// How many messages to read next from the log, after a page of `read` messages of `bytes`
+    /// text bytes: about `log_page_bytes` worth, at least one, at most `log_page_messages`. The
+    /// first page assumes the largest messages, so that even it stays within the bytes.
+    pub(crate) fn next_log_page(&self, read: usize, bytes: usize) -> usize {
+        let most = self.log_page_messages.max(1);
+        let average = if read == 0 { self.text_limit() } else { bytes / read };
+        (self.log_page_bytes / average.max(1)).clamp(1, most)
+    }
 }
 
 impl Default for ChatSettings {
@@ -108,6 +145,10 @@ impl Default for ChatSettings {
             room_create_burst: 10,
             empty_room_ttl_secs: 300,
             rooms_page_max: 100,
+            max_payload_bytes: 128 * 1024,
+            max_text_bytes: None,
+            log_page_messages: 32,
+            log_page_bytes: 256 * 1024,
         }
     }
 }
@@ -147,7 +188,18 @@ pub(crate) fn now_ms() -> i64 {
 /// Posts a frame to one connection. If the connection is gone, its entry is deleted: this is
 /// the connection the post went to, never anybody else's.
 pub(crate) async fn post(deps: &ChatDeps, connection_id: &str, data: Bytes) -> Result<bool, HandlerError> {
-    match deps.connections_api.post_to_connection(connection_id, data).await {
+    let result = deps.connections_api.post_to_connection(connection_id, data).await;
+    delivered(deps, connection_id, result).await
+}
+
+/// What a post's outcome means for the handler: `true` if delivered; a gone connection's entry
+/// is deleted.
+async fn delivered(
+    deps: &ChatDeps,
+    connection_id: &str,
+    result: Result<(), ConnectionsApiError>,
+) -> Result<bool, HandlerError> {
+    match result {
         Ok(()) => Ok(true),
         Err(ConnectionsApiError::Gone) => {
             debug!(connection_id, "post found the connection gone; deleting its entry");
@@ -161,6 +213,28 @@ pub(crate) async fn post(deps: &ChatDeps, connection_id: &str, data: Bytes) -> R
     }
 }
 
+/// Answers the connection that asked: a reply, or one frame of a replay. Paced by the client's
+/// reading ([`ConnectionsApi::post_to_connection_paced`]), so a long answer never piles up in
+/// memory. An answer too large for one message is never dropped in silence: the client gets an
+/// `answer_too_large` error in its place. Returns whether the answer was delivered.
+pub(crate) async fn reply(
+    deps: &ChatDeps,
+    connection_id: &str,
+    frame: Bytes,
+    action: Option<&str>,
+) -> Result<bool, HandlerError> {
+    match deps.connections_api.post_to_connection_paced(connection_id, frame).await {
+        Err(ConnectionsApiError::PayloadTooLarge(detail)) => {
+            warn!(connection_id, action, detail = %detail, "answer too large for one message");
+            let message = format!("the answer does not fit in one message ({detail}); ask for less");
+            let error = ServerEvent::Error { code: "answer_too_large", message: &message, action, id: None };
+            post(deps, connection_id, error.to_bytes()).await?;
+            Ok(false)
+        }
+        result => delivered(deps, connection_id, result).await,
+    }
+}
+
 /// Sends a protocol error to the client in its framing (JSON error event for both: plain
 /// clients get the same object, so that bad input never meets silence).
 pub(crate) async fn reply_error(
@@ -171,8 +245,50 @@ pub(crate) async fn reply_error(
     id: Option<&str>,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let frame = ServerEvent::Error { code: err.code, message: &err.message, action, id }.to_bytes();
-    post(deps, connection_id, frame).await?;
+    reply(deps, connection_id, frame, action).await?;
     Ok(response(400, err.code))
+}
+
+/// Refuses text longer than [`ChatSettings::text_limit`] (`text_too_long`).
+pub(crate) fn check_text_len(settings: &ChatSettings, text: &str) -> Result<(), ProtocolError> {
+    let limit = settings.text_limit();
+    if text.len() > limit {
+        return Err(ProtocolError::new(
+            "text_too_long",
+            format!("the message has {} bytes; at most {limit} are allowed", text.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of a `history` answer for `room` with `n` messages whose JSON forms add up to
+/// `messages_len` bytes, given the answer's `envelope` (from [`history_envelope_len`]).
+pub(crate) fn history_len(envelope: usize, n: usize, messages_len: usize) -> usize {
+    envelope + messages_len + n.saturating_sub(1)
+}
+
+/// Bytes of a `history` answer for `room` without messages (the longer `more: false` form).
+pub(crate) fn history_envelope_len(room: &str) -> usize {
+    json_len(&ServerEvent::History { room, messages: Vec::new(), more: false })
+}
+
+/// Refuses a message that could not be delivered whole: its largest frame, a `history` page
+/// holding only it (larger than its `message` event), must fit in one message. JSON escaping
+/// can make a frame up to twice its text, so the text cap alone does not ensure this. `probe`
+/// carries the largest `seq` there is, so the real one cannot make the frame longer.
+pub(crate) fn check_deliverable(settings: &ChatSettings, probe: &StoredMessage) -> Result<(), ProtocolError> {
+    let len = history_len(history_envelope_len(&probe.room), 1, json_len(probe));
+    if len > settings.max_payload_bytes {
+        return Err(ProtocolError::new(
+            "message_too_large",
+            format!(
+                "the message would take {len} bytes once framed; at most {} fit in one message \
+                 (quotes, backslashes and newlines count twice)",
+                settings.max_payload_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Fans one broadcast out to the members of `room`: the JSON frame and the plain text are each

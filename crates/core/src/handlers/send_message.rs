@@ -3,17 +3,18 @@
 //! clients"), through a paginated query of the room index, never a scan. Connections found
 //! gone are deleted — those connections, not the sender. With an `id`, the sender gets an
 //! `ack` once the message is stored and fanned out; a retry with the same `id` is not published
-//! twice and gets the original `seq`.
+//! twice and gets the original `seq`. A message that could not be delivered whole (text over the
+//! cap, or a frame over the payload limit) is refused before it is stored: no `seq` is used.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
 use tracing::debug;
 
 use super::rooms::admit;
-use super::{ChatDeps, broadcast, now_ms, post, reply_error, response};
+use super::{ChatDeps, broadcast, check_deliverable, check_text_len, now_ms, post, reply_error, response};
 use crate::error::HandlerError;
 use crate::event::WebSocketEventExt;
-use crate::model::{Framing, NewMessage};
+use crate::model::{Framing, NewMessage, StoredMessage};
 use crate::names::{validate_room, validate_text};
 use crate::protocol::{ClientAction, ProtocolError, ServerEvent, parse_action};
 
@@ -47,6 +48,17 @@ impl SendMessageHandler {
         if let Err(e) = validate_room(&room) {
             return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
         }
+        // Sizes before anything is stored: what is stored must be deliverable, in every answer.
+        if let Err(e) = check_text_len(&deps.settings, &text) {
+            return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
+        }
+        let ts = now_ms();
+        let probe =
+            StoredMessage { room: room.clone(), seq: u64::MAX, id: id.clone(), from: sender.name.clone(), text, ts };
+        if let Err(e) = check_deliverable(&deps.settings, &probe) {
+            return reply_error(deps, connection_id, &e, Some("sendmessage"), id.as_deref()).await;
+        }
+        let text = probe.text;
         // Posting into one's own room was admitted at the join; another room costs a claim.
         if sender.room.as_deref() != Some(room.as_str())
             && let Err(e) = admit(deps, &sender, &room).await?
@@ -65,7 +77,7 @@ impl SendMessageHandler {
                 from: sender.name.clone(),
                 publisher,
                 text,
-                ts: now_ms(),
+                ts,
             })
             .await?;
         let message = &appended.message;
