@@ -71,7 +71,9 @@ impl Environment {
         hooks: Hooks,
     ) -> Result<Arc<Environment>, HostError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(HostError::Bind)?;
-        let port = listener.local_addr().map_err(HostError::Bind)?.port();
+        let listen = listener.local_addr().map_err(HostError::Bind)?;
+        let port = listen.port();
+        let (pid_tx, pid_rx) = watch::channel(None);
         let (kill_tx, kill_rx) = oneshot::channel();
         let stopper =
             Stopper { signal: Arc::new(Mutex::new(Some(kill_tx))), requested: Arc::new(AtomicBool::new(false)) };
@@ -93,10 +95,13 @@ impl Environment {
             stop: Box::new(move || stop_for_api.stop()),
             queue: tokio::sync::Mutex::new(queue_rx),
             in_flight: Mutex::new(HashMap::new()),
+            listen,
+            pid: pid_rx,
         });
         let app = router(api.clone(), settings.max_payload_bytes);
         let server_name = name.clone();
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<crate::runtime_api::Peer>();
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(function = %server_name, error = %e, "Runtime API server failed");
             }
@@ -145,6 +150,7 @@ impl Environment {
             }
         };
         let pid = child.id();
+        pid_tx.send_replace(pid);
         tracing::info!(function = %name, pid, port, "started execution environment");
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward_lines(out, name.clone(), pid, "stdout"));

@@ -12,7 +12,8 @@
 //!
 //! - [`function`]: [`LambdaFunction`] (what to run) and [`HostSettings`] (queue and init
 //!   timeouts, memory size, region, payload limit, inherited environment).
-//! - `runtime_api`: the Runtime API routes, served to one process.
+//! - `runtime_api`: the Runtime API routes, served to one process and refused to any other.
+//! - `peer`: which process a loopback connection comes from (Linux `/proc`).
 //! - `environment`: one process and its own listener (so the host knows which process holds
 //!   which invocation), its output forwarded to `tracing`, its exit watched.
 //! - `pool`: a function's environments: concurrency limit, throttling, warm reuse, timeouts,
@@ -25,6 +26,7 @@
 mod environment;
 pub mod error;
 pub mod function;
+mod peer;
 mod pool;
 mod runtime_api;
 
@@ -69,6 +71,11 @@ impl LambdaHost {
     /// above zero) and gets ready to run them.
     pub async fn start_with(functions: Vec<LambdaFunction>, settings: HostSettings) -> Result<LambdaHost, HostError> {
         let settings = Arc::new(settings);
+        if !peer::CAN_CHECK {
+            tracing::warn!(
+                "this platform cannot tell which process calls the Runtime API: any local process can take and answer invocations"
+            );
+        }
         let mut pools = HashMap::new();
         for function in functions {
             check(&function)?;

@@ -3,18 +3,29 @@
 //! <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>: the process long-polls
 //! `GET /runtime/invocation/next`, then posts the result to `.../{id}/response` or
 //! `.../{id}/error`; a process that cannot start posts `/runtime/init/error`.
+//!
+//! Only the environment's own process is answered (see `peer`): any other local process gets
+//! 403 on every route, so it can neither take an event nor answer one, nor fail the init.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::{mpsc, oneshot};
+use axum::serve::IncomingStream;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How long a request waits for the host to learn the process id it was just spawned with.
+const PID_WAIT: Duration = Duration::from_secs(2);
 
 /// An event on its way to a process.
 pub(crate) struct Invocation {
@@ -47,6 +58,66 @@ pub(crate) struct ApiState {
     // A tokio mutex: `/next` holds it while it waits for an event.
     pub(crate) queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     pub(crate) in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// The listener's own address: the remote end of the process's sockets.
+    pub(crate) listen: SocketAddr,
+    /// The process's id, once spawned: the only process (with its descendants) answered.
+    pub(crate) pid: watch::Receiver<Option<u32>>,
+}
+
+/// One connection's peer, with the verdict on it computed at its first request and shared by
+/// the connection's later ones (`lambda_runtime` keeps its connection open).
+#[derive(Clone)]
+pub(crate) struct Peer {
+    addr: SocketAddr,
+    verdict: Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer { addr: *stream.remote_addr(), verdict: Arc::default() }
+    }
+}
+
+async fn only_the_environment(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let allowed = *peer
+        .verdict
+        .get_or_init(|| async {
+            let mut pid = state.pid.clone();
+            let pid = match tokio::time::timeout(PID_WAIT, pid.wait_for(Option::is_some)).await {
+                Ok(Ok(pid)) => *pid,
+                _ => None,
+            };
+            let Some(pid) = pid else { return false };
+            let (addr, listen) = (peer.addr, state.listen);
+            let verdict = tokio::task::spawn_blocking(move || crate::peer::belongs_to(pid, addr, listen)).await;
+            match verdict {
+                Ok(Ok(yes)) => yes,
+                Ok(Err(e)) => {
+                    tracing::warn!(function = %state.function, error = %e, "cannot tell who is calling the Runtime API");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(function = %state.function, error = %e, "peer check failed");
+                    false
+                }
+            }
+        })
+        .await;
+    if !allowed {
+        tracing::warn!(function = %state.function, peer = %peer.addr, path = %request.uri().path(),
+            "Runtime API request from a process other than the environment's: refused");
+        return error_body(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "this Runtime API serves only its execution environment's process",
+        );
+    }
+    next.run(request).await
 }
 
 pub(crate) fn router(state: Arc<ApiState>, max_payload_bytes: usize) -> Router {
@@ -56,6 +127,7 @@ pub(crate) fn router(state: Arc<ApiState>, max_payload_bytes: usize) -> Router {
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .layer(DefaultBodyLimit::max(max_payload_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), only_the_environment))
         .with_state(state)
 }
 

@@ -3,9 +3,9 @@
 //!
 //! It answers each event with an API Gateway proxy response whose `body` is JSON:
 //! `{"event": <the event>, "pid": .., "requestId": .., "functionArn": .., "deadlineMs": ..,
-//! "env": {"TABLE_NAME": ..}}`. The event's `echo` object can ask for misbehaviour:
-//! `{"sleep_ms": N}` sleeps first, `{"fail": "msg"}` returns an error, `{"panic": true}`
-//! panics (the runtime reports it as an error), `{"exit": N}` ends the process.
+//! "env": {"TABLE_NAME": .., "AWS_LAMBDA_RUNTIME_API": .., ..}}`. The event's `echo` object can
+//! ask for misbehaviour: `{"sleep_ms": N}` sleeps first, `{"fail": "msg"}` returns an error,
+//! `{"panic": true}` panics (the runtime reports it as an error), `{"exit": N}` ends the process.
 //! At start, `ECHO_INIT_DELAY_MS` delays the first poll and `ECHO_EXIT_AT_INIT=N` exits.
 
 use std::time::Duration;
@@ -53,6 +53,7 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
             "AWS_LAMBDA_FUNCTION_NAME": std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
             "AWS_REGION": std::env::var("AWS_REGION").ok(),
             "_HANDLER": std::env::var("_HANDLER").ok(),
+            "AWS_LAMBDA_RUNTIME_API": std::env::var("AWS_LAMBDA_RUNTIME_API").ok(),
         },
     });
     Ok(json!({"statusCode": 200, "body": body.to_string()}))
