@@ -2,8 +2,8 @@
 //!
 //! - [`MemoryStore`]: a [`ConnectionStore`] and [`MessageLog`] in a std `Mutex` (never held
 //!   across an `.await`), with the same observable semantics the adapters must have (it passes
-//!   [`crate::contract`]), so handler tests exercise the real rules: conditional puts, per-room
-//!   gap-free seqs, idempotent appends, epochs.
+//!   [`crate::contract`]), so handler tests exercise the real rules: conditional puts, one owner
+//!   per display name, per-room gap-free seqs, idempotent appends, epochs.
 //! - [`RecordingApi`]: a [`ConnectionsApi`] that records every frame posted per connection id,
 //!   answers `Gone` for the ids it is told are gone, and answers GetConnection from a map.
 

@@ -10,7 +10,7 @@
 //! at the next open anyway), except that one commit per `durable_interval` is made durable so
 //! redb can reclaim the pages of earlier non-durable commits.
 //!
-//! A logical refusal (Conflict, NotFound) answers only its own request; a storage error aborts
+//! A logical refusal (Conflict, NameTaken, NotFound) answers only its own request; a storage error aborts
 //! the whole transaction and every request of the batch gets it.
 
 use std::collections::HashMap;

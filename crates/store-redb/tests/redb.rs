@@ -111,6 +111,27 @@ async fn reopen_keeps_messages_and_purges_connections() {
     assert_eq!(store.purged_on_open(), 1, "close keeps the registry on disk until the next open purges it");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_held_by_a_previous_process_are_free_after_the_purge() {
+    let dir = TempDir::new();
+    let mut grace = connection("c1", "lobby");
+    grace.name = "Grace".into();
+    {
+        let store = open(dir.path());
+        store.put_connection(&grace).await.expect("put");
+        let mut imposter = connection("c2", "lobby");
+        imposter.name = "GRACE".into();
+        assert!(matches!(store.put_connection(&imposter).await, Err(StoreError::NameTaken(_))), "held while open");
+    }
+    let store = open(dir.path());
+    let mut next = connection("c2", "lobby");
+    next.name = "GRACE".into();
+    store.put_connection(&next).await.expect("the purge at open released the name");
+    let holders: Vec<String> = store.name_holders("grace").await.expect("holders").into_iter().map(|c| c.connection_id).collect();
+    assert_eq!(holders, ["c2"]);
+    store.close().await.expect("close");
+}
+
 #[tokio::test]
 async fn one_process_owns_a_data_dir() {
     let dir = TempDir::new();

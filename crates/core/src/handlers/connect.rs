@@ -127,12 +127,28 @@ where
             if gone.len() < holders.len() {
                 return Err(StoreError::NameTaken(why));
             }
-            if !gone.is_empty() {
-                debug!(name, stale = gone.len(), "the holders of a name were gone; releasing it");
-                deps.connections.delete_connections(&gone).await?;
+            // One by one (a few tabs at most): a delete releases the name as it goes.
+            for id in &gone {
+                debug!(name, connection_id = %id, "a holder of a name was gone; deleting it");
+                deps.connections.delete_connection(id).await?;
             }
             attempt().await
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_names_grow_longer_and_stay_valid() {
+        let names = anonymous_names("L0SM9cOFvHcCIhw=");
+        assert_eq!(names, ["anon-HcCIhw", "anon-cOFvHcCIhw", "anon-L0SM9cOFvHcCIhw"]);
+        let long = anonymous_names(&"x".repeat(64));
+        assert_eq!(long.last().map(|n| n.chars().count()), Some(MAX_NAME_CHARS), "the longest still fits");
+        assert!(names.iter().chain(&long).all(|n| validate_name(n).is_ok()), "{names:?} {long:?}");
+        assert_eq!(anonymous_names("abc"), vec!["anon-abc"], "a short id gives one name");
     }
 }
