@@ -13,6 +13,9 @@
 //! - [`verify`]: [`token_from`], [`verify_token`] and the [`Claims`] it yields; [`mint_hs256`]
 //!   for tests and local use.
 //! - [`authorizer`]: [`authorize`], the REQUEST authorizer from event to policy.
+//! - [`origin`]: [`check_origin`], which browser pages may open a WebSocket ([`AllowedOrigins`])
+//!   and which `Host`s are the API's own ([`DomainNames`]); shared by the local gateway and the
+//!   Lambda functions.
 //! - [`error`]: [`AuthError`] and [`TokenRejection`], with the HTTP status each maps to.
 //!
 //! # Rules
@@ -25,10 +28,12 @@
 
 pub mod authorizer;
 pub mod error;
+pub mod origin;
 pub mod settings;
 pub mod verify;
 
 pub use authorizer::authorize;
 pub use error::{AuthError, TokenRejection};
+pub use origin::{AllowedOrigins, DomainNames, OriginAccepted, OriginError, check_origin};
 pub use settings::{AuthSettings, Secret};
 pub use verify::{Claims, mint_hs256, token_from, verify_token};

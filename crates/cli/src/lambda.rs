@@ -52,6 +52,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // execution role on AWS: give them the keys the management API accepts.
         env.push(("AWS_ACCESS_KEY_ID".to_string(), id.clone()));
         env.push(("AWS_SECRET_ACCESS_KEY".to_string(), secret.clone()));
+        // Their signatures must be scoped to the region the gateway checks.
+        env.push(("AWS_REGION".to_string(), settings.management.region.clone()));
+        env.push(("AWS_DEFAULT_REGION".to_string(), settings.management.region.clone()));
     } else {
         for (k, default) in [("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")] {
             if std::env::var_os(k).is_none() {
@@ -67,6 +70,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for name in &names {
         let mut f = LambdaFunction::new(*name, find_bootstrap(&args.lambda_dir, name)?);
         f.env = env.clone();
+        if matches!(*name, "connect" | "authorizer") {
+            // The gateway refuses foreign origins before `$connect`; the functions check again,
+            // as they do on AWS, with the same list.
+            f.env.push(("ALLOWED_ORIGINS".to_string(), args.allowed_origins.join(",")));
+        }
         if *name == "authorizer"
             && let Some(auth_env) = &auth
         {

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use dynamowave_core::ChatSettings;
-use dynamowave_gateway::settings::{Bucket, Concurrency, Limits, ManagementAccess, SigV4Credentials, Throttling};
+use dynamowave_auth::{AllowedOrigins, DomainNames};
+use dynamowave_gateway::settings::{
+    Bucket, Concurrency, Limits, ManagementAccess, OriginSettings, SigV4Credentials, Throttling,
+};
 use dynamowave_gateway::{Backend, Gateway, GatewaySettings};
 use dynamowave_store_redb::{RedbSettings, RedbStore};
 use tracing::info;
@@ -118,6 +121,24 @@ pub struct ServeArgs {
     /// Its secret access key.
     #[arg(long, env = "DYNAMOWAVE_MANAGEMENT_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub management_secret_access_key: Option<String>,
+    /// The region SigV4 signatures must be scoped to (service `execute-api`; default:
+    /// `AWS_REGION`, else us-east-1).
+    #[arg(long, env = "DYNAMOWAVE_REGION")]
+    pub region: Option<String>,
+    /// Seconds an `@connections` caller may take to send its request body (then 408).
+    #[arg(long, env = "DYNAMOWAVE_MANAGEMENT_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub management_body_timeout_secs: u64,
+
+    /// Origins besides the gateway's own whose web pages may open a WebSocket
+    /// (comma-separated, e.g. https://chat.example.com; `*`: any page on any site).
+    /// Clients that send no `Origin` (not browsers) are not affected.
+    #[arg(long, env = "DYNAMOWAVE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Names this gateway is reached by besides loopback ones (comma-separated; e.g. the public
+    /// name of a reverse proxy in front): pages served under them are its own, and unsigned
+    /// `@connections` calls are only trusted with such a `Host` or a loopback one.
+    #[arg(long = "domain-name", env = "DYNAMOWAVE_DOMAIN_NAMES", value_delimiter = ',')]
+    pub domain_names: Vec<String>,
 
     /// The room every connection starts in.
     #[arg(long, env = "DYNAMOWAVE_DEFAULT_ROOM", default_value = "lobby")]
@@ -284,9 +305,28 @@ impl ServeArgs {
                 per_connection: Bucket { rate: self.connection_rate, burst: self.connection_burst },
             },
             concurrency,
-            management: ManagementAccess { allow_loopback: self.management_loopback, credentials },
+            management: ManagementAccess {
+                allow_loopback: self.management_loopback,
+                credentials,
+                region: self.region(),
+                body_read_timeout: Duration::from_secs(self.management_body_timeout_secs),
+            },
+            origins: OriginSettings {
+                allowed_origins: AllowedOrigins::new(&self.allowed_origins).context("--allowed-origins")?,
+                domain_names: DomainNames::new(&self.domain_names).context("--domain-name")?,
+            },
             handle_signals: true,
         })
+    }
+
+    /// The region signatures are scoped to: `--region`, else `AWS_REGION` (what the SDKs and the
+    /// local Lambda host use), else us-east-1.
+    pub fn region(&self) -> String {
+        self.region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string())
     }
 
     pub fn chat_settings(&self) -> anyhow::Result<ChatSettings> {

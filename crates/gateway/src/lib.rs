@@ -14,7 +14,8 @@
 //! - `ws`: the upgrade and one connection's life (one task each); `wire`: WebSocket frames.
 //! - [`registry`]: the live connections, and [`registry::LocalConnectionsApi`], the `@connections`
 //!   API over them (a post writes the socket directly; floods are coalesced).
-//! - `management`: the HTTP `@connections` API; `sigv4`: signature checks for it.
+//! - `management`: the HTTP `@connections` API and who may call it (and `/metrics`); `sigv4`:
+//!   signature checks for it.
 //! - [`events`]: the API Gateway events the integrations receive.
 //! - [`throttle`]: token buckets. [`auth`]: the `$connect` authorizer port.
 //! - This file: [`Gateway`] (`build` → `local_addr` → `run_until_stopped`), [`Backend`], the
@@ -417,7 +418,24 @@ async fn app_css() -> Response {
     with_asset_headers("text/css; charset=utf-8", APP_CSS.to_string())
 }
 
-async fn metrics_endpoint(State(shared): State<Arc<Shared>>) -> Response {
+/// `/metrics`: the same callers as `@connections` (counters tell who is connected and how much
+/// goes on; a cross-site page or a stranger behind a proxy has no business reading them).
+async fn metrics_endpoint(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let allowed = management::access(&shared, peer, &headers).and_then(|access| match access {
+        management::Access::Local => Ok(()),
+        management::Access::Signed(signed) => signed.verify(&method, uri.path(), uri.query(), &headers, b""),
+    });
+    if let Err(why) = allowed {
+        info!(%peer, why, "/metrics refused");
+        metrics::counter!("dynamowave_rejected_total", "reason" => "metrics_forbidden").increment(1);
+        return gateway_error(StatusCode::FORBIDDEN, "Forbidden");
+    }
     metrics::gauge!("dynamowave_live_connections").set(shared.registry.len() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render()).into_response()
 }
@@ -460,12 +478,7 @@ async fn dispatch(
             }
         }
         [s, at, id] if s == stage && at == "@connections" && !id.is_empty() => {
-            let limit = shared.settings.limits.max_message_bytes * 2;
-            let body = match axum::body::to_bytes(request.into_body(), limit).await {
-                Ok(body) => body,
-                Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large"),
-            };
-            management::handle(&shared, peer, method, &uri, &headers, id, body).await
+            management::handle(&shared, peer, method, &uri, &headers, id, request.into_body()).await
         }
         _ => {
             metrics::counter!("dynamowave_rejected_total", "reason" => "bad_path").increment(1);

@@ -20,6 +20,8 @@ pub struct GatewaySettings {
     pub throttling: Throttling,
     pub concurrency: Concurrency,
     pub management: ManagementAccess,
+    /// Which browser pages and `Host`s the gateway answers.
+    pub origins: OriginSettings,
     /// Whether SIGINT/SIGTERM stop the gateway (tests stop it through a handle instead).
     pub handle_signals: bool,
 }
@@ -35,6 +37,7 @@ impl Default for GatewaySettings {
             throttling: Throttling::default(),
             concurrency: Concurrency::default(),
             management: ManagementAccess::default(),
+            origins: OriginSettings::default(),
             handle_signals: true,
         }
     }
@@ -167,20 +170,50 @@ impl Concurrency {
     }
 }
 
-/// Who may call the `@connections` management API.
+/// Who may call the `@connections` management API and read `/metrics`.
+///
+/// Loopback is not an identity by itself: a page in the user's browser, a reverse proxy or a
+/// tunnel on this host all reach the gateway from 127.0.0.1. An unsigned call is trusted only
+/// from a loopback peer whose request shows none of them: a loopback or configured `Host`
+/// (see [`OriginSettings::domain_names`]), no `Origin`, no `Sec-Fetch-Site` other than `none`,
+/// and no `Forwarded`, `X-Forwarded-*`, `X-Real-IP` or `Via`. Once credentials are configured,
+/// every call must be signed.
 #[derive(Clone, Debug)]
 pub struct ManagementAccess {
-    /// Callers on a loopback address may manage connections without signing.
+    /// Unsigned callers passing the checks above may manage connections (when no credentials
+    /// are configured).
     pub allow_loopback: bool,
-    /// When set, a request signed with SigV4 (service `execute-api`) by these credentials is
-    /// allowed from anywhere.
+    /// When set, a request signed with SigV4 by these credentials is required, from anywhere.
     pub credentials: Option<SigV4Credentials>,
+    /// The region a signature's credential scope must name (service `execute-api`).
+    pub region: String,
+    /// How long a caller may take to send a request body, once its headers are in; a stalled
+    /// body is answered 408 and the connection closed. 10 s, as for the headers.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ManagementAccess {
     fn default() -> Self {
-        Self { allow_loopback: true, credentials: None }
+        Self {
+            allow_loopback: true,
+            credentials: None,
+            region: "us-east-1".into(),
+            body_read_timeout: Duration::from_secs(10),
+        }
     }
+}
+
+/// Which browser pages may open a WebSocket, and under which names the gateway is its own.
+#[derive(Clone, Debug, Default)]
+pub struct OriginSettings {
+    /// Origins besides the gateway's own whose pages may connect (`*`: any, as API Gateway,
+    /// which leaves the check to `$connect`). Requests without `Origin` (not from a browser)
+    /// are always let through to `$connect`.
+    pub allowed_origins: dynamowave_auth::AllowedOrigins,
+    /// Names this gateway is reached by besides loopback ones (behind a proxy: its public name).
+    /// A `Host` not among them and not loopback is a stranger's (DNS rebinding): its pages are
+    /// not the gateway's own, and it is not trusted for unsigned `@connections` calls.
+    pub domain_names: dynamowave_auth::DomainNames,
 }
 
 /// An access key pair for SigV4. The secret never appears in `Debug` output.

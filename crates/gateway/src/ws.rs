@@ -73,6 +73,9 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    if let Err(refused) = check_browser_origin(&shared, &headers) {
+        return refused;
+    }
     if !shared.throttles.admit_connect() {
         metrics::counter!("dynamowave_rejected_total", "reason" => "connect_rate").increment(1);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
@@ -160,6 +163,25 @@ pub(crate) async fn upgrade(
     }
     .instrument(span)
     .await
+}
+
+/// A page on another site must not open a WebSocket here with the user's browser (it could then
+/// read rooms, history and presence): a request with an `Origin` is let through only from the
+/// gateway's own pages (`http(s)://HOST` with a `Host` that is ours: a DNS-rebinding page has
+/// its own name in both) or a listed origin. Requests without `Origin` are not from a browser.
+fn check_browser_origin(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let origins = &shared.settings.origins;
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).filter(|h| origins.domain_names.is_ours(h));
+    // An `Origin` that is not text cannot be anyone's own or listed one (only `*` lets it in).
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or(""));
+    match dynamowave_auth::check_origin(origin, host, &origins.allowed_origins) {
+        Ok(_) => Ok(()),
+        Err(origin) => {
+            metrics::counter!("dynamowave_rejected_total", "reason" => "origin").increment(1);
+            info!(origin, host = headers.get(header::HOST).and_then(|v| v.to_str().ok()), "upgrade from a foreign origin refused");
+            Err(gateway_error(StatusCode::FORBIDDEN, "Forbidden"))
+        }
+    }
 }
 
 /// The authorizer, if one is configured: `Err` is the HTTP answer that refuses the upgrade.

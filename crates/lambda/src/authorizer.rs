@@ -1,7 +1,7 @@
 //! The `$connect` REQUEST authorizer around `dynamowave_auth::authorize`.
 //!
 //! Settings come from the environment (`JWT_SECRET`, `JWKS_JSON`, `JWT_AUDIENCE`,
-//! `JWT_ISSUER`, `ORIGIN_VERIFY_SECRET`), and at cold start from where production keeps them:
+//! `JWT_ISSUER`, `ORIGIN_VERIFY_SECRET`, `ALLOWED_ORIGINS`), and at cold start from where production keeps them:
 //! `JWT_SECRET_ARN` and `ORIGIN_VERIFY_SECRET_ARN` (Secrets Manager) and `JWKS_URL`.
 //! An invocation answers an Allow policy, a Deny policy (403: a genuine token meant for
 //! another audience or issuer), or the error `Unauthorized`, which API Gateway turns into 401.
@@ -13,7 +13,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
-use dynamowave_auth::{AuthError, AuthSettings};
+use dynamowave_auth::{AllowedOrigins, AuthError, AuthSettings, check_origin};
 use dynamowave_core::is_warmup_event;
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
@@ -99,8 +99,16 @@ fn deny(method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {
     response
 }
 
-/// One authorizer invocation.
+/// One authorizer invocation that lets in no browser page ([`AllowedOrigins::none`]): see
+/// [`authorize_event_from`].
 pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, Unauthorized> {
+    authorize_event_from(settings, &AllowedOrigins::none(), event)
+}
+
+/// One authorizer invocation. A request from a web page whose `Origin` is neither in `origins`
+/// (`ALLOWED_ORIGINS`) nor the API's own (`https://{Host}`; behind API Gateway the `Host` is the
+/// API's domain) is denied (403) before its token is looked at.
+pub fn authorize_event_from(settings: &AuthSettings, origins: &AllowedOrigins, event: Value) -> Result<Value, Unauthorized> {
     if is_warmup_event(&event) {
         return Ok(json!({ "warm": true }));
     }
@@ -111,7 +119,14 @@ pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, U
     // The REQUEST context type has no connectionId field; the request id ties the log lines
     // to API Gateway's access log.
     let request_id = request.request_context.request_id.as_deref().unwrap_or("");
-    let response = match dynamowave_auth::authorize(settings, &request) {
+    let header = |name: &str| request.headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    let origin_check = check_origin(header("origin"), header("host"), origins);
+    let response = match origin_check.map(|_| dynamowave_auth::authorize(settings, &request)) {
+        Err(origin) => {
+            info!(request_id, origin, "connection denied (403): foreign origin");
+            deny(request.method_arn.as_deref().unwrap_or("*"))
+        }
+        Ok(result) => match result {
         Ok(allow) => {
             info!(request_id, principal_id = ?allow.principal_id, "connection authorized");
             allow
@@ -124,6 +139,7 @@ pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, U
             info!(request_id, error = %e, "connection unauthorized (401)");
             return Err(Unauthorized);
         }
+        },
     };
     serde_json::to_value(response).map_err(|e| {
         warn!(request_id, error = %e, "could not serialise the policy");

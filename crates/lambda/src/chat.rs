@@ -6,10 +6,11 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use dynamowave_aws::{ConfigError, ConnectionsApiPool, DynamoDbSettings, DynamoDbStore, Tables};
+use dynamowave_auth::{AllowedOrigins, check_origin};
 use dynamowave_core::{ChatDeps, ChatSettings, HandlerError, handle, is_warmup_event};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// Why an invocation failed. Lambda reports it as the function's error, which API Gateway
 /// turns into `{"message": "Internal server error", ...}` for the client.
@@ -44,6 +45,8 @@ pub struct ChatRuntime {
     presence: Arc<dynamowave_core::handlers::PresenceBudget>,
     /// Kept across invocations: this warm instance's room-creation rate per connection.
     room_rate: Arc<dynamowave_core::handlers::RoomCreationRate>,
+    /// Origins whose pages may connect, checked on `$connect` (for when no authorizer runs).
+    origins: AllowedOrigins,
 }
 
 impl ChatRuntime {
@@ -53,11 +56,34 @@ impl ChatRuntime {
             settings.room_create_per_minute,
             settings.room_create_burst,
         ));
-        Self { store: Arc::new(store), connections_api, settings, presence, room_rate }
+        Self { store: Arc::new(store), connections_api, settings, presence, room_rate, origins: AllowedOrigins::none() }
+    }
+
+    /// Which browser pages `$connect` lets in besides none (default: only clients that send no
+    /// `Origin`, i.e. not browsers; `*`: any).
+    pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// `$connect` from a page whose origin is neither listed nor the API's own: 403, before
+    /// anything is stored (API Gateway turns a non-2xx `$connect` answer into the upgrade's).
+    fn foreign_origin(&self, event: &ApiGatewayWebsocketProxyRequest) -> Option<Value> {
+        let context = &event.request_context;
+        let connecting = context.route_key.as_deref() == Some("$connect") || context.event_type.as_deref() == Some("CONNECT");
+        if !connecting {
+            return None;
+        }
+        let origin = event.headers.get("origin").map(|v| v.to_str().unwrap_or(""));
+        // The `domainName` is set by API Gateway (or the local gateway, which checked it).
+        let refused = check_origin(origin, context.domain_name.as_deref(), &self.origins).err()?;
+        info!(origin = refused, "connection from a foreign origin refused");
+        Some(json!({ "statusCode": 403, "body": "Forbidden" }))
     }
 
     /// From the environment: the tables (`CONNECTIONS_TABLE`, …), the adapter's limits, and
-    /// `DYNAMOWAVE_CONNECTIONS_ENDPOINT` if set.
+    /// `DYNAMOWAVE_CONNECTIONS_ENDPOINT` if set (`ALLOWED_ORIGINS`: see
+    /// [`ChatRuntime::with_allowed_origins`]).
     pub fn from_env(sdk_config: &SdkConfig) -> Result<Self, ConfigError> {
         let store = DynamoDbStore::new(sdk_config, Tables::from_env()?, DynamoDbSettings::from_env()?);
         Ok(Self::new(store, ConnectionsApiPool::from_env(sdk_config.clone()), ChatSettings::default()))
@@ -70,6 +96,9 @@ impl ChatRuntime {
             return Ok(json!({ "warm": true }));
         }
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).map_err(InvokeError::BadEvent)?;
+        if let Some(refusal) = self.foreign_origin(&event) {
+            return Ok(refusal);
+        }
         let context = &event.request_context;
         let span = info_span!(
             "invoke",
@@ -100,7 +129,8 @@ impl ChatRuntime {
 pub async fn run_chat_function() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_tracing();
     let sdk_config = dynamowave_aws::load_sdk_config().await;
-    let runtime = Arc::new(ChatRuntime::from_env(&sdk_config)?);
+    let origins = AllowedOrigins::from_env()?;
+    let runtime = Arc::new(ChatRuntime::from_env(&sdk_config)?.with_allowed_origins(origins));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let runtime = Arc::clone(&runtime);
         async move { runtime.invoke(event.payload).await }

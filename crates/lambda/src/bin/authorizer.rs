@@ -13,10 +13,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk_config = dynamowave_aws::load_sdk_config().await;
     let settings =
         dynamowave_lambda::authorizer::load_settings(&sdk_config).await.context("loading the authorizer's settings")?;
+    let origins = Arc::new(dynamowave_auth::AllowedOrigins::from_env().context("ALLOWED_ORIGINS")?);
     let settings = Arc::new(settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let settings = Arc::clone(&settings);
-        async move { dynamowave_lambda::authorizer::authorize_event(&settings, event.payload) }
+        let (settings, origins) = (Arc::clone(&settings), Arc::clone(&origins));
+        async move { dynamowave_lambda::authorizer::authorize_event_from(&settings, &origins, event.payload) }
     }))
     .await
 }
