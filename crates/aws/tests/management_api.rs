@@ -220,6 +220,7 @@ async fn sigv4_signed_by_the_configured_key_is_required() {
     let gw = TestGateway::start(ManagementAccess {
         allow_loopback: false,
         credentials: Some(SigV4Credentials { access_key_id: ACCESS_KEY.into(), secret_access_key: SECRET_KEY.into() }),
+        ..ManagementAccess::default()
     })
     .await;
     let (mut client, id) = gw.client().await;

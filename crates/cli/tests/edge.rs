@@ -105,6 +105,16 @@ async fn receives_nothing_like(client: &mut Client, marker: &str, d: Duration) {
     }
 }
 
+/// The next frame that is not a presence event (other test connections join the lobby).
+async fn recv_pushed(client: &mut Client) -> String {
+    loop {
+        let t = client.recv_text().await;
+        if !t.starts_with(r#"{"type":"presence""#) {
+            return t;
+        }
+    }
+}
+
 const FORGED: &str = r#"{"type":"message","room":"lobby","from":"admin","text":"forged: your session expired, log in at evil.example"}"#;
 
 fn port(app: &App) -> &str {
@@ -152,7 +162,7 @@ async fn dns_rebinding_is_refused_on_the_upgrade_the_management_api_and_metrics(
     // The victim is still connected, and a local caller still manages it.
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], "hello from this machine").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(client.recv_text().await, "hello from this machine");
+    assert_eq!(recv_pushed(&mut client).await, "hello from this machine");
     assert_eq!(metrics(&app, &[("Host", &app.addr)]).await, 200);
     assert_eq!(metrics(&app, &[("Host", "localhost")]).await, 200);
 }
@@ -165,7 +175,7 @@ async fn configured_domain_names_are_the_gateways_own() {
     assert_eq!(metrics(&app, &[("Host", "chat.example.com")]).await, 200);
     let ok = manage(&app, "POST", &id, &[("Host", "chat.example.com")], "via the configured name").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(client.recv_text().await, "via the configured name");
+    assert_eq!(recv_pushed(&mut client).await, "via the configured name");
     // Another name still is not.
     assert_eq!(upgrade(&app, &[("Host", "evil.example"), ("Origin", "https://evil.example")]).await, 403);
     assert_eq!(metrics(&app, &[("Host", "evil.example")]).await, 403);
@@ -225,7 +235,7 @@ async fn a_no_cors_post_from_a_page_is_forbidden_and_the_victim_receives_nothing
     assert_eq!(metrics(&app, &[("Host", &app.addr), ("Origin", "https://evil.example")]).await, 403);
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], "local").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(client.recv_text().await, "local");
+    assert_eq!(recv_pushed(&mut client).await, "local");
 }
 
 #[tokio::test]
@@ -336,7 +346,7 @@ async fn with_keys_configured_every_caller_signs_and_the_scope_must_be_ours() {
     let good = sign("POST", &path, &signed_headers, b"signed", KEYS, ("eu-west-1", "execute-api"), &now);
     let r = post(good, "signed").await;
     assert_eq!(r.status, 200, "a valid signature: {}", r.text);
-    assert_eq!(client.recv_text().await, "signed");
+    assert_eq!(recv_pushed(&mut client).await, "signed");
 
     // Valid signatures over the wrong things.
     let cases = [
@@ -373,7 +383,7 @@ async fn a_body_that_never_comes_is_cut_off_and_others_are_served() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], "meanwhile").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(client.recv_text().await, "meanwhile");
+    assert_eq!(recv_pushed(&mut client).await, "meanwhile");
     for stall in stalls {
         let answer = stall.await.expect("task");
         assert_eq!(answer.status, 408, "{}", answer.text);
@@ -399,5 +409,5 @@ async fn an_over_cap_content_length_is_refused_before_the_body_is_sent() {
     let full = "x".repeat(128 * 1024);
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], &full).await;
     assert_eq!(ok.status, 200);
-    assert_eq!(client.recv_text().await.len(), full.len());
+    assert_eq!(recv_pushed(&mut client).await.len(), full.len());
 }
