@@ -177,7 +177,9 @@ impl DynamoDbStore {
                 .update_item()
                 .table_name(&self.tables.rooms)
                 .set_key(Some(Self::claim_key(key)))
-                .update_expression("SET #owner = :owner, #display = :display, #exp = :exp ADD #holders :me, #version :one")
+                .update_expression(
+                    "SET #owner = :owner, #display = :display, #exp = :exp ADD #holders :me, #version :one",
+                )
                 .condition_expression("attribute_not_exists(#holders) OR #owner = :owner")
                 .expression_attribute_names("#owner", "claimOwner")
                 .expression_attribute_names("#display", "displayName")
@@ -206,7 +208,9 @@ impl DynamoDbStore {
                 .update_item()
                 .table_name(&self.tables.rooms)
                 .set_key(Some(Self::claim_key(key)))
-                .update_expression("SET #owner = :owner, #display = :display, #exp = :exp, #holders = :me ADD #version :one")
+                .update_expression(
+                    "SET #owner = :owner, #display = :display, #exp = :exp, #holders = :me ADD #version :one",
+                )
                 .condition_expression("#version = :seen")
                 .expression_attribute_names("#owner", "claimOwner")
                 .expression_attribute_names("#display", "displayName")

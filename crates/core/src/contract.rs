@@ -234,13 +234,19 @@ async fn name_claims_contract(store: &Arc<dyn ConnectionStore>, run: &str) {
         assert_eq!(store.get_connection(&imposter.connection_id).await.expect("get"), None, "refused, not registered");
         assert_eq!(holder_ids(store.as_ref(), spelling).await, vec![holder.connection_id.clone()], "{spelling:?}");
     }
-    assert!(all_members(store.as_ref(), &room, 10).await == vec![holder.connection_id.clone()], "refusals join no room");
+    assert!(
+        all_members(store.as_ref(), &room, 10).await == vec![holder.connection_id.clone()],
+        "refusals join no room"
+    );
 
     // set_name: a taken key is refused and nothing changes; the owner's own key in another
     // spelling is the owner's.
     let other = record(&id("other"), &format!("Other-{run}"), Some(&room));
     store.put_connection(&other).await.expect("put");
-    expect_name_taken(store.set_name(&other.connection_id, &format!("GR\u{0410}CE-{run}")).await, "set_name to a held key");
+    expect_name_taken(
+        store.set_name(&other.connection_id, &format!("GR\u{0410}CE-{run}")).await,
+        "set_name to a held key",
+    );
     assert_eq!(store.get_connection(&other.connection_id).await.expect("get"), Some(other.clone()), "unchanged");
     assert_eq!(holder_ids(store.as_ref(), &other.name).await, vec![other.connection_id.clone()], "keeps its name");
     let recased = store.set_name(&holder.connection_id, &format!("grace-{run}")).await.expect("recase own name");

@@ -63,7 +63,8 @@ pub fn validate_name(name: &str) -> Result<&str, ProtocolError> {
 /// NFKC form, case-folded, then skeleton and fold once more, because the skeleton's prototypes
 /// are not all lowercase and case folding can make new confusables.
 pub fn name_key(name: &str) -> String {
-    let first: String = unicode_security::skeleton(&name.nfkc().collect::<String>()).flat_map(char::to_lowercase).collect();
+    let first: String =
+        unicode_security::skeleton(&name.nfkc().collect::<String>()).flat_map(char::to_lowercase).collect();
     unicode_security::skeleton(&first).flat_map(char::to_lowercase).collect()
 }
 
@@ -80,7 +81,10 @@ fn is_zero_width(c: char) -> bool {
 /// Scripts whose writing needs no joiners, and where an invisible one only serves to disguise
 /// a word (the scripts look-alike attacks draw on).
 fn joiners_unused(script: Script) -> bool {
-    matches!(script, Script::Common | Script::Inherited | Script::Unknown | Script::Latin | Script::Greek | Script::Cyrillic)
+    matches!(
+        script,
+        Script::Common | Script::Inherited | Script::Unknown | Script::Latin | Script::Greek | Script::Cyrillic
+    )
 }
 
 /// Whether a joiner between `before` and `after` is part of the writing: U+200D inside an emoji
@@ -187,11 +191,11 @@ mod tests {
         for ok in [
             "hello",
             "tab\tand\nnewline",
-            "\u{1F469}\u{200D}\u{1F4BB} coding",         // woman technologist
-            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",         // rainbow flag (VS16 before the joiner)
-            "\u{1F468}\u{1F3FD}\u{200D}\u{1F680}",        // astronaut with a skin tone
+            "\u{1F469}\u{200D}\u{1F4BB} coding",   // woman technologist
+            "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",  // rainbow flag (VS16 before the joiner)
+            "\u{1F468}\u{1F3FD}\u{200D}\u{1F680}", // astronaut with a skin tone
             "\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}", // Persian with ZWNJ
-            "\u{0915}\u{094D}\u{200D}\u{0937}",          // Devanagari half form
+            "\u{0915}\u{094D}\u{200D}\u{0937}",    // Devanagari half form
             "\u{05E9}\u{05DC}\u{05D5}\u{05DD} and English", // right-to-left text needs no control
         ] {
             assert!(validate_text(ok).is_ok(), "{ok:?}");

@@ -127,7 +127,8 @@ async fn names_held_by_a_previous_process_are_free_after_the_purge() {
     let mut next = connection("c2", "lobby");
     next.name = "GRACE".into();
     store.put_connection(&next).await.expect("the purge at open released the name");
-    let holders: Vec<String> = store.name_holders("grace").await.expect("holders").into_iter().map(|c| c.connection_id).collect();
+    let holders: Vec<String> =
+        store.name_holders("grace").await.expect("holders").into_iter().map(|c| c.connection_id).collect();
     assert_eq!(holders, ["c2"]);
     store.close().await.expect("close");
 }

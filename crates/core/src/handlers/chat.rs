@@ -198,8 +198,7 @@ async fn set_name(deps: &ChatDeps, me: &ConnectionRecord, name: &str) -> Answer 
         return Err(ProtocolError::new("name_fixed", "your name comes from your token").into());
     }
     validate_name(name)?;
-    let updated = match super::connect::claim(deps, || deps.connections.set_name(&me.connection_id, name), name).await
-    {
+    let updated = match super::connect::claim(deps, || deps.connections.set_name(&me.connection_id, name), name).await {
         Ok(updated) => updated,
         Err(StoreError::NameTaken(_)) => {
             let message = format!("{name:?} is taken (it is, or reads the same as, the name of someone connected)");

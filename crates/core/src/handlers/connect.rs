@@ -120,7 +120,8 @@ where
             let holders = deps.connections.name_holders(name).await?;
             let mut gone = Vec::new();
             for h in &holders {
-                if matches!(deps.connections_api.get_connection(&h.connection_id).await, Err(ConnectionsApiError::Gone)) {
+                if matches!(deps.connections_api.get_connection(&h.connection_id).await, Err(ConnectionsApiError::Gone))
+                {
                     gone.push(h.connection_id.clone());
                 }
             }
