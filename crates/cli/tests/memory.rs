@@ -218,11 +218,7 @@ async fn readers_that_never_read_cannot_make_the_server_hold_their_replays() {
     assert_eq!(page(&witness.recv_event("history").await), (vec![200], true));
     let growth = peak.saturating_sub(baseline);
     eprintln!("RSS: baseline {} MB, peak {} MB", baseline >> 20, peak >> 20);
-    assert!(
-        growth < 50 << 20,
-        "six stalled replays of 20 MB must not be held: the server grew by {} MB",
-        growth >> 20
-    );
+    assert!(growth < 50 << 20, "six stalled replays of 20 MB must not be held: the server grew by {} MB", growth >> 20);
     // Each stalled reader ends as a slow consumer once the wait for it to read is over (reading
     // before would let its replay go on: it would no longer be slow).
     let app = &app;
