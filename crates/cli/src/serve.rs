@@ -146,6 +146,12 @@ pub struct ServeArgs {
     /// Most messages a `join` with `since` replays before answering "could not recover".
     #[arg(long, env = "DYNAMOWAVE_MAX_REPLAY", default_value_t = 1000)]
     pub max_replay: usize,
+    /// Most messages one `history` page returns (fewer when they would not fit in one message).
+    #[arg(long, env = "DYNAMOWAVE_HISTORY_PAGE_MAX", default_value_t = 100)]
+    pub history_page_max: usize,
+    /// Most members one `who` page lists (fewer when they would not fit in one message).
+    #[arg(long, env = "DYNAMOWAVE_WHO_PAGE_MAX", default_value_t = 1000)]
+    pub who_page_max: usize,
     /// Longest message text, bytes (longer: error `text_too_long`, nothing stored); default: the
     /// message limit less 1 KiB for the envelope (127 KiB).
     #[arg(long, env = "DYNAMOWAVE_MAX_TEXT_BYTES")]
@@ -344,6 +350,8 @@ impl ServeArgs {
             rooms_page_max: self.rooms_page_max,
             max_payload_bytes: self.max_message_bytes,
             max_text_bytes: self.max_text_bytes,
+            history_page_max: self.history_page_max,
+            who_max: self.who_page_max,
             log_page_messages: self.log_page_messages,
             log_page_bytes: self.log_page_bytes,
             ..ChatSettings::default()

@@ -364,7 +364,10 @@ impl dynamowave_core::ConnectionsApi for LimitedApi {
         self.inner.post_to_connection(connection_id, data).await
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<ConnectionInfo, dynamowave_core::ConnectionsApiError> {
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<ConnectionInfo, dynamowave_core::ConnectionsApiError> {
         self.inner.get_connection(connection_id).await
     }
 

@@ -271,7 +271,8 @@ async fn history(
 /// A `who` cursor is a connection id (the last member of the page before): ids are short and
 /// URL-safe, anything else is refused before it reaches the store.
 fn check_cursor(after: &str) -> Result<(), ProtocolError> {
-    let ok = (1..=128).contains(&after.len()) && after.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+/".contains(&b));
+    let ok =
+        (1..=128).contains(&after.len()) && after.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+/".contains(&b));
     if ok { Ok(()) } else { Err(ProtocolError::new("invalid_field", "`after` must be a `next` cursor from `who`")) }
 }
 
@@ -295,8 +296,8 @@ async fn who(deps: &ChatDeps, me: &ConnectionRecord, room: Option<String>, after
             let member = Member { name: c.name, connection_id: c.connection_id };
             let len = json_len(&member);
             // With this member last, the answer carries its id as `next` if it ends the page.
-            let with_next = envelope + members_len + len + members.len() + r#","next":"#.len()
-                + json_len(&member.connection_id);
+            let with_next =
+                envelope + members_len + len + members.len() + r#","next":"#.len() + json_len(&member.connection_id);
             if members.len() == most || with_next > budget {
                 truncated = true;
                 break 'read;

@@ -123,7 +123,7 @@ impl ChatSettings {
     /// first page assumes the largest messages, so that even it stays within the bytes.
     pub(crate) fn next_log_page(&self, read: usize, bytes: usize) -> usize {
         let most = self.log_page_messages.max(1);
-        let average = if read == 0 { self.text_limit() } else { bytes / read };
+        let average = bytes.checked_div(read).unwrap_or_else(|| self.text_limit());
         (self.log_page_bytes / average.max(1)).clamp(1, most)
     }
 }

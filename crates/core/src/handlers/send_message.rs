@@ -71,14 +71,7 @@ impl SendMessageHandler {
         }
         let appended = deps
             .messages
-            .append(NewMessage {
-                room: room.clone(),
-                id: id.clone(),
-                from: sender.name.clone(),
-                publisher,
-                text,
-                ts,
-            })
+            .append(NewMessage { room: room.clone(), id: id.clone(), from: sender.name.clone(), publisher, text, ts })
             .await?;
         let message = &appended.message;
         if !appended.duplicate {
