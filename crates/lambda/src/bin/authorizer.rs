@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let settings = Arc::clone(&settings);
-        async move { dynamowave_lambda::authorizer::authorize_event(&settings, event.payload) }
+        async move { dynamowave_lambda::authorizer::authorize_event_refreshing(&settings, event.payload).await }
     }))
     .await
 }
