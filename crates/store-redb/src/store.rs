@@ -43,7 +43,7 @@ impl RedbStore {
     /// open. Every connection left by a previous process is purged: their sockets died with it.
     pub fn open(dir: &Path, settings: RedbSettings) -> Result<RedbStore, StoreError> {
         settings.validate()?;
-        std::fs::create_dir_all(dir)
+        crate::create_private_dir(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder().set_cache_size(settings.cache_bytes).create(&path).map_err(|e| match e {
@@ -53,6 +53,7 @@ impl RedbStore {
             )),
             other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
+        crate::make_file_private(&path)?;
         let (purged, journal_clock) = prepare(&db)?;
         info!(dir = %dir.display(), purged, "embedded store opened; connections of the previous process purged");
         let db = Arc::new(db);
@@ -298,7 +299,11 @@ impl MessageLog for RedbStore {
         let mut all: Vec<(String, RoomMeta)> = Vec::new();
         for item in rooms.iter().map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
-            all.push((k.value().to_string(), decode(v.value(), "room meta")?));
+            // One unreadable room must not hide every other one.
+            match decode(v.value(), "room meta") {
+                Ok(meta) => all.push((k.value().to_string(), meta)),
+                Err(e) => warn!(room = ?k.value(), error = %e, "skipping a room whose record does not decode"),
+            }
         }
         all.sort_by(|a, b| b.1.last_ts.cmp(&a.1.last_ts).then_with(|| a.0.cmp(&b.0)));
         Ok(all.into_iter().take(limit).map(|(room, meta)| meta.state(&room)).collect())
