@@ -8,6 +8,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 
 use crate::error::AuthError;
+use crate::error::TokenRejection;
 use crate::settings::AuthSettings;
 use crate::verify::{Claims, token_from, verify_token};
 
@@ -49,8 +50,26 @@ pub fn authorize(
     } else {
         return Err(AuthError::NotConfigured);
     };
-    tracing::debug!(principal_id = %claims.principal_id, "connection authorized");
+    // `?`: the principal comes from the token; Debug quotes it and escapes control characters.
+    tracing::debug!(principal_id = ?claims.principal_id, name = ?claims.name, "connection authorized");
     Ok(allow(&claims, method_arn))
+}
+
+/// [`authorize`], refetching the JWKS URL (rate-limited) when the token names an unknown `kid`,
+/// so that a provider's rotated key is accepted without a restart.
+pub async fn authorize_refreshing(
+    settings: &AuthSettings,
+    req: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ApiGatewayCustomAuthorizerResponse, AuthError> {
+    match authorize(settings, req) {
+        Err(AuthError::InvalidToken(TokenRejection::UnknownKey(_))) if settings.remote_jwks.is_some() => {
+            if let Some(remote) = &settings.remote_jwks {
+                remote.refetch(settings.jwks_refetch_interval).await;
+            }
+            authorize(settings, req)
+        }
+        other => other,
+    }
 }
 
 fn allow(claims: &Claims, method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {

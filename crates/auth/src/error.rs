@@ -7,11 +7,13 @@ pub enum TokenRejection {
     Malformed(String),
     #[error("unsigned tokens (`alg: none`) are never accepted")]
     AlgNone,
-    #[error("algorithm `{0}` is not supported")]
+    // Values taken from the token are written with `{:?}`: quoted, with control characters
+    // (newlines, terminal escapes) escaped, so that a crafted token cannot forge log lines.
+    #[error("algorithm {0:?} is not supported")]
     UnsupportedAlgorithm(String),
-    #[error("algorithm `{alg}` is not allowed: {why}")]
+    #[error("algorithm {alg:?} is not allowed: {why}")]
     AlgorithmNotAllowed { alg: String, why: String },
-    #[error("no configured key has kid `{0}`")]
+    #[error("no configured key has kid {0:?}")]
     UnknownKey(String),
     #[error("the signature does not verify")]
     BadSignature,
@@ -19,7 +21,7 @@ pub enum TokenRejection {
     Expired,
     #[error("the token is not valid yet (`nbf` is in the future)")]
     NotYetValid,
-    #[error("the required claim `{0}` is missing")]
+    #[error("the required claim {0:?} is missing")]
     MissingClaim(String),
     #[error("the token's audience (`aud`) is not one this service accepts")]
     WrongAudience,

@@ -8,11 +8,14 @@
 //!
 //! # Layout
 //!
-//! - [`settings`]: [`AuthSettings`] (keys, audience, issuer, leeway, origin secret), read from
-//!   the environment by [`AuthSettings::from_env`], and [`Secret`], which never prints itself.
-//! - [`verify`]: [`token_from`], [`verify_token`] and the [`Claims`] it yields; [`mint_hs256`]
-//!   for tests and local use.
-//! - [`authorizer`]: [`authorize`], the REQUEST authorizer from event to policy.
+//! - [`settings`]: [`AuthSettings`] (keys, audience, issuer, leeway, origin secret, JWKS
+//!   refetch interval), read from the environment by [`AuthSettings::from_env`]; [`Secret`],
+//!   which never prints itself; [`check_hs256_secret`] (at least 32 bytes).
+//! - `jwks`: a JWKS URL's keys, refetched (rate-limited) when a token names an unknown `kid`.
+//! - [`verify`]: [`token_from`], [`verify_token`] (and [`verify_token_refreshing`]) and the
+//!   [`Claims`] they yield; [`mint_hs256`] for tests and local use.
+//! - [`authorizer`]: [`authorize`] (and [`authorize_refreshing`]), the REQUEST authorizer from
+//!   event to policy.
 //! - [`origin`]: [`check_origin`], which browser pages may open a WebSocket ([`AllowedOrigins`])
 //!   and which `Host`s are the API's own ([`DomainNames`]); shared by the local gateway and the
 //!   Lambda functions.
@@ -24,16 +27,19 @@
 //! allows: `none` is refused outright, an HS token is only ever checked against `JWT_SECRET`,
 //! and an RS/ES token only against a JWKS key of that type (no HS/RS confusion). `exp` is
 //! required; `exp` and `nbf` are checked with a leeway (default 30 s); `aud` and `iss` are
-//! checked when configured; `sub` becomes the principal.
+//! checked when configured; `sub` becomes the principal. An HS256 secret must have at least 32
+//! bytes. Values from a token (`sub`, `name`, `kid`, `alg`) are logged and shown in errors
+//! Debug-quoted, so that control characters in them cannot forge log lines.
 
 pub mod authorizer;
 pub mod error;
+mod jwks;
 pub mod origin;
 pub mod settings;
 pub mod verify;
 
-pub use authorizer::authorize;
+pub use authorizer::{authorize, authorize_refreshing};
 pub use error::{AuthError, TokenRejection};
 pub use origin::{AllowedOrigins, DomainNames, OriginAccepted, OriginError, check_origin};
-pub use settings::{AuthSettings, Secret};
-pub use verify::{Claims, mint_hs256, token_from, verify_token};
+pub use settings::{AuthSettings, MIN_HS256_SECRET_BYTES, Secret, check_hs256_secret};
+pub use verify::{Claims, mint_hs256, token_from, verify_token, verify_token_refreshing};

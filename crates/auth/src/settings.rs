@@ -2,15 +2,38 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::error::AuthError;
+use crate::jwks::RemoteJwks;
 
 /// Default clock-skew allowance for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Shortest HS256 secret accepted, in bytes: RFC 7518 §3.2 requires a key at least as long as
+/// the hash (256 bits); a shorter one can be brute-forced from any token it signed.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Default least time between two JWKS refetches caused by tokens with an unknown `kid`: enough
+/// to pick up a rotated key within a minute, while a flood of made-up kids costs at most one
+/// fetch per interval.
+pub const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Refuses an HS256 secret shorter than [`MIN_HS256_SECRET_BYTES`], with how to make a good one.
+pub fn check_hs256_secret(secret: &str) -> Result<(), AuthError> {
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(AuthError::Config(format!(
+            "the HS256 secret is {} bytes; it must be at least {MIN_HS256_SECRET_BYTES} (256 bits), \
+             e.g. the output of `openssl rand -base64 32`",
+            secret.len()
+        )));
+    }
+    Ok(())
+}
 
 /// A secret string. `Debug` and `Display` are redacted so that settings can be logged.
 #[derive(Clone)]
@@ -67,6 +90,9 @@ pub struct AuthSettings {
     pub(crate) issuer: Vec<String>,
     pub(crate) origin_secret: Option<Secret>,
     pub(crate) leeway: Duration,
+    /// Keys fetched from a JWKS URL, refetched on an unknown `kid`; shared by clones.
+    pub(crate) remote_jwks: Option<Arc<RemoteJwks>>,
+    pub(crate) jwks_refetch_interval: Duration,
 }
 
 impl Default for AuthSettings {
@@ -78,6 +104,8 @@ impl Default for AuthSettings {
             issuer: Vec::new(),
             origin_secret: None,
             leeway: DEFAULT_LEEWAY,
+            remote_jwks: None,
+            jwks_refetch_interval: DEFAULT_JWKS_REFETCH_INTERVAL,
         }
     }
 }
@@ -88,6 +116,8 @@ impl fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("hs256_secret", &self.hs256_secret)
             .field("jwks_kids", &kids)
+            .field("jwks_url", &self.remote_jwks.as_ref().map(|r| r.url()))
+            .field("jwks_refetch_interval", &self.jwks_refetch_interval)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
             .field("origin_secret", &self.origin_secret)
@@ -98,7 +128,8 @@ impl fmt::Debug for AuthSettings {
 
 impl AuthSettings {
     /// Reads `JWT_SECRET`, `JWKS_JSON`, `JWT_AUDIENCE`, `JWT_ISSUER` (comma lists),
-    /// `JWT_LEEWAY_SECS` and `ORIGIN_VERIFY_SECRET`. Unset and empty mean "not configured".
+    /// `JWT_LEEWAY_SECS`, `JWKS_REFETCH_SECS` and `ORIGIN_VERIFY_SECRET`. Unset and empty mean
+    /// "not configured"; a `JWT_SECRET` shorter than [`MIN_HS256_SECRET_BYTES`] is refused.
     pub fn from_env() -> Result<Self, AuthError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -109,6 +140,7 @@ impl AuthSettings {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut settings = AuthSettings::default();
         if let Some(secret) = get("JWT_SECRET") {
+            check_hs256_secret(&secret).map_err(|e| AuthError::Config(format!("JWT_SECRET: {e}")))?;
             settings = settings.with_hs256_secret(secret);
         }
         if let Some(jwks) = get("JWKS_JSON") {
@@ -126,13 +158,21 @@ impl AuthSettings {
             })?;
             settings = settings.with_leeway(Duration::from_secs(secs));
         }
+        if let Some(refetch) = get("JWKS_REFETCH_SECS") {
+            let secs: u64 = refetch.parse().map_err(|_| {
+                AuthError::Config(format!("JWKS_REFETCH_SECS must be a whole number of seconds, got `{refetch}`"))
+            })?;
+            settings = settings.with_jwks_refetch_interval(Duration::from_secs(secs));
+        }
         if let Some(origin) = get("ORIGIN_VERIFY_SECRET") {
             settings = settings.with_origin_secret(origin);
         }
         Ok(settings)
     }
 
-    /// Accept HS256 tokens signed with this secret.
+    /// Accept HS256 tokens signed with this secret. One shorter than [`MIN_HS256_SECRET_BYTES`]
+    /// makes [`AuthSettings::validate`] fail and verifies no token; check it at startup with
+    /// [`check_hs256_secret`] or [`AuthSettings::validate`].
     pub fn with_hs256_secret(mut self, secret: String) -> Self {
         self.hs256_secret = Some(Secret::new(secret));
         self
@@ -142,60 +182,37 @@ impl AuthSettings {
     /// A key's `alg`, when present, is the only algorithm it verifies. Symmetric (`oct`) keys
     /// are refused: a JWKS is public, and an HMAC key in it would let anyone sign.
     pub fn with_jwks_json(mut self, jwks: &str) -> Result<Self, AuthError> {
-        let set: JwkSet = serde_json::from_str(jwks)
-            .map_err(|e| AuthError::Config(format!("not a JWKS document ({{\"keys\": [...]}}): {e}")))?;
-        if set.keys.is_empty() {
-            return Err(AuthError::Config("the JWKS document has no keys".into()));
-        }
-        for (i, jwk) in set.keys.iter().enumerate() {
-            let name = jwk.common.key_id.clone().unwrap_or_else(|| format!("#{i}"));
-            let family: Vec<Algorithm> = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => vec![
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
-                AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                    EllipticCurve::P256 => vec![Algorithm::ES256],
-                    EllipticCurve::P384 => vec![Algorithm::ES384],
-                    ref other => {
-                        return Err(AuthError::Config(format!("key {name}: curve {other:?} is not supported")));
-                    }
-                },
-                AlgorithmParameters::OctetKey(_) => {
-                    return Err(AuthError::Config(format!(
-                        "key {name}: symmetric (`oct`) keys do not belong in a JWKS; use JWT_SECRET"
-                    )));
-                }
-                _ => return Err(AuthError::Config(format!("key {name}: key type is not supported"))),
-            };
-            let algorithms = match jwk.common.key_algorithm {
-                None => family,
-                Some(declared) => {
-                    // KeyAlgorithm and Algorithm share their JOSE names; go through the name.
-                    let label = serde_json::to_value(declared)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    match Algorithm::from_str(&label) {
-                        Ok(alg) if family.contains(&alg) => vec![alg],
-                        _ => {
-                            return Err(AuthError::Config(format!(
-                                "key {name}: `alg` {label:?} does not fit its key type"
-                            )));
-                        }
-                    }
-                }
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Config(format!("key {name}: {e}")))?;
-            self.jwks.push(JwksKey { kid: jwk.common.key_id.clone(), algorithms, key });
-        }
+        self.jwks.extend(parse_jwks(jwks)?);
         Ok(self)
     }
 
+    /// Accept tokens signed by a key of the JWKS document at `url`, fetched now (an error if it
+    /// cannot be) and again when a token names a `kid` it lacks, at most once per
+    /// [`AuthSettings::with_jwks_refetch_interval`], so that rotated keys are picked up without
+    /// a restart. Use [`crate::authorize_refreshing`] for the refetch to happen.
+    pub async fn with_jwks_url(mut self, url: &str) -> Result<Self, AuthError> {
+        self.remote_jwks = Some(Arc::new(RemoteJwks::load(url).await?));
+        Ok(self)
+    }
+
+    /// Least time between two refetches of the JWKS URL (default
+    /// [`DEFAULT_JWKS_REFETCH_INTERVAL`]).
+    pub fn with_jwks_refetch_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refetch_interval = interval;
+        self
+    }
+
+    /// Refuses settings that must not run: an HS256 secret shorter than
+    /// [`MIN_HS256_SECRET_BYTES`].
+    pub fn validate(&self) -> Result<(), AuthError> {
+        match &self.hs256_secret {
+            Some(secret) => check_hs256_secret(secret.expose()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl AuthSettings {
     /// Require `aud` to contain one of these.
     pub fn with_audience(mut self, audience: Vec<String>) -> Self {
         self.audience = audience;
@@ -228,8 +245,64 @@ impl AuthSettings {
 
     /// Whether a token is required (a key is configured).
     pub fn verifies_tokens(&self) -> bool {
-        self.hs256_secret.is_some() || !self.jwks.is_empty()
+        self.hs256_secret.is_some() || !self.jwks.is_empty() || self.remote_jwks.is_some()
     }
+}
+
+/// The keys of a JWKS document. A key's `alg`, when present, is the only algorithm it
+/// verifies; symmetric (`oct`) keys are refused.
+pub(crate) fn parse_jwks(jwks: &str) -> Result<Vec<JwksKey>, AuthError> {
+    let mut keys = Vec::new();
+    let set: JwkSet = serde_json::from_str(jwks)
+        .map_err(|e| AuthError::Config(format!("not a JWKS document ({{\"keys\": [...]}}): {e}")))?;
+    if set.keys.is_empty() {
+        return Err(AuthError::Config("the JWKS document has no keys".into()));
+    }
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let name = jwk.common.key_id.clone().unwrap_or_else(|| format!("#{i}"));
+        let family: Vec<Algorithm> = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => vec![
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ],
+            AlgorithmParameters::EllipticCurve(p) => match p.curve {
+                EllipticCurve::P256 => vec![Algorithm::ES256],
+                EllipticCurve::P384 => vec![Algorithm::ES384],
+                ref other => {
+                    return Err(AuthError::Config(format!("key {name}: curve {other:?} is not supported")));
+                }
+            },
+            AlgorithmParameters::OctetKey(_) => {
+                return Err(AuthError::Config(format!(
+                    "key {name}: symmetric (`oct`) keys do not belong in a JWKS; use JWT_SECRET"
+                )));
+            }
+            _ => return Err(AuthError::Config(format!("key {name}: key type is not supported"))),
+        };
+        let algorithms = match jwk.common.key_algorithm {
+            None => family,
+            Some(declared) => {
+                // KeyAlgorithm and Algorithm share their JOSE names; go through the name.
+                let label =
+                    serde_json::to_value(declared).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                match Algorithm::from_str(&label) {
+                    Ok(alg) if family.contains(&alg) => vec![alg],
+                    _ => {
+                        return Err(AuthError::Config(format!(
+                            "key {name}: `alg` {label:?} does not fit its key type"
+                        )));
+                    }
+                }
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Config(format!("key {name}: {e}")))?;
+        keys.push(JwksKey { kid: jwk.common.key_id.clone(), algorithms, key });
+    }
+    Ok(keys)
 }
 
 fn comma_list(value: &str) -> Vec<String> {

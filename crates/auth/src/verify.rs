@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AuthError, TokenRejection};
-use crate::settings::AuthSettings;
+use crate::settings::{AuthSettings, MIN_HS256_SECRET_BYTES, check_hs256_secret};
 
 /// Who the token says the caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,20 @@ pub fn token_from(headers: &http::HeaderMap, query: &HashMap<String, String>) ->
     let (scheme, rest) = value.split_once(' ')?;
     let token = rest.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// [`verify_token`], and when the token names a `kid` that no key has and a JWKS URL is
+/// configured, refetches the JWKS (at most once per refetch interval) and tries again.
+pub async fn verify_token_refreshing(settings: &AuthSettings, token: &str) -> Result<Claims, AuthError> {
+    match verify_token(settings, token) {
+        Err(AuthError::InvalidToken(TokenRejection::UnknownKey(_))) if settings.remote_jwks.is_some() => {
+            if let Some(remote) = &settings.remote_jwks {
+                remote.refetch(settings.jwks_refetch_interval).await;
+            }
+            verify_token(settings, token)
+        }
+        other => other,
+    }
 }
 
 /// Verifies `token` against `settings` (see the crate docs for the rules).
@@ -107,6 +121,10 @@ fn pick_key(
     let not_allowed = |why: &str| TokenRejection::AlgorithmNotAllowed { alg: alg_name.to_owned(), why: why.to_owned() };
     match alg {
         Algorithm::HS256 => match &settings.hs256_secret {
+            // A short secret would be guessable from any token: verify nothing with it.
+            Some(secret) if secret.expose().len() < MIN_HS256_SECRET_BYTES => {
+                Err(not_allowed("the configured HMAC secret is too short to verify anything"))
+            }
             Some(secret) => Ok(DecodingKey::from_secret(secret.expose().as_bytes())),
             None => {
                 Err(not_allowed("no HMAC secret is configured, and HS tokens are never checked against public keys"))
@@ -114,18 +132,20 @@ fn pick_key(
         },
         Algorithm::HS384 | Algorithm::HS512 => Err(not_allowed("the HMAC secret is for HS256 only")),
         _ => {
-            if settings.jwks.is_empty() {
-                return Err(not_allowed("no public keys are configured (JWKS_JSON)"));
+            let remote = settings.remote_jwks.as_ref().map(|r| r.keys()).unwrap_or_default();
+            let all = || settings.jwks.iter().chain(remote.iter());
+            if all().next().is_none() {
+                return Err(not_allowed("no public keys are configured (JWKS_JSON, JWKS_URL)"));
             }
             let candidates: Vec<_> = match kid {
                 Some(kid) => {
-                    let found: Vec<_> = settings.jwks.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+                    let found: Vec<_> = all().filter(|k| k.kid.as_deref() == Some(kid)).collect();
                     if found.is_empty() {
                         return Err(TokenRejection::UnknownKey(kid.to_owned()));
                     }
                     found
                 }
-                None => settings.jwks.iter().collect(),
+                None => all().collect(),
             };
             candidates
                 .into_iter()
@@ -164,7 +184,8 @@ struct MintClaims<'a> {
     iss: Option<&'a str>,
 }
 
-/// Makes an HS256 token valid for `ttl` from now (tests, `dynamowave token`, local use).
+/// Makes an HS256 token valid for `ttl` from now (tests, `dynamowave token`, local use). The
+/// secret must have at least [`MIN_HS256_SECRET_BYTES`] bytes.
 pub fn mint_hs256(
     secret: &str,
     sub: &str,
@@ -176,6 +197,7 @@ pub fn mint_hs256(
     if secret.is_empty() {
         return Err(AuthError::Mint("the secret is empty".into()));
     }
+    check_hs256_secret(secret).map_err(|e| AuthError::Mint(e.to_string()))?;
     if sub.is_empty() {
         return Err(AuthError::Mint("the subject is empty".into()));
     }

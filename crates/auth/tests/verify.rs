@@ -12,7 +12,7 @@ use dynamowave_auth::{
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const SECRET: &str = "test-secret-0123456789abcdef";
+const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 const JWKS: &str = include_str!("fixtures/jwks.json");
 const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");

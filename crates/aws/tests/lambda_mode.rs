@@ -341,7 +341,7 @@ async fn a_stale_registry_item_is_deleted_on_410_and_the_sender_stays() {
 /// The JWT authorizer through the real `authorizer` binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authorizer_binary_guards_connect() {
-    const SECRET: &str = "lambda-mode-test-secret";
+    const SECRET: &str = "lambda-mode-test-secret-0123456789abcdef";
     let app = LambdaApp::start(&["--jwt-secret", SECRET]).await;
 
     // No token: 401 on the upgrade.

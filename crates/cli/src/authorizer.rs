@@ -17,7 +17,7 @@ pub struct JwtAuthorizer(pub AuthSettings);
 #[async_trait]
 impl ConnectAuthorizer for JwtAuthorizer {
     async fn authorize(&self, request: ApiGatewayCustomAuthorizerRequestTypeRequest) -> AuthDecision {
-        match dynamowave_auth::authorize(&self.0, &request) {
+        match dynamowave_auth::authorize_refreshing(&self.0, &request).await {
             Ok(response) => match serde_json::to_value(&response) {
                 Ok(v) => decision_from_response(&v),
                 Err(e) => AuthDecision::Failed(e.to_string()),

@@ -79,7 +79,7 @@ struct DeleteHistoryArgs {
 
 #[derive(clap::Args, Debug)]
 struct TokenArgs {
-    /// The HS256 secret the server verifies with.
+    /// The HS256 secret the server verifies with (at least 32 bytes).
     #[arg(long, env = "DYNAMOWAVE_JWT_SECRET", hide_env_values = true)]
     secret: String,
     /// The subject (`sub`): the principal id.
@@ -141,7 +141,14 @@ fn main() -> anyhow::Result<()> {
     let _log_guard = init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(*args)),
+        Command::Serve(args) => {
+            // Before anything starts (in-process or Lambda handlers alike): a short HS256 secret
+            // could be brute-forced from any token it signed.
+            if let Some(secret) = &args.jwt_secret {
+                dynamowave_auth::check_hs256_secret(secret).map_err(|e| anyhow::anyhow!("--jwt-secret: {e}"))?;
+            }
+            runtime.block_on(serve::run(*args))
+        }
         Command::Chat(args) => runtime.block_on(dynamowave_client::run(args)),
         Command::Restore(args) => {
             let to = chrono::DateTime::parse_from_rfc3339(&args.to)

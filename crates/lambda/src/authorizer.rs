@@ -6,8 +6,6 @@
 //! An invocation answers an Allow policy, a Deny policy (403: a genuine token meant for
 //! another audience or issuer), or the error `Unauthorized`, which API Gateway turns into 401.
 
-use std::time::Duration;
-
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
@@ -38,12 +36,7 @@ pub enum SetupError {
     Auth(#[from] AuthError),
     #[error("reading secret {arn} from Secrets Manager: {detail}")]
     Secret { arn: String, detail: String },
-    #[error("fetching the JWKS from {url}: {detail}")]
-    Jwks { url: String, detail: String },
 }
-
-/// How long the JWKS fetch may take at cold start.
-const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -56,12 +49,6 @@ async fn secret(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<St
     })?;
     out.secret_string
         .ok_or_else(|| SetupError::Secret { arn: arn.to_string(), detail: "the secret has no SecretString".into() })
-}
-
-async fn fetch_jwks(url: &str) -> Result<String, SetupError> {
-    let fail = |e: reqwest::Error| SetupError::Jwks { url: url.to_string(), detail: e.to_string() };
-    let client = reqwest::Client::builder().timeout(JWKS_TIMEOUT).build().map_err(fail)?;
-    client.get(url).send().await.map_err(fail)?.error_for_status().map_err(fail)?.text().await.map_err(fail)
 }
 
 /// The authorizer's settings: environment first, then the secrets and keys named by
@@ -80,7 +67,8 @@ pub async fn load_settings(sdk_config: &SdkConfig) -> Result<AuthSettings, Setup
         }
     }
     if let Some(url) = env("JWKS_URL") {
-        settings = settings.with_jwks_json(&fetch_jwks(&url).await?)?;
+        // Fetched now, and again (rate-limited) when a token names a kid it lacks: key rotation.
+        settings = settings.with_jwks_url(&url).await?;
     }
     Ok(settings)
 }
@@ -109,24 +97,58 @@ pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, U
 /// (`ALLOWED_ORIGINS`) nor the API's own (`https://{Host}`; behind API Gateway the `Host` is the
 /// API's domain) is denied (403) before its token is looked at.
 pub fn authorize_event_from(settings: &AuthSettings, origins: &AllowedOrigins, event: Value) -> Result<Value, Unauthorized> {
-    if is_warmup_event(&event) {
-        return Ok(json!({ "warm": true }));
+    let Some(request) = parse_event(event)? else { return Ok(json!({ "warm": true })) };
+    if let Some(denied) = foreign_origin(&request, origins) {
+        return denied;
     }
-    let request: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(event).map_err(|e| {
+    answer(&request, dynamowave_auth::authorize(settings, &request))
+}
+
+/// [`authorize_event_from`], refetching the `JWKS_URL` document (rate-limited) when the token
+/// names a kid it lacks, so that a rotated key is accepted without a new cold start.
+pub async fn authorize_event_refreshing(
+    settings: &AuthSettings,
+    origins: &AllowedOrigins,
+    event: Value,
+) -> Result<Value, Unauthorized> {
+    let Some(request) = parse_event(event)? else { return Ok(json!({ "warm": true })) };
+    if let Some(denied) = foreign_origin(&request, origins) {
+        return denied;
+    }
+    answer(&request, dynamowave_auth::authorize_refreshing(settings, &request).await)
+}
+
+/// The REQUEST event, or `None` for the warmer's ping.
+fn parse_event(event: Value) -> Result<Option<ApiGatewayCustomAuthorizerRequestTypeRequest>, Unauthorized> {
+    if is_warmup_event(&event) {
+        return Ok(None);
+    }
+    serde_json::from_value(event).map(Some).map_err(|e| {
         warn!(error = %e, "authorizer event is not a REQUEST authorizer event");
         Unauthorized
-    })?;
+    })
+}
+
+/// A Deny policy for a page of a foreign origin; `None` when the origin may connect.
+fn foreign_origin(
+    request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    origins: &AllowedOrigins,
+) -> Option<Result<Value, Unauthorized>> {
+    let header = |name: &str| request.headers.get(name).map(|v| v.to_str().unwrap_or(""));
+    let origin = check_origin(header("origin"), header("host"), origins).err()?;
+    let request_id = request.request_context.request_id.as_deref().unwrap_or("");
+    info!(request_id, origin, "connection denied (403): foreign origin");
+    Some(policy(request_id, deny(request.method_arn.as_deref().unwrap_or("*"))))
+}
+
+fn answer(
+    request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    decision: Result<ApiGatewayCustomAuthorizerResponse, AuthError>,
+) -> Result<Value, Unauthorized> {
     // The REQUEST context type has no connectionId field; the request id ties the log lines
     // to API Gateway's access log.
     let request_id = request.request_context.request_id.as_deref().unwrap_or("");
-    let header = |name: &str| request.headers.get(name).map(|v| v.to_str().unwrap_or(""));
-    let origin_check = check_origin(header("origin"), header("host"), origins);
-    let response = match origin_check.map(|_| dynamowave_auth::authorize(settings, &request)) {
-        Err(origin) => {
-            info!(request_id, origin, "connection denied (403): foreign origin");
-            deny(request.method_arn.as_deref().unwrap_or("*"))
-        }
-        Ok(result) => match result {
+    let response = match decision {
         Ok(allow) => {
             info!(request_id, principal_id = ?allow.principal_id, "connection authorized");
             allow
@@ -139,8 +161,11 @@ pub fn authorize_event_from(settings: &AuthSettings, origins: &AllowedOrigins, e
             info!(request_id, error = %e, "connection unauthorized (401)");
             return Err(Unauthorized);
         }
-        },
     };
+    policy(request_id, response)
+}
+
+fn policy(request_id: &str, response: ApiGatewayCustomAuthorizerResponse) -> Result<Value, Unauthorized> {
     serde_json::to_value(response).map_err(|e| {
         warn!(request_id, error = %e, "could not serialise the policy");
         Unauthorized

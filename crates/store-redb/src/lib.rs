@@ -8,8 +8,10 @@
 //!
 //! # Layout
 //!
-//! - [`store`]: [`RedbStore`]: open (with the purge of connections left by a previous process),
-//!   the trait implementations, flush/close, admin operations.
+//! - [`store`]: [`RedbStore`]: open (the data dir created 0700, the file 0600; the purge of
+//!   connections left by a previous process), the trait implementations, flush/close, admin
+//!   operations. A record that does not decode is logged and skipped by `list_rooms` and by
+//!   maintenance rather than failing them.
 //! - `writer`: the writer thread and its group commit: every write request goes through a
 //!   channel; all pending ones share one transaction and one fsync.
 //! - `index`: the in-memory registry (id, room -> members, name -> ids) that answers fan-out
@@ -18,7 +20,8 @@
 //! - `tables`: table definitions, stored records (with the rooms' activity index), and the
 //!   MessageLog journal with the function that applies an entry (shared by live writes, journal
 //!   folding and restore).
-//! - [`restore`]: point-in-time recovery into a new data dir.
+//! - [`restore`]: point-in-time recovery into a new data dir; a failed restore removes what it
+//!   wrote.
 
 mod claims;
 mod index;
@@ -92,6 +95,30 @@ impl RedbSettings {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` (and missing parents) readable by the owner only: it holds every message. A dir
+/// that already exists keeps the permissions its owner gave it.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Makes the store file readable and writable by its owner only (redb creates it with the
+/// process's umask, often world-readable).
+pub(crate) fn make_file_private(path: &std::path::Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Unavailable(format!("cannot restrict {} to its owner: {e}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Now, in µs since the epoch (journal keys).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 use dynamowave_core::StoreError;
 use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::now_micros;
 use crate::tables::{
@@ -38,7 +38,8 @@ pub struct RestoreReport {
 /// Restores the store in `from_dir` (which must not be open by a running server: stop it, or
 /// use [`crate::RedbStore::restore_to`] on the running store) as of `to` into `into_dir`, which
 /// must be missing or empty. `to` must lie within the PITR window: not before the journal
-/// horizon, not in the future.
+/// horizon, not in the future. If it fails once it has started writing, it removes what it
+/// wrote: the dir it created, or the store file in the empty dir it was given.
 pub fn restore(from_dir: &Path, to: DateTime<Utc>, into_dir: &Path) -> Result<RestoreReport, StoreError> {
     let path = from_dir.join(FILE_NAME);
     if !path.exists() {
@@ -95,9 +96,58 @@ pub(crate) fn restore_from(
         )));
     }
 
-    std::fs::create_dir_all(into_dir)
+    // What this restore creates, so that a failure removes it all and leaves no half-restored
+    // store behind: the topmost missing directory, or just the file in a dir that was there.
+    let created_dir = topmost_missing(into_dir);
+    crate::create_private_dir(into_dir)
         .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", into_dir.display())))?;
-    let target = Database::create(into_dir.join(FILE_NAME)).map_err(db_err)?;
+    match write_restored(&read, horizon, to_us, into_dir) {
+        Ok((entries_replayed, rooms, messages)) => {
+            info!(to = %to.to_rfc3339(), into = %into_dir.display(), entries_replayed, rooms, messages, "restored");
+            Ok(RestoreReport { to, into_dir: into_dir.to_path_buf(), entries_replayed, rooms, messages })
+        }
+        Err(e) => {
+            let cleanup = match &created_dir {
+                Some(dir) => std::fs::remove_dir_all(dir),
+                None => std::fs::remove_file(into_dir.join(FILE_NAME)).or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                }),
+            };
+            match cleanup {
+                Ok(()) => warn!(into = %into_dir.display(), error = %e, "restore failed; removed what it wrote"),
+                Err(c) => warn!(into = %into_dir.display(), error = %e, cleanup = %c,
+                    "restore failed, and removing what it wrote failed too"),
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The highest ancestor of `dir` (or `dir` itself) that does not exist yet: what creating `dir`
+/// adds to the file system. `None` if `dir` exists.
+fn topmost_missing(dir: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    for ancestor in dir.ancestors() {
+        if ancestor.as_os_str().is_empty() || ancestor.exists() {
+            break;
+        }
+        missing = Some(ancestor.to_path_buf());
+    }
+    missing
+}
+
+/// Writes the restored store into `into_dir` (created and empty): `(entries replayed, rooms,
+/// messages)`.
+fn write_restored(
+    read: &redb::ReadTransaction,
+    horizon: u64,
+    to_us: u64,
+    into_dir: &Path,
+) -> Result<(u64, u64, u64), StoreError> {
+    let path = into_dir.join(FILE_NAME);
+    let target = Database::create(&path).map_err(db_err)?;
+    crate::make_file_private(&path)?;
     let txn = target.begin_write().map_err(db_err)?;
     ensure_tables(&txn)?;
     let mut entries_replayed = 0;
@@ -138,6 +188,5 @@ pub(crate) fn restore_from(
         (live.rooms.len().map_err(db_err)?, live.messages.len().map_err(db_err)?)
     };
     txn.commit().map_err(db_err)?;
-    info!(to = %to.to_rfc3339(), into = %into_dir.display(), entries_replayed, rooms, messages, "restored");
-    Ok(RestoreReport { to, into_dir: into_dir.to_path_buf(), entries_replayed, rooms, messages })
+    Ok((entries_replayed, rooms, messages))
 }

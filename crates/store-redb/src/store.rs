@@ -47,7 +47,7 @@ impl RedbStore {
     /// open. Every connection left by a previous process is purged: their sockets died with it.
     pub fn open(dir: &Path, settings: RedbSettings) -> Result<RedbStore, StoreError> {
         settings.validate()?;
-        std::fs::create_dir_all(dir)
+        crate::create_private_dir(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder().set_cache_size(settings.cache_bytes).create(&path).map_err(|e| match e {
@@ -57,6 +57,7 @@ impl RedbStore {
             )),
             other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
+        crate::make_file_private(&path)?;
         let (purged, journal_clock) = prepare(&db)?;
         let empty_room_ttl_ms = i64::try_from(settings.empty_room_ttl.as_millis()).unwrap_or(i64::MAX);
         info!(dir = %dir.display(), purged, "embedded store opened; connections of the previous process purged");
@@ -349,7 +350,14 @@ impl MessageLog for RedbStore {
             let (k, _) = item.map_err(db_err)?;
             let (active_ms, room) = k.value();
             let Some(v) = rooms.get(room).map_err(db_err)? else { continue };
-            let meta: RoomMeta = decode(v.value(), "room meta")?;
+            // One unreadable room must not hide every other one.
+            let meta: RoomMeta = match decode(v.value(), "room meta") {
+                Ok(meta) => meta,
+                Err(e) => {
+                    warn!(room = ?room, error = %e, "skipping a room whose record does not decode");
+                    continue;
+                }
+            };
             if self.lapsed(room, &meta) {
                 continue;
             }

@@ -206,8 +206,15 @@ impl<'t> LogTables<'t> {
         let mut doomed: Vec<(u64, Option<(String, String)>)> = Vec::new();
         for item in self.messages.range((room, from)..(room, to)).map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
-            let record: StoredRecord = decode(v.value(), "message")?;
-            doomed.push((k.value().1, record.message.id.map(|id| (record.publisher, id))));
+            // A record that does not decode goes too; only its idempotency key cannot be found.
+            let key = match decode::<StoredRecord>(v.value(), "message") {
+                Ok(record) => record.message.id.map(|id| (record.publisher, id)),
+                Err(e) => {
+                    tracing::warn!(room, seq = k.value().1, error = %e, "removing a message that does not decode");
+                    None
+                }
+            };
+            doomed.push((k.value().1, key));
         }
         for (seq, key) in doomed {
             self.messages.remove((room, seq)).map_err(db_err)?;

@@ -23,7 +23,7 @@ use dynamowave_core::names::name_key;
 use dynamowave_core::{ConnectionRecord, StoreError};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::oneshot;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::index::Index;
 use crate::tables::{
@@ -455,9 +455,14 @@ impl Writer {
         let cutoff_ms = now_ms - millis(self.settings.retention);
         let ttl_ms = millis(self.settings.empty_room_ttl);
         let mut rooms: Vec<(String, RoomMeta)> = Vec::new();
+        // A record that does not decode is logged and passed over: one bad record must not stop
+        // retention and folding for the whole store.
         for item in tx.log.rooms.iter().map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
-            rooms.push((k.value().to_string(), decode(v.value(), "room meta")?));
+            match decode(v.value(), "room meta") {
+                Ok(meta) => rooms.push((k.value().to_string(), meta)),
+                Err(e) => warn!(room = ?k.value(), error = %e, "maintenance skips a room whose record does not decode"),
+            }
         }
         for (room, meta) in rooms {
             let mut first = meta.first_seq;
@@ -467,11 +472,15 @@ impl Writer {
                 if key_room != room {
                     break;
                 }
-                let record: crate::tables::StoredRecord = decode(v.value(), "message")?;
-                if record.message.ts >= cutoff_ms {
-                    break;
+                match decode::<crate::tables::StoredRecord>(v.value(), "message") {
+                    Ok(record) if record.message.ts >= cutoff_ms => break,
+                    Ok(_) => first = seq + 1,
+                    Err(e) => {
+                        // Its age is unknown: keep it, and stop pruning this room here.
+                        warn!(room, seq, error = %e, "maintenance stops at a message that does not decode");
+                        break;
+                    }
                 }
-                first = seq + 1;
             }
             if first > meta.first_seq {
                 report.messages_pruned += first - meta.first_seq;
@@ -504,8 +513,11 @@ impl Writer {
                 drained = false;
                 break;
             }
-            let entry: JournalEntry = decode(&bytes, "journal entry")?;
-            apply(&mut base, &entry)?;
+            match decode::<JournalEntry>(&bytes, "journal entry") {
+                Ok(entry) => apply(&mut base, &entry)?,
+                // It can never be applied; keeping it would stall folding behind it for good.
+                Err(e) => error!(key, bytes = bytes.len(), error = %e, "dropping a journal entry that does not decode"),
+            }
             tx.journal.remove(key).map_err(db_err)?;
             folded_to = Some(key);
             report.journal_folded += 1;

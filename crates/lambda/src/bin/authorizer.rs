@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = Arc::new(settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (settings, origins) = (Arc::clone(&settings), Arc::clone(&origins));
-        async move { dynamowave_lambda::authorizer::authorize_event_from(&settings, &origins, event.payload) }
+        async move { dynamowave_lambda::authorizer::authorize_event_refreshing(&settings, &origins, event.payload).await }
     }))
     .await
 }

@@ -1,0 +1,76 @@
+//! A JWKS document fetched from a URL, and refetched when a token names a key it lacks.
+//!
+//! Identity providers rotate keys: a token signed with the new key names a `kid` the cached
+//! set does not have. Rather than refuse every such token until a restart, the set is fetched
+//! again, but at most once per refetch interval, so that tokens with made-up kids cannot turn
+//! the authorizer into a flood of requests to the provider. A failed fetch keeps the keys held.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::error::AuthError;
+use crate::settings::{JwksKey, parse_jwks};
+
+/// How long one fetch of the JWKS document may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct RemoteJwks {
+    url: String,
+    client: reqwest::Client,
+    keys: RwLock<Arc<Vec<JwksKey>>>,
+    /// When the last refetch was tried (successful or not); `None` until the first. The async
+    /// lock also makes concurrent refetches wait for one fetch instead of each doing their own.
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl RemoteJwks {
+    /// Fetches the document once; an error if it cannot be fetched or holds no usable key.
+    pub(crate) async fn load(url: &str) -> Result<RemoteJwks, AuthError> {
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| AuthError::Config(format!("JWKS client: {e}")))?;
+        let keys = fetch(&client, url).await?;
+        tracing::info!(url, keys = keys.len(), "JWKS loaded");
+        Ok(RemoteJwks {
+            url: url.to_owned(),
+            client,
+            keys: RwLock::new(Arc::new(keys)),
+            last_refetch: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn keys(&self) -> Arc<Vec<JwksKey>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches the document again unless that was tried less than `interval` ago. The new set
+    /// replaces the old one (a key the provider dropped is no longer accepted).
+    pub(crate) async fn refetch(&self, interval: Duration) {
+        let mut last = self.last_refetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < interval) {
+            tracing::debug!(url = %self.url, "JWKS refetch skipped: the last one was too recent");
+            return;
+        }
+        *last = Some(Instant::now());
+        match fetch(&self.client, &self.url).await {
+            Ok(keys) => {
+                let kids: Vec<_> = keys.iter().map(|k| k.kid.clone().unwrap_or_default()).collect();
+                tracing::info!(url = %self.url, ?kids, "JWKS refetched for an unknown kid");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+            }
+            Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS refetch failed; keeping the keys held"),
+        }
+    }
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<JwksKey>, AuthError> {
+    let fail = |e: reqwest::Error| AuthError::Config(format!("fetching the JWKS from {url}: {e}"));
+    let text =
+        client.get(url).send().await.map_err(fail)?.error_for_status().map_err(fail)?.text().await.map_err(fail)?;
+    parse_jwks(&text).map_err(|e| AuthError::Config(format!("the JWKS at {url}: {e}")))
+}
