@@ -171,3 +171,45 @@ fn policy(request_id: &str, response: ApiGatewayCustomAuthorizerResponse) -> Res
         Unauthorized
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(origin: Option<&str>, token: &str) -> Value {
+        let mut headers = json!({ "Host": "abc123.execute-api.eu-west-1.amazonaws.com" });
+        if let Some(o) = origin {
+            headers["Origin"] = json!(o);
+        }
+        json!({
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abc123/production/$connect",
+            "headers": headers,
+            "queryStringParameters": { "token": token },
+            "requestContext": { "requestId": "r1", "stage": "production", "apiId": "abc123" }
+        })
+    }
+
+    fn effect(answer: &Value) -> &str {
+        answer.pointer("/policyDocument/Statement/0/Effect").and_then(|e| e.as_str()).unwrap_or("")
+    }
+
+    #[test]
+    fn a_foreign_origin_is_denied_even_with_a_good_token() {
+        let secret = "a-secret-long-enough-for-hs256-tokens";
+        let settings = AuthSettings::default().with_hs256_secret(secret.into());
+        let token = dynamowave_auth::mint_hs256(secret, "alice", None, Duration::from_secs(3600), None, None)
+            .expect("token");
+        let none = AllowedOrigins::none();
+        let denied = authorize_event_from(&settings, &none, event(Some("https://evil.example"), &token)).expect("answer");
+        assert_eq!(effect(&denied), "Deny");
+        let allowed = authorize_event_from(&settings, &none, event(None, &token)).expect("answer");
+        assert_eq!(effect(&allowed), "Allow", "not a browser: {allowed}");
+        let listed = AllowedOrigins::parse("https://chat.example.com").expect("origins");
+        let allowed = authorize_event_from(&settings, &listed, event(Some("https://chat.example.com"), &token));
+        assert_eq!(effect(&allowed.expect("answer")), "Allow");
+        // The origin is checked first: a foreign page learns nothing about tokens.
+        let denied = authorize_event_from(&settings, &none, event(Some("https://evil.example"), "garbage"));
+        assert_eq!(effect(&denied.expect("a Deny, not Unauthorized")), "Deny");
+    }
+}

@@ -66,21 +66,6 @@ impl ChatRuntime {
         self
     }
 
-    /// `$connect` from a page whose origin is neither listed nor the API's own: 403, before
-    /// anything is stored (API Gateway turns a non-2xx `$connect` answer into the upgrade's).
-    fn foreign_origin(&self, event: &ApiGatewayWebsocketProxyRequest) -> Option<Value> {
-        let context = &event.request_context;
-        let connecting = context.route_key.as_deref() == Some("$connect") || context.event_type.as_deref() == Some("CONNECT");
-        if !connecting {
-            return None;
-        }
-        let origin = event.headers.get("origin").map(|v| v.to_str().unwrap_or(""));
-        // The `domainName` is set by API Gateway (or the local gateway, which checked it).
-        let refused = check_origin(origin, context.domain_name.as_deref(), &self.origins).err()?;
-        info!(origin = refused, "connection from a foreign origin refused");
-        Some(json!({ "statusCode": 403, "body": "Forbidden" }))
-    }
-
     /// From the environment: the tables (`CONNECTIONS_TABLE`, …), the adapter's limits, and
     /// `DYNAMOWAVE_CONNECTIONS_ENDPOINT` if set (`ALLOWED_ORIGINS`: see
     /// [`ChatRuntime::with_allowed_origins`]).
@@ -96,7 +81,7 @@ impl ChatRuntime {
             return Ok(json!({ "warm": true }));
         }
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).map_err(InvokeError::BadEvent)?;
-        if let Some(refusal) = self.foreign_origin(&event) {
+        if let Some(refusal) = foreign_origin(&self.origins, &event) {
             return Ok(refusal);
         }
         let context = &event.request_context;
@@ -125,6 +110,22 @@ impl ChatRuntime {
     }
 }
 
+/// `$connect` from a page whose origin is neither listed nor the API's own: 403, before
+/// anything is stored (API Gateway turns a non-2xx `$connect` answer into the upgrade's).
+fn foreign_origin(origins: &AllowedOrigins, event: &ApiGatewayWebsocketProxyRequest) -> Option<Value> {
+    let context = &event.request_context;
+    let connecting =
+        context.route_key.as_deref() == Some("$connect") || context.event_type.as_deref() == Some("CONNECT");
+    if !connecting {
+        return None;
+    }
+    let origin = event.headers.get("origin").map(|v| v.to_str().unwrap_or(""));
+    // The `domainName` is set by API Gateway (or the local gateway, which checked it).
+    let refused = check_origin(origin, context.domain_name.as_deref(), origins).err()?;
+    info!(origin = refused, "connection from a foreign origin refused");
+    Some(json!({ "statusCode": 403, "body": "Forbidden" }))
+}
+
 /// The whole `main` of a chat function: logs, clients once, then serve invocations.
 pub async fn run_chat_function() -> Result<(), lambda_runtime::Error> {
     crate::telemetry::init_tracing();
@@ -136,4 +137,42 @@ pub async fn run_chat_function() -> Result<(), lambda_runtime::Error> {
         async move { runtime.invoke(event.payload).await }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(route_key: &str, origin: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+        let mut headers = json!({ "Host": "abc123.execute-api.eu-west-1.amazonaws.com" });
+        if let Some(o) = origin {
+            headers["Origin"] = json!(o);
+        }
+        serde_json::from_value(json!({
+            "headers": headers,
+            "requestContext": {
+                "routeKey": route_key, "eventType": if route_key == "$connect" { "CONNECT" } else { "MESSAGE" },
+                "connectionId": "Mg_ugfpqPHcCIVA=", "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                "connectedAt": 1, "requestTimeEpoch": 1, "stage": "production", "apiId": "abc123"
+            },
+            "isBase64Encoded": false
+        }))
+        .expect("a WebSocket event")
+    }
+
+    #[test]
+    fn connect_from_a_foreign_origin_is_refused() {
+        let none = AllowedOrigins::none();
+        let refusal = foreign_origin(&none, &event("$connect", Some("https://evil.example"))).expect("refused");
+        assert_eq!(refusal["statusCode"], 403);
+        assert_eq!(foreign_origin(&none, &event("$connect", None)), None, "not a browser");
+        let own = Some("https://abc123.execute-api.eu-west-1.amazonaws.com");
+        assert_eq!(foreign_origin(&none, &event("$connect", own)), None, "the API's own origin");
+        let listed = AllowedOrigins::parse("https://chat.example.com").expect("origins");
+        assert_eq!(foreign_origin(&listed, &event("$connect", Some("https://chat.example.com"))), None);
+        assert!(foreign_origin(&listed, &event("$connect", Some("https://evil.example"))).is_some());
+        assert_eq!(foreign_origin(&AllowedOrigins::any(), &event("$connect", Some("https://evil.example"))), None);
+        // Only `$connect` decides; later messages of an admitted connection are not checked.
+        assert_eq!(foreign_origin(&none, &event("sendmessage", Some("https://evil.example"))), None);
+    }
 }
