@@ -47,8 +47,10 @@ struct Meta {
 }
 
 impl Meta {
+    /// Past `expiresAt`, counted in whole seconds (as DynamoDB's TTL does): an item lives at
+    /// least its TTL, at most a second more.
     fn lapsed(&self) -> bool {
-        self.expires_at.is_some_and(|e| e <= now_secs())
+        self.expires_at.is_some_and(|e| e < now_secs())
     }
 }
 
@@ -495,7 +497,7 @@ impl MessageLog for DynamoDbStore {
                 .table_name(&self.tables.rooms)
                 .index_name(ACTIVITY_INDEX)
                 .key_condition_expression("#pk = :pk")
-                .filter_expression("attribute_not_exists(expiresAt) OR expiresAt > :now")
+                .filter_expression("attribute_not_exists(expiresAt) OR expiresAt >= :now")
                 .expression_attribute_names("#pk", ROOMS_PK)
                 .expression_attribute_values(":pk", s(ROOMS_PK_VALUE))
                 .expression_attribute_values(":now", n(now_secs()))
@@ -509,7 +511,10 @@ impl MessageLog for DynamoDbStore {
                 let meta = meta_from_item(item)?;
                 let room = get_s(item, "room")?;
                 let active: i64 = get_n(item, ACTIVE_AT)?;
-                found.push((active, RoomState { room, epoch: meta.epoch, last_seq: meta.last_seq, first_seq: meta.first_seq }));
+                found.push((
+                    active,
+                    RoomState { room, epoch: meta.epoch, last_seq: meta.last_seq, first_seq: meta.first_seq },
+                ));
             }
             start = out.last_evaluated_key;
             if found.len() > limit {
@@ -549,7 +554,8 @@ impl MessageLog for DynamoDbStore {
             .expression_attribute_values(":room", s(room))
             .expression_attribute_values(":max", n(max))
             .expression_attribute_values(":exp", n(expires_at))
-            .return_values(ReturnValue::UpdatedOld)
+            // The whole item as it was: whether the room was in the set already.
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match out {

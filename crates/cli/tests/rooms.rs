@@ -76,8 +76,7 @@ async fn the_room_past_the_limit_is_refused() {
 
 #[tokio::test]
 async fn creating_rooms_faster_than_the_rate_is_refused() {
-    let app =
-        spawn_app(&["--room-create-rate", "1", "--room-create-burst", "2", "--max-rooms-per-connection", "0"]);
+    let app = spawn_app(&["--room-create-rate", "1", "--room-create-burst", "2", "--max-rooms-per-connection", "0"]);
     let mut maker = app.connect(true).await;
     assert_eq!(join(&mut maker, "shared").await["type"], "joined", "another connection makes a room");
     let mut c = app.connect(true).await;

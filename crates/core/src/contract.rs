@@ -397,8 +397,7 @@ pub async fn room_index_contract(log: Arc<dyn MessageLog>, empty_room_ttl: std::
     let expected: Vec<&str> = [2, 6, 5, 4, 3, 1, 0].iter().map(|&n| names[n].as_str()).collect();
     for page_size in [1, 3, 1000] {
         let listed = all_rooms(log.as_ref(), page_size).await;
-        let mine: Vec<&str> =
-            listed.iter().map(|r| r.room.as_str()).filter(|r| names.iter().any(|n| n == r)).collect();
+        let mine: Vec<&str> = listed.iter().map(|r| r.room.as_str()).filter(|r| names.iter().any(|n| n == r)).collect();
         assert_eq!(mine, expected, "rooms_page order, most recently active first, in pages of {page_size}");
         let third = listed.iter().find(|r| r.room == names[2]).expect("listed");
         assert_eq!((third.first_seq, third.last_seq), (1, 2), "rooms_page carries each room's state");
@@ -448,8 +447,16 @@ pub async fn room_claims_contract(log: Arc<dyn MessageLog>) {
     }
     assert_eq!(log.claim_room(&a, &room(1), 3, ttl).await.expect("claim"), RoomClaim::Member, "a room claimed before");
     assert_eq!(log.claim_room(&a, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Full, "a 4th room of 3");
-    assert_eq!(log.claim_room(&a, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Full, "a refusal records nothing");
-    assert_eq!(log.claim_room(&a, &room(2), 3, ttl).await.expect("claim"), RoomClaim::Member, "full, yet still a member");
+    assert_eq!(
+        log.claim_room(&a, &room(3), 3, ttl).await.expect("claim"),
+        RoomClaim::Full,
+        "a refusal records nothing"
+    );
+    assert_eq!(
+        log.claim_room(&a, &room(2), 3, ttl).await.expect("claim"),
+        RoomClaim::Member,
+        "full, yet still a member"
+    );
     assert_eq!(log.claim_room(&b, &room(3), 3, ttl).await.expect("claim"), RoomClaim::Added, "connections are apart");
     log.release_rooms(&a).await.expect("release");
     log.release_rooms(&format!("claim-never-{run}")).await.expect("releasing an unknown connection is fine");

@@ -317,7 +317,11 @@ impl MessageLog for MemoryStore {
         rooms.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
         let more = rooms.len() > limit;
         rooms.truncate(limit);
-        let next = if more { rooms.last().map(|(active, name, _)| RoomsCursor { active_ms: *active, room: (*name).clone() }) } else { None };
+        let next = if more {
+            rooms.last().map(|(active, name, _)| RoomsCursor { active_ms: *active, room: (*name).clone() })
+        } else {
+            None
+        };
         Ok(RoomsPage { rooms: rooms.into_iter().map(|(_, name, log)| log.state(name)).collect(), next })
     }
 

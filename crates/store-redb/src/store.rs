@@ -380,9 +380,8 @@ impl MessageLog for RedbStore {
         _expires_at: i64,
     ) -> Result<RoomClaim, StoreError> {
         let mut claims = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        claims.sweep_if_due(|id| {
-            self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).is_some()
-        });
+        claims
+            .sweep_if_due(|id| self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).is_some());
         Ok(claims.claim(connection_id, room, max))
     }
 
@@ -391,4 +390,3 @@ impl MessageLog for RedbStore {
         Ok(())
     }
 }
-

@@ -230,7 +230,8 @@ impl<'t> LogTables<'t> {
 pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
     match entry {
         JournalEntry::RoomCreated { room, epoch, created_ms } => {
-            let meta = RoomMeta { epoch: epoch.clone(), last_seq: 0, first_seq: 1, last_ts: 0, created_ms: *created_ms };
+            let meta =
+                RoomMeta { epoch: epoch.clone(), last_seq: 0, first_seq: 1, last_ts: 0, created_ms: *created_ms };
             tables.put_room(room, &meta)
         }
         JournalEntry::Appended { publisher, message } => {

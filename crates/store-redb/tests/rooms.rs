@@ -101,8 +101,7 @@ async fn ten_thousand_empty_rooms_leave_the_disk_and_memory() {
         store.release_rooms(&format!("c{t}")).await.expect("release");
     }
     assert_eq!(store.memory_entries(), (0, 1, 0), "claims go at disconnect");
-    let mut names: Vec<String> =
-        store.list_rooms(100).await.expect("list").into_iter().map(|r| r.room).collect();
+    let mut names: Vec<String> = store.list_rooms(100).await.expect("list").into_iter().map(|r| r.room).collect();
     names.sort();
     assert_eq!(names, vec!["history".to_string(), "occupied".to_string()]);
 

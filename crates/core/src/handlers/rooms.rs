@@ -78,8 +78,8 @@ pub(crate) async fn admit(
     if room == settings.default_room {
         return Ok(Ok(()));
     }
-    let exists = deps.messages.room_exists(room).await?
-        || !deps.connections.members(room, None, 1).await?.items.is_empty();
+    let exists =
+        deps.messages.room_exists(room).await? || !deps.connections.members(room, None, 1).await?.items.is_empty();
     if !exists && !deps.room_rate.take(&me.connection_id) {
         return Ok(Err(ProtocolError::new(
             "room_rate",
