@@ -108,7 +108,11 @@ pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, U
 /// One authorizer invocation. A request from a web page whose `Origin` is neither in `origins`
 /// (`ALLOWED_ORIGINS`) nor the API's own (`https://{Host}`; behind API Gateway the `Host` is the
 /// API's domain) is denied (403) before its token is looked at.
-pub fn authorize_event_from(settings: &AuthSettings, origins: &AllowedOrigins, event: Value) -> Result<Value, Unauthorized> {
+pub fn authorize_event_from(
+    settings: &AuthSettings,
+    origins: &AllowedOrigins,
+    event: Value,
+) -> Result<Value, Unauthorized> {
     if is_warmup_event(&event) {
         return Ok(json!({ "warm": true }));
     }
@@ -127,18 +131,18 @@ pub fn authorize_event_from(settings: &AuthSettings, origins: &AllowedOrigins, e
             deny(request.method_arn.as_deref().unwrap_or("*"))
         }
         Ok(result) => match result {
-        Ok(allow) => {
-            info!(request_id, principal_id = ?allow.principal_id, "connection authorized");
-            allow
-        }
-        Err(e) if e.status_code() == 403 => {
-            info!(request_id, error = %e, "connection denied (403)");
-            deny(request.method_arn.as_deref().unwrap_or("*"))
-        }
-        Err(e) => {
-            info!(request_id, error = %e, "connection unauthorized (401)");
-            return Err(Unauthorized);
-        }
+            Ok(allow) => {
+                info!(request_id, principal_id = ?allow.principal_id, "connection authorized");
+                allow
+            }
+            Err(e) if e.status_code() == 403 => {
+                info!(request_id, error = %e, "connection denied (403)");
+                deny(request.method_arn.as_deref().unwrap_or("*"))
+            }
+            Err(e) => {
+                info!(request_id, error = %e, "connection unauthorized (401)");
+                return Err(Unauthorized);
+            }
         },
     };
     serde_json::to_value(response).map_err(|e| {
@@ -173,10 +177,11 @@ mod tests {
     fn a_foreign_origin_is_denied_even_with_a_good_token() {
         let secret = "a-secret-long-enough-for-hs256-tokens";
         let settings = AuthSettings::default().with_hs256_secret(secret.into());
-        let token = dynamowave_auth::mint_hs256(secret, "alice", None, Duration::from_secs(3600), None, None)
-            .expect("token");
+        let token =
+            dynamowave_auth::mint_hs256(secret, "alice", None, Duration::from_secs(3600), None, None).expect("token");
         let none = AllowedOrigins::none();
-        let denied = authorize_event_from(&settings, &none, event(Some("https://evil.example"), &token)).expect("answer");
+        let denied =
+            authorize_event_from(&settings, &none, event(Some("https://evil.example"), &token)).expect("answer");
         assert_eq!(effect(&denied), "Deny");
         let allowed = authorize_event_from(&settings, &none, event(None, &token)).expect("answer");
         assert_eq!(effect(&allowed), "Allow", "not a browser: {allowed}");
