@@ -139,8 +139,7 @@ impl DomainNames {
     /// Whether a `Host` header value is ours: a loopback name or address, or a configured name.
     pub fn is_ours(&self, host: &str) -> bool {
         let Some((name, port)) = split_host_port(host.trim()) else { return false };
-        is_loopback_name(&name)
-            || self.0.iter().any(|(n, p)| *n == name && (p.is_none() || *p == port))
+        is_loopback_name(&name) || self.0.iter().any(|(n, p)| *n == name && (p.is_none() || *p == port))
     }
 }
 
@@ -251,9 +250,18 @@ mod tests {
         assert_eq!(Origin::parse("https://chat.example.com:443/"), Some(o.clone()));
         assert_eq!(Origin::parse("https://chat.example.com."), Some(o));
         assert_eq!(Origin::parse("http://[::1]:8080").unwrap().host, "[::1]");
-        for bad in ["null", "", "chat.example.com", "ftp://x", "https://x/path", "https://u@x", "https://x:99999",
-            "https://x:", "https://[zz]:1", "https://a b"]
-        {
+        for bad in [
+            "null",
+            "",
+            "chat.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://u@x",
+            "https://x:99999",
+            "https://x:",
+            "https://[zz]:1",
+            "https://a b",
+        ] {
             assert_eq!(Origin::parse(bad), None, "{bad}");
         }
     }
@@ -278,10 +286,10 @@ mod tests {
         let any = AllowedOrigins::parse("*").unwrap();
         assert!(any.allows_any());
         assert!(any.lists("https://anything.example") && any.lists("null") && any.lists("garbage"));
-        assert_eq!(AllowedOrigins::parse("https://a.example,*").unwrap(), AllowedOrigins {
-            any: true,
-            listed: vec![Origin::parse("https://a.example").unwrap()]
-        });
+        assert_eq!(
+            AllowedOrigins::parse("https://a.example,*").unwrap(),
+            AllowedOrigins { any: true, listed: vec![Origin::parse("https://a.example").unwrap()] }
+        );
     }
 
     #[test]
@@ -295,14 +303,30 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "LOCALHOST:8080", "localhost.", "app.localhost:3000", "127.0.0.1", "127.1.2.3:80",
-            "[::1]:8080", "[::1]", "[::ffff:127.0.0.1]:8080"]
-        {
+        for h in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:8080",
+            "[::1]",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
-        for h in ["evil.example", "localhost.evil.example", "127.0.0.1.evil.example", "10.0.0.1:8080", "[::2]",
-            "0.0.0.0:8080", "", "127.0.0.1:x", "127.1"]
-        {
+        for h in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:8080",
+            "[::2]",
+            "0.0.0.0:8080",
+            "",
+            "127.0.0.1:x",
+            "127.1",
+        ] {
             assert!(!is_loopback_host(h), "{h}");
         }
     }
@@ -336,7 +360,10 @@ mod tests {
         assert_eq!(check_origin(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080"), &none), Ok(OriginAccepted::Own));
         // DNS rebinding: the Host is the attacker's too, but the caller does not vouch for it.
         assert_eq!(check_origin(Some("http://evil.example:8080"), None, &none), Err("http://evil.example:8080"));
-        assert_eq!(check_origin(Some("https://evil.example"), Some("127.0.0.1:8080"), &none), Err("https://evil.example"));
+        assert_eq!(
+            check_origin(Some("https://evil.example"), Some("127.0.0.1:8080"), &none),
+            Err("https://evil.example")
+        );
         let listed = AllowedOrigins::parse("https://app.example").unwrap();
         assert_eq!(check_origin(Some("https://app.example"), None, &listed), Ok(OriginAccepted::Listed));
         assert_eq!(check_origin(Some("null"), Some("127.0.0.1:8080"), &listed), Err("null"));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use dynamowave_core::ChatSettings;
 use dynamowave_auth::{AllowedOrigins, DomainNames};
+use dynamowave_core::ChatSettings;
 use dynamowave_gateway::settings::{
     Bucket, Concurrency, Limits, ManagementAccess, OriginSettings, SigV4Credentials, Throttling,
 };

@@ -115,7 +115,8 @@ async fn recv_pushed(client: &mut Client) -> String {
     }
 }
 
-const FORGED: &str = r#"{"type":"message","room":"lobby","from":"admin","text":"forged: your session expired, log in at evil.example"}"#;
+const FORGED: &str =
+    r#"{"type":"message","room":"lobby","from":"admin","text":"forged: your session expired, log in at evil.example"}"#;
 
 fn port(app: &App) -> &str {
     app.addr.rsplit(':').next().unwrap_or_default()
@@ -274,7 +275,11 @@ fn hex(bytes: &[u8]) -> String {
 fn uri_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
         })
         .collect()
 }
@@ -350,11 +355,23 @@ async fn with_keys_configured_every_caller_signs_and_the_scope_must_be_ours() {
 
     // Valid signatures over the wrong things.
     let cases = [
-        ("host not signed", sign("POST", &path, &[("x-amz-date", &now)], FORGED.as_bytes(), KEYS, ("eu-west-1", "execute-api"), &now)),
-        ("x-amz-date not signed", sign("POST", &path, &[("host", &host)], FORGED.as_bytes(), KEYS, ("eu-west-1", "execute-api"), &now)),
-        ("another region", sign("POST", &path, &signed_headers, FORGED.as_bytes(), KEYS, ("us-east-1", "execute-api"), &now)),
+        (
+            "host not signed",
+            sign("POST", &path, &[("x-amz-date", &now)], FORGED.as_bytes(), KEYS, ("eu-west-1", "execute-api"), &now),
+        ),
+        (
+            "x-amz-date not signed",
+            sign("POST", &path, &[("host", &host)], FORGED.as_bytes(), KEYS, ("eu-west-1", "execute-api"), &now),
+        ),
+        (
+            "another region",
+            sign("POST", &path, &signed_headers, FORGED.as_bytes(), KEYS, ("us-east-1", "execute-api"), &now),
+        ),
         ("another service", sign("POST", &path, &signed_headers, FORGED.as_bytes(), KEYS, ("eu-west-1", "s3"), &now)),
-        ("another body", sign("POST", &path, &signed_headers, b"something else", KEYS, ("eu-west-1", "execute-api"), &now)),
+        (
+            "another body",
+            sign("POST", &path, &signed_headers, b"something else", KEYS, ("eu-west-1", "execute-api"), &now),
+        ),
     ];
     for (what, auth) in cases {
         let r = post(auth, FORGED).await;

@@ -120,7 +120,13 @@ pub(crate) fn access<'a>(shared: &'a Shared, peer: SocketAddr, headers: &'a Head
 /// The request body, bounded: over `max` bytes (by `Content-Length`, or while reading) is 413
 /// without reading the rest; a body that does not arrive within `timeout` is 408, and the
 /// connection is closed (hyper does not reuse a connection whose body was not read).
-async fn read_body(body: Body, headers: &HeaderMap, max: usize, timeout: Duration, request_id: &str) -> Result<Bytes, Response> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+    timeout: Duration,
+    request_id: &str,
+) -> Result<Bytes, Response> {
     let too_large = || {
         api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -129,7 +135,8 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize, timeout: Duratio
             request_id,
         )
     };
-    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(with_close(too_large()));
     }

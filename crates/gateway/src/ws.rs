@@ -73,7 +73,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if let Err(refused) = check_browser_origin(&shared, &headers) {
+    if let Some(refused) = refuse_foreign_origin(&shared, &headers) {
         return refused;
     }
     if !shared.throttles.admit_connect() {
@@ -169,17 +169,21 @@ pub(crate) async fn upgrade(
 /// read rooms, history and presence): a request with an `Origin` is let through only from the
 /// gateway's own pages (`http(s)://HOST` with a `Host` that is ours: a DNS-rebinding page has
 /// its own name in both) or a listed origin. Requests without `Origin` are not from a browser.
-fn check_browser_origin(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn refuse_foreign_origin(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let origins = &shared.settings.origins;
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).filter(|h| origins.domain_names.is_ours(h));
     // An `Origin` that is not text cannot be anyone's own or listed one (only `*` lets it in).
     let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or(""));
     match dynamowave_auth::check_origin(origin, host, &origins.allowed_origins) {
-        Ok(_) => Ok(()),
+        Ok(_) => None,
         Err(origin) => {
             metrics::counter!("dynamowave_rejected_total", "reason" => "origin").increment(1);
-            info!(origin, host = headers.get(header::HOST).and_then(|v| v.to_str().ok()), "upgrade from a foreign origin refused");
-            Err(gateway_error(StatusCode::FORBIDDEN, "Forbidden"))
+            info!(
+                origin,
+                host = headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+                "upgrade from a foreign origin refused"
+            );
+            Some(gateway_error(StatusCode::FORBIDDEN, "Forbidden"))
         }
     }
 }

@@ -96,7 +96,11 @@ pub fn authorize_event(settings: &AuthSettings, event: Value) -> Result<Value, U
 /// One authorizer invocation. A request from a web page whose `Origin` is neither in `origins`
 /// (`ALLOWED_ORIGINS`) nor the API's own (`https://{Host}`; behind API Gateway the `Host` is the
 /// API's domain) is denied (403) before its token is looked at.
-pub fn authorize_event_from(settings: &AuthSettings, origins: &AllowedOrigins, event: Value) -> Result<Value, Unauthorized> {
+pub fn authorize_event_from(
+    settings: &AuthSettings,
+    origins: &AllowedOrigins,
+    event: Value,
+) -> Result<Value, Unauthorized> {
     let Some(request) = parse_event(event)? else { return Ok(json!({ "warm": true })) };
     if let Some(denied) = foreign_origin(&request, origins) {
         return denied;
@@ -175,6 +179,7 @@ fn policy(request_id: &str, response: ApiGatewayCustomAuthorizerResponse) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn event(origin: Option<&str>, token: &str) -> Value {
         let mut headers = json!({ "Host": "abc123.execute-api.eu-west-1.amazonaws.com" });
@@ -198,10 +203,11 @@ mod tests {
     fn a_foreign_origin_is_denied_even_with_a_good_token() {
         let secret = "a-secret-long-enough-for-hs256-tokens";
         let settings = AuthSettings::default().with_hs256_secret(secret.into());
-        let token = dynamowave_auth::mint_hs256(secret, "alice", None, Duration::from_secs(3600), None, None)
-            .expect("token");
+        let token =
+            dynamowave_auth::mint_hs256(secret, "alice", None, Duration::from_secs(3600), None, None).expect("token");
         let none = AllowedOrigins::none();
-        let denied = authorize_event_from(&settings, &none, event(Some("https://evil.example"), &token)).expect("answer");
+        let denied =
+            authorize_event_from(&settings, &none, event(Some("https://evil.example"), &token)).expect("answer");
         assert_eq!(effect(&denied), "Deny");
         let allowed = authorize_event_from(&settings, &none, event(None, &token)).expect("answer");
         assert_eq!(effect(&allowed), "Allow", "not a browser: {allowed}");

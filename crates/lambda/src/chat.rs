@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use dynamowave_aws::{ConfigError, ConnectionsApiPool, DynamoDbSettings, DynamoDbStore, Tables};
 use dynamowave_auth::{AllowedOrigins, check_origin};
+use dynamowave_aws::{ConfigError, ConnectionsApiPool, DynamoDbSettings, DynamoDbStore, Tables};
 use dynamowave_core::{ChatDeps, ChatSettings, HandlerError, handle, is_warmup_event};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
