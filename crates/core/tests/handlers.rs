@@ -516,6 +516,10 @@ async fn an_answer_too_large_to_post_is_an_error_event_not_silence() {
         messages: store.clone(),
         connections_api: Arc::new(LimitedApi { inner: api.clone(), limit: 300 }),
         presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second)),
+        room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
+            settings.room_create_per_minute,
+            settings.room_create_burst,
+        )),
         settings,
         sequencer: None,
     };
@@ -562,11 +566,27 @@ impl MessageLog for PageSpy {
     async fn room_state(&self, room: &str) -> Result<dynamowave_core::model::RoomState, dynamowave_core::StoreError> {
         self.inner.room_state(room).await
     }
-    async fn list_rooms(
+    async fn room_exists(&self, room: &str) -> Result<bool, dynamowave_core::StoreError> {
+        self.inner.room_exists(room).await
+    }
+    async fn rooms_page(
         &self,
+        after: Option<&dynamowave_core::store::RoomsCursor>,
         limit: usize,
-    ) -> Result<Vec<dynamowave_core::model::RoomState>, dynamowave_core::StoreError> {
-        self.inner.list_rooms(limit).await
+    ) -> Result<dynamowave_core::store::RoomsPage, dynamowave_core::StoreError> {
+        self.inner.rooms_page(after, limit).await
+    }
+    async fn claim_room(
+        &self,
+        connection_id: &str,
+        room: &str,
+        max: usize,
+        expires_at: i64,
+    ) -> Result<dynamowave_core::store::RoomClaim, dynamowave_core::StoreError> {
+        self.inner.claim_room(connection_id, room, max, expires_at).await
+    }
+    async fn release_rooms(&self, connection_id: &str) -> Result<(), dynamowave_core::StoreError> {
+        self.inner.release_rooms(connection_id).await
     }
 }
 
