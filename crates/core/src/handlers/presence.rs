@@ -113,10 +113,11 @@ mod tests {
     fn the_buckets_of_quiet_rooms_go() {
         let budget = PresenceBudget::new(20.0);
         let t0 = Instant::now();
-        for i in 0..10_000 {
+        // Fewer than MAX_TRACKED_ROOMS: only the timed sweep can free them.
+        for i in 0..5_000 {
             assert!(budget.take_at(&format!("room-{i}"), t0));
         }
-        assert_eq!(budget.len(), 10_000, "one bucket per room");
+        assert_eq!(budget.len(), 5_000, "one bucket per room");
         assert!(budget.take_at("busy", t0 + SWEEP_INTERVAL));
         assert_eq!(budget.len(), 1, "a minute later the refilled buckets are gone");
     }
