@@ -15,7 +15,8 @@
 //! - [`schema`]: the table contract as code: [`schema::create_tables`] creates the three tables
 //!   with their GSIs and TTL (tests against moto, and the local gateway in Lambda mode).
 //! - `store`: [`DynamoDbStore`], item encoding and SDK error mapping.
-//! - `connections`: the [`dynamowave_core::ConnectionStore`] implementation (ConnectionsTable).
+//! - `connections`: the [`dynamowave_core::ConnectionStore`] implementation (ConnectionsTable,
+//!   and the display-name claims it keeps in the RoomsTable).
 //! - `messages`: the [`dynamowave_core::MessageLog`] implementation (MessagesTable and
 //!   RoomsTable: the gap-free seq allocation transaction and idempotency).
 //! - [`connections_api`]: [`ApiGatewayConnectionsApi`] and [`ConnectionsApiPool`], which picks

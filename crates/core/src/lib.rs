@@ -17,7 +17,8 @@
 //! - [`model`]: the records the ports carry.
 //! - [`protocol`]: the wire contract (`docs/protocol.md`): client actions in, server events out,
 //!   in both framings (plain, as in AWS's tutorial, and JSON events under `dynamowave.v1`).
-//! - [`names`]: display-name and room-name validation.
+//! - [`names`]: display-name and room-name validation, the key under which a name is held
+//!   (confusable skeleton), and the invisible characters message text may not carry.
 //! - [`event`]: reading what the handlers need out of an API Gateway WebSocket event.
 //! - [`handlers`]: the handlers and the router that picks one by `routeKey`.
 //! - [`integration`]: how a gateway invokes a route (in-process here; Lambda elsewhere).
