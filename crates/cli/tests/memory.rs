@@ -13,8 +13,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{App, Client, spawn_app};
-use futures_util::{SinkExt, StreamExt};
+use common::{App, Client, close_code, spawn_app, wait_gone};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -55,37 +55,6 @@ fn rss(app: &App) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
     kib * 1024
-}
-
-/// Reads until the server's close frame (whatever was queued before it is skipped).
-async fn close_code(c: &mut Client, within: Duration) -> Option<u16> {
-    tokio::time::timeout(within, async {
-        loop {
-            match c.ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await
-    .expect("the server never closed the connection")
-}
-
-/// Waits until the gateway no longer has connection `id` (GetConnection answers 410): the server
-/// closed it. Its close frame is then being flushed, for a few seconds, to a client that reads.
-async fn wait_gone(app: &App, id: &str, within: Duration) {
-    let http = reqwest::Client::new();
-    let url = app.http(&format!("/production/@connections/{id}"));
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let status = http.get(&url).send().await.expect("GetConnection").status().as_u16();
-        if status == 410 {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "connection {id} was never closed (GetConnection: {status})");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The seqs of a `history` answer, and its `more`.
