@@ -351,7 +351,7 @@ async fn the_authorizer_binary_guards_connect() {
         Ok(_) => panic!("a connection without a token was accepted"),
     }
     // A token signed with another secret: 401 too.
-    let forged = mint("not-the-secret", "mallory", "Mallory");
+    let forged = mint("not-the-secret-but-just-as-long-as-it", "mallory", "Mallory");
     match Client::connect(&format!("{}?token={forged}", app.url), true).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
         Err(e) => panic!("expected HTTP 401, got {e}"),
