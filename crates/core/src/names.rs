@@ -60,11 +60,14 @@ pub fn validate_name(name: &str) -> Result<&str, ProtocolError> {
 
 /// The form under which a display name is held: two names with the same key read the same
 /// ("Grace", "GRACE", "Grаce" with a Cyrillic а, "Il" and "ll"). The UTS #39 skeleton of the
-/// NFKC form, case-folded, then skeleton and fold once more, because the skeleton's prototypes
-/// are not all lowercase and case folding can make new confusables.
+/// NFKC form in upper case, case-folded, then skeleton and fold once more. Upper case first:
+/// the confusables table lists some look-alikes for one case only (`I` reads as `l`, `i` does
+/// not), so a key that folded case after the skeleton would tell "anon-xi" from "ANON-XI"; and a
+/// second pass because the skeleton's prototypes are not all lowercase and folding can make new
+/// confusables.
 pub fn name_key(name: &str) -> String {
-    let first: String =
-        unicode_security::skeleton(&name.nfkc().collect::<String>()).flat_map(char::to_lowercase).collect();
+    let upper: String = name.nfkc().flat_map(char::to_uppercase).collect();
+    let first: String = unicode_security::skeleton(&upper).flat_map(char::to_lowercase).collect();
     unicode_security::skeleton(&first).flat_map(char::to_lowercase).collect()
 }
 
@@ -177,6 +180,9 @@ mod tests {
         }
         assert_eq!(name_key("Il"), name_key("ll"), "capital I and small l");
         assert_eq!(name_key("anon-0O"), name_key("anon-O0"), "digit zero and capital O");
+        // Case folds whichever case a look-alike is listed for: small i and capital I.
+        assert_eq!(name_key("anon-xipi9y"), name_key("ANON-XIPI9Y"), "small i and capital I");
+        assert_eq!(name_key("anon-xiPI9y"), name_key("ANON-XIPI9Y"));
         for other in ["Grace2", "Gracie", "race", "Gr ace"] {
             assert_ne!(name_key(other), grace, "{other:?} is another name");
         }
