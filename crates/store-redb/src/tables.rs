@@ -295,7 +295,15 @@ pub(crate) fn rebuild_activity(txn: &WriteTransaction) -> Result<u64, StoreError
     let mut count = 0;
     for item in rooms.iter().map_err(db_err)? {
         let (k, v) = item.map_err(db_err)?;
-        let meta: RoomMeta = decode(v.value(), "room meta")?;
+        // One unreadable room must not stop the open: it is left out of the index (and of
+        // `rooms`), and logged.
+        let meta: RoomMeta = match decode(v.value(), "room meta") {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!(room = ?k.value(), error = %e, "skipping a room whose record does not decode");
+                continue;
+            }
+        };
         activity.insert((meta.active_ms(), k.value()), ()).map_err(db_err)?;
         count += 1;
     }
