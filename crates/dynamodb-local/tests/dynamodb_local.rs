@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dynamowave_dynamodb_local::{DynamoDbLocal, Error, Install, Options, Storage};
+use dynamowave_dynamodb_local::{DynamoDbLocal, Error, Install, LocalDynamoDb, Options, Storage};
 use serde_json::{Value, json};
 
 fn tools_dir() -> PathBuf {
@@ -135,4 +135,95 @@ async fn a_jar_that_will_not_run_is_reported_with_its_output() {
     let text = err.to_string();
     assert!(matches!(err, Error::Exited { .. }), "{text}");
     assert!(text.to_lowercase().contains("jar"), "java's own complaint is in the error: {text}");
+}
+
+/// The properties of infra/template.yaml's ConnectionsTable, as a template reader resolves them:
+/// CloudFormation-only properties included, which have no local meaning.
+fn connections_table(name: &str) -> Value {
+    json!({
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "connectionId", "AttributeType": "S"},
+            {"AttributeName": "room", "AttributeType": "S"}
+        ],
+        "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": "RoomIndex",
+            "KeySchema": [
+                {"AttributeName": "room", "KeyType": "HASH"},
+                {"AttributeName": "connectionId", "KeyType": "RANGE"}
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+            "ContributorInsightsSpecification": {"Enabled": true}
+        }],
+        "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": "true"},
+        "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
+        "SSESpecification": {"SSEEnabled": true}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_are_made_from_template_properties_once() {
+    let install = install();
+    let server = DynamoDbLocal::start(&install, &Options::default()).await.expect("starts");
+    let db = LocalDynamoDb::new(server.endpoint());
+    let outcome = db.ensure_table("ConnectionsTable", &connections_table("chat-connections")).await.expect("created");
+    assert!(outcome.created);
+    assert_eq!(outcome.table_name, "chat-connections");
+    let mut ignored = outcome.ignored.clone();
+    ignored.sort();
+    assert_eq!(
+        ignored,
+        [
+            "GlobalSecondaryIndexes.ContributorInsightsSpecification",
+            "PointInTimeRecoverySpecification",
+            "SSESpecification"
+        ]
+    );
+    let (status, described) =
+        db.call("DescribeTable", &json!({"TableName": "chat-connections"})).await.expect("answers");
+    assert_eq!(status, 200, "{described}");
+    let table = &described["Table"];
+    assert_eq!(table["GlobalSecondaryIndexes"][0]["IndexName"], "RoomIndex");
+    assert_eq!(table["GlobalSecondaryIndexes"][0]["KeySchema"][1]["AttributeName"], "connectionId");
+    assert_eq!(table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
+    let (_, ttl) = db.call("DescribeTimeToLive", &json!({"TableName": "chat-connections"})).await.expect("answers");
+    assert_eq!(ttl["TimeToLiveDescription"]["AttributeName"], "expiresAt", "{ttl}");
+    assert_eq!(ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED", "{ttl}");
+
+    // Again: left alone.
+    let again = db.ensure_table("ConnectionsTable", &connections_table("chat-connections")).await.expect("fine");
+    assert!(!again.created);
+
+    // A table the server refuses: the server's reason, named.
+    let mut bad = connections_table("chat-bad");
+    bad["KeySchema"] = json!([{"AttributeName": "missing", "KeyType": "HASH"}]);
+    let err = db.ensure_table("BadTable", &bad).await.err().expect("refused").to_string();
+    assert!(err.starts_with("table chat-bad: CreateTable failed:") && err.contains("ValidationException"), "{err}");
+}
+
+#[test]
+fn template_properties_that_cannot_make_a_table_are_named() {
+    let cases = [
+        (json!({"KeySchema": [], "AttributeDefinitions": []}), "TableName must be a string"),
+        (json!({"TableName": "t", "AttributeDefinitions": []}), "KeySchema is required"),
+        (
+            json!({"TableName": "t", "KeySchema": [], "AttributeDefinitions": [], "TimeToLiveSpecification": {"Enabled": true}}),
+            "TimeToLiveSpecification needs an AttributeName",
+        ),
+    ];
+    for (props, expected) in cases {
+        let err = dynamowave_dynamodb_local::tables::create_table_request("T", &props).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.starts_with("table T: ") && text.contains(expected), "{text}");
+    }
+    // No throughput and no billing mode (CloudFormation's PROVISIONED default): served on demand.
+    let (request, _, _) = dynamowave_dynamodb_local::tables::create_table_request(
+        "T",
+        &json!({"TableName": "t", "KeySchema": [], "AttributeDefinitions": []}),
+    )
+    .expect("fine");
+    assert_eq!(request["BillingMode"], "PAY_PER_REQUEST");
 }
