@@ -200,7 +200,7 @@ async fn tables_are_made_from_template_properties_once() {
     // A table the server refuses: the server's reason, named.
     let mut bad = connections_table("chat-bad");
     bad["KeySchema"] = json!([{"AttributeName": "missing", "KeyType": "HASH"}]);
-    let err = db.ensure_table("BadTable", &bad).await.err().expect("refused").to_string();
+    let err = db.ensure_table("BadTable", &bad).await.expect_err("refused").to_string();
     assert!(err.starts_with("table chat-bad: CreateTable failed:") && err.contains("ValidationException"), "{err}");
 }
 
@@ -215,7 +215,7 @@ fn template_properties_that_cannot_make_a_table_are_named() {
         ),
     ];
     for (props, expected) in cases {
-        let err = dynamowave_dynamodb_local::tables::create_table_request("T", &props).err().expect("refused");
+        let err = dynamowave_dynamodb_local::tables::create_table_request("T", &props).expect_err("refused");
         let text = err.to_string();
         assert!(text.starts_with("table T: ") && text.contains(expected), "{text}");
     }
