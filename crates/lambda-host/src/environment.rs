@@ -108,14 +108,19 @@ impl Environment {
         });
 
         let mut command = Command::new(&function.bootstrap);
-        command.env_clear();
+        command.args(&function.args).env_clear();
         for key in &settings.inherit_env {
             if let Ok(value) = std::env::var(key) {
                 command.env(key, value);
             }
         }
-        let handler = function.bootstrap.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let task_root = function.bootstrap.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let handler = function.handler.clone().unwrap_or_else(|| {
+            function.bootstrap.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+        let task_root = function
+            .task_root
+            .clone()
+            .unwrap_or_else(|| function.bootstrap.parent().map(|p| p.to_path_buf()).unwrap_or_default());
         command
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
             .env("AWS_LAMBDA_FUNCTION_NAME", &function.name)
@@ -124,7 +129,7 @@ impl Environment {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", function.name))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", uuid::Uuid::new_v4().simple()))
             .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-            .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
+            .env("AWS_EXECUTION_ENV", function.execution_env.as_deref().unwrap_or("AWS_Lambda_provided.al2023"))
             .env("AWS_REGION", &settings.region)
             .env("AWS_DEFAULT_REGION", &settings.region)
             .env("LAMBDA_TASK_ROOT", &task_root)

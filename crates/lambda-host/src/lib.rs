@@ -12,6 +12,8 @@
 //!
 //! - [`function`]: [`LambdaFunction`] (what to run) and [`HostSettings`] (queue and init
 //!   timeouts, memory size, region, payload limit, inherited environment).
+//! - [`runtimes`]: [`Runtime`] and [`RuntimeTools`]: `provided.*` bootstraps, `python3.x`
+//!   through awslambdaric in a venv, `nodejs20.x`+ through our loop in `runtimes/node/`.
 //! - `runtime_api`: the Runtime API routes, served to one process and refused to any other.
 //! - `peer`: which process a loopback connection comes from (Linux `/proc`).
 //! - `environment`: one process and its own listener (so the host knows which process holds
@@ -29,6 +31,7 @@ pub mod function;
 mod peer;
 mod pool;
 mod runtime_api;
+pub mod runtimes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ use dynamowave_core::integration::{Integration, IntegrationError};
 pub use error::HostError;
 pub use function::{HostSettings, LambdaFunction};
 pub use pool::FunctionStats;
+pub use runtimes::{Runtime, RuntimeError, RuntimeTools};
 
 use pool::FunctionPool;
 
