@@ -56,6 +56,13 @@ impl<'t> Context<'t> {
     /// `value` with every intrinsic evaluated; `None` for `AWS::NoValue`. Mapping keys and list
     /// items whose value is `AWS::NoValue` are left out, as CloudFormation leaves them out.
     pub(crate) fn eval(&self, value: &Value, path: &str) -> Result<Option<Value>, Error> {
+        self.walk(value, path, true)
+    }
+
+    /// [`Self::eval`]; the path grows with the keys and indexes of plain mappings and lists
+    /// (`extend`), but not inside an intrinsic's arguments, where the property's own path is the
+    /// one a reader can find.
+    fn walk(&self, value: &Value, path: &str, extend: bool) -> Result<Option<Value>, Error> {
         match value {
             Value::Object(map) if map.len() == 1 => {
                 let Some((key, argument)) = map.iter().next() else {
@@ -66,14 +73,15 @@ impl<'t> Context<'t> {
                 } else if key.starts_with("Fn::") {
                     self.intrinsic(key, argument, path)
                 } else {
-                    self.eval_map(map, path).map(Some)
+                    self.walk_map(map, path, extend).map(Some)
                 }
             }
-            Value::Object(map) => self.eval_map(map, path).map(Some),
+            Value::Object(map) => self.walk_map(map, path, extend).map(Some),
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(item) = self.eval(item, &format!("{path}[{i}]"))? {
+                    let item_path = if extend { format!("{path}[{i}]") } else { path.to_owned() };
+                    if let Some(item) = self.walk(item, &item_path, extend)? {
                         out.push(item);
                     }
                 }
@@ -83,20 +91,26 @@ impl<'t> Context<'t> {
         }
     }
 
-    fn eval_map(&self, map: &Map<String, Value>, path: &str) -> Result<Value, Error> {
+    fn walk_map(&self, map: &Map<String, Value>, path: &str, extend: bool) -> Result<Value, Error> {
         let mut out = Map::new();
         for (key, value) in map {
-            if let Some(value) = self.eval(value, &join(path, key))? {
+            let key_path = if extend { join(path, key) } else { path.to_owned() };
+            if let Some(value) = self.walk(value, &key_path, extend)? {
                 out.insert(key.clone(), value);
             }
         }
         Ok(Value::Object(out))
     }
 
+    /// An intrinsic's argument, evaluated at the intrinsic's path.
+    fn inner(&self, value: &Value, path: &str) -> Result<Option<Value>, Error> {
+        self.walk(value, path, false)
+    }
+
     /// An intrinsic's argument that must have a value (`AWS::NoValue` reads as null, which the
     /// caller's shape check then refuses).
     fn argument(&self, value: &Value, path: &str) -> Result<Value, Error> {
-        Ok(self.eval(value, path)?.unwrap_or(Value::Null))
+        Ok(self.inner(value, path)?.unwrap_or(Value::Null))
     }
 
     fn text(&self, value: &Value, function: &'static str, expected: &'static str, path: &str) -> Result<String, Error> {
@@ -300,7 +314,7 @@ impl<'t> Context<'t> {
 
     fn sub_variable(&self, name: &str, variables: Option<&Map<String, Value>>, path: &str) -> Result<String, Error> {
         let value = if let Some(value) = variables.and_then(|v| v.get(name)) {
-            self.eval(value, path)?
+            self.inner(value, path)?
         } else if self.pseudo.get(name).is_some()
             || name == "AWS::NoValue"
             || self.parameters.contains_key(name)
@@ -372,7 +386,7 @@ impl<'t> Context<'t> {
         let [Value::String(condition), if_true, if_false] = items.as_slice() else {
             return Err(bad("Fn::If", "a list of a condition name, the value if true and the value if false", path));
         };
-        if self.condition(condition, path)? { self.eval(if_true, path) } else { self.eval(if_false, path) }
+        if self.condition(condition, path)? { self.inner(if_true, path) } else { self.inner(if_false, path) }
     }
 
     fn select(&self, argument: &Value, path: &str) -> Result<Value, Error> {
@@ -524,7 +538,7 @@ impl<'t> Context<'t> {
                 _ => {}
             }
         }
-        match self.eval(value, path)? {
+        match self.inner(value, path)? {
             Some(Value::Bool(b)) => Ok(b),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),

@@ -103,7 +103,7 @@ fn without_the_authorizer_connect_is_open_and_the_function_does_not_exist() {
     assert!(
         absent.contains("AuthorizerFunction") && absent.contains("ConnectAuthorizer") && absent.contains("JwtSecret")
     );
-    assert_eq!(model.conditions["UseAuthorizer"], false);
+    assert!(!model.conditions["UseAuthorizer"]);
 }
 
 #[test]
