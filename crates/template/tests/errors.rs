@@ -288,22 +288,21 @@ fn code_that_is_not_local() {
 
 #[test]
 fn text_that_is_not_a_template() {
-    let yaml = Template::parse("Resources:\n  A: [unclosed\n", "bad.yaml").err().expect("error");
+    let yaml = Template::parse("Resources:\n  A: [unclosed\n", "bad.yaml").expect_err("error");
     assert!(matches!(yaml, Error::Syntax { format: "YAML", .. }), "{yaml}");
     assert!(yaml.to_string().starts_with("bad.yaml: not a YAML template: "), "{yaml}");
-    let json = Template::parse("{\"Resources\": ", "bad.json").err().expect("error");
+    let json = Template::parse("{\"Resources\": ", "bad.json").expect_err("error");
     assert!(json.to_string().starts_with("bad.json: not a JSON template: EOF while parsing"), "{json}");
-    let list = Template::parse("- a\n- b\n", "list.yaml").err().expect("error");
+    let list = Template::parse("- a\n- b\n", "list.yaml").expect_err("error");
     assert_eq!(list.to_string(), "list.yaml: not a YAML template: the top level of a template is a mapping");
-    let empty = Template::parse("Description: nothing\n", "empty.yaml").err().expect("error");
+    let empty = Template::parse("Description: nothing\n", "empty.yaml").expect_err("error");
     assert_eq!(empty.to_string(), "Resources: a template declares at least one resource");
-    let typeless = Template::parse("Resources:\n  A:\n    Properties: {}\n", "t").err().expect("error");
+    let typeless = Template::parse("Resources:\n  A:\n    Properties: {}\n", "t").expect_err("error");
     assert_eq!(typeless.problem(), Some(&Problem::Required));
     assert_eq!(typeless.to_string(), "Resources.A.Type: is required");
     let twice = Template::parse("Resources:\n  A: {Type: AWS::SNS::Topic}\n  A: {Type: AWS::SNS::Topic}\n", "t")
-        .err()
-        .expect("error");
+        .expect_err("error");
     assert!(twice.to_string().contains("twice") || twice.to_string().contains("duplicate"), "{twice}");
-    let missing = Template::from_file(std::path::Path::new("/nonexistent/template.yaml")).err().expect("error");
+    let missing = Template::from_file(std::path::Path::new("/nonexistent/template.yaml")).expect_err("error");
     assert!(missing.to_string().starts_with("cannot read /nonexistent/template.yaml: "), "{missing}");
 }
