@@ -111,7 +111,7 @@ fn pseudo_parameters_and_parameters_take_the_callers_values() {
         Template::parse(&format!("{BASE}          K: v\n"), "t").and_then(|t| t.resolve(&options)).expect("model");
     assert_eq!(model.parameters["Zones"], ParameterValue::List(vec!["x".to_owned(), "y".to_owned()]));
     assert_eq!(model.parameters["Count"], ParameterValue::String("3".to_owned()));
-    assert_eq!(model.conditions["IsChat"], false);
+    assert!(!model.conditions["IsChat"]);
 }
 
 #[test]
