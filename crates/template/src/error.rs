@@ -148,13 +148,16 @@ pub enum Problem {
     MissingParameter(String),
     /// A parameter read from SSM Parameter Store, which does not exist locally.
     #[error(
-        "parameter {name} has type {parameter_type}, read from SSM Parameter Store on AWS: give its value with --parameter-overrides {name}=VALUE"
+        "parameter {name} has type {parameter_type}, read from SSM Parameter Store on AWS{}: give its value with --parameter-overrides {name}=VALUE",
+        .ssm_name.as_deref().map(|n| format!(" (parameter {n})")).unwrap_or_default()
     )]
     SsmParameter {
         /// The parameter.
         name: String,
         /// Its type.
         parameter_type: String,
+        /// Its `Default`: for these types, the name of the SSM parameter, not a value.
+        ssm_name: Option<String>,
     },
     /// An override for a parameter the template does not declare.
     #[error("--parameter-overrides {0}=…: the template declares no parameter {0}")]

@@ -113,25 +113,29 @@ pub(crate) fn resolve(
             Some(_) => return Err(Error::at(format!("{path}.Type"), Problem::Shape("must be a string".to_owned()))),
             None => return Err(Error::at(format!("{path}.Type"), Problem::Required)),
         };
-        let given = match overrides.get(name) {
-            Some(value) => Some(value.clone()),
-            None => match declaration.get("Default") {
-                None | Some(Value::Null) => None,
-                Some(default) => Some(scalar_text(default).ok_or_else(|| {
-                    Error::at(format!("{path}.Default"), Problem::Shape("must be a string or a number".to_owned()))
-                })?),
-            },
-        };
         let kind = kind_of(parameter_type).ok_or_else(|| {
             Error::at(format!("{path}.Type"), Problem::UnknownParameterType(parameter_type.to_owned()))
         })?;
-        let Some(given) = given else {
-            let problem = if kind.ssm {
-                Problem::SsmParameter { name: name.clone(), parameter_type: parameter_type.to_owned() }
-            } else {
-                Problem::MissingParameter(name.clone())
-            };
-            return Err(Error::at(path, problem));
+        let default = match declaration.get("Default") {
+            None | Some(Value::Null) => None,
+            Some(default) => Some(scalar_text(default).ok_or_else(|| {
+                Error::at(format!("{path}.Default"), Problem::Shape("must be a string or a number".to_owned()))
+            })?),
+        };
+        let given = match (overrides.get(name), kind.ssm) {
+            (Some(value), _) => value.clone(),
+            // For an SSM type, `Default` names the SSM parameter; its value is on AWS only.
+            (None, true) => {
+                return Err(Error::at(
+                    path,
+                    Problem::SsmParameter {
+                        name: name.clone(),
+                        parameter_type: parameter_type.to_owned(),
+                        ssm_name: default,
+                    },
+                ));
+            }
+            (None, false) => default.ok_or_else(|| Error::at(&path, Problem::MissingParameter(name.clone())))?,
         };
         let value = if kind.list {
             let items: Vec<String> =

@@ -85,12 +85,16 @@ fn a_missing_parameter_says_how_to_give_it() {
     let ssm = api_with("integrations/SendInteg", "").replace("Resources:", "Parameters:\n  Ami: {Type: 'AWS::SSM::Parameter::Value<String>', Default: /app/ami}\n  Key: {Type: 'AWS::SSM::Parameter::Value<String>'}\nResources:");
     assert_eq!(
         error_of(&ssm, &[]),
+        "Parameters.Ami: parameter Ami has type AWS::SSM::Parameter::Value<String>, read from SSM Parameter Store on AWS (parameter /app/ami): give its value with --parameter-overrides Ami=VALUE"
+    );
+    assert_eq!(
+        error_of(&ssm, &["Ami=ami-1"]),
         "Parameters.Key: parameter Key has type AWS::SSM::Parameter::Value<String>, read from SSM Parameter Store on AWS: give its value with --parameter-overrides Key=VALUE"
     );
     assert!(
         Template::parse(&ssm, "t")
             .and_then(|t| t.resolve(&Options {
-                parameter_overrides: parse_overrides(["Key=k"]).expect("o"),
+                parameter_overrides: parse_overrides(["Ami=ami-1", "Key=k"]).expect("o"),
                 ..Options::default()
             }))
             .is_ok()
