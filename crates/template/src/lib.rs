@@ -33,7 +33,8 @@
 //! - `names`: local physical ids (`Ref` of a resource) and attributes (`Fn::GetAtt`).
 //! - `props`: typed reading of evaluated values, with the resource and property path.
 //! - `websocket`: [`WebSocketApi`] and its [`Route`]s, [`Integration`]s, [`RouteResponse`]s,
-//!   [`IntegrationResponse`]s, [`Authorizer`]s and [`Stage`]s.
+//!   [`IntegrationResponse`]s, [`Authorizer`]s and [`Stage`]s (with
+//!   [`Stage::settings_for`], the settings a route gets).
 //! - `functions`: [`Function`] and its [`Code`].
 //! - `tables`: [`Table`].
 //! - `model`: [`Model`], [`Options`], [`Skipped`]; the resolution that ties them together.

@@ -201,6 +201,51 @@ pub struct AccessLogSettings {
     pub format: Option<String>,
 }
 
+impl WebSocketApi {
+    /// The route with `route_key`.
+    #[must_use]
+    pub fn route(&self, route_key: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.route_key == route_key)
+    }
+
+    /// The integration `logical_id` (what a route's `integration` names).
+    #[must_use]
+    pub fn integration(&self, logical_id: &str) -> Option<&Integration> {
+        self.integrations.iter().find(|i| i.logical_id == logical_id)
+    }
+
+    /// The authorizer `logical_id` (what a route's `authorizer` names).
+    #[must_use]
+    pub fn authorizer(&self, logical_id: &str) -> Option<&Authorizer> {
+        self.authorizers.iter().find(|a| a.logical_id == logical_id)
+    }
+
+    /// The stage named `stage_name`.
+    #[must_use]
+    pub fn stage(&self, stage_name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.stage_name == stage_name)
+    }
+}
+
+impl Stage {
+    /// The settings that apply to `route_key`: its `RouteSettings` entry, each setting it
+    /// leaves out taken from `DefaultRouteSettings`.
+    #[must_use]
+    pub fn settings_for(&self, route_key: &str) -> RouteSettings {
+        let default = &self.default_route_settings;
+        let Some(route) = self.route_settings.get(route_key) else {
+            return default.clone();
+        };
+        RouteSettings {
+            throttling_burst_limit: route.throttling_burst_limit.or(default.throttling_burst_limit),
+            throttling_rate_limit: route.throttling_rate_limit.or(default.throttling_rate_limit),
+            detailed_metrics_enabled: route.detailed_metrics_enabled.or(default.detailed_metrics_enabled),
+            logging_level: route.logging_level.clone().or_else(|| default.logging_level.clone()),
+            data_trace_enabled: route.data_trace_enabled.or(default.data_trace_enabled),
+        }
+    }
+}
+
 /// The APIs, the logical ids of the resources they consumed, and what is worth a warning.
 pub(crate) struct Built {
     pub(crate) apis: Vec<WebSocketApi>,

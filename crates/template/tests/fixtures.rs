@@ -95,6 +95,11 @@ fn short_forms_yaml_api_gateway_v2() {
             ("zone".to_owned(), "us-east-1b".to_owned()),
         ])
     );
+    // A route's own setting wins, the others come from the defaults.
+    let partial = stage.settings_for("sendmessage");
+    assert_eq!((partial.throttling_burst_limit, partial.throttling_rate_limit), (Some(10), Some(5.5)));
+    assert_eq!(partial.logging_level.as_deref(), Some("INFO"));
+    assert_eq!(stage.route_settings["sendmessage"].logging_level, None);
     let logs = stage.access_log_settings.as_ref().expect("access log");
     assert_eq!(logs.format.as_deref(), Some("$context.requestId $context.routeKey $context.status"));
     assert_eq!(

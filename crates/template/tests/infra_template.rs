@@ -123,6 +123,17 @@ fn the_stage_throttles_are_the_templates() {
     assert!(format.starts_with(r#"{"requestId":"$context.requestId","#), "{format}");
     assert!(format.ends_with(r#""principalId":"$context.authorizer.principalId"}"#), "{format}");
 
+    // What each route gets: its own settings, else the stage's defaults.
+    assert_eq!(stage.settings_for("sendmessage").throttling_burst_limit, Some(200));
+    assert_eq!(stage.settings_for("join").throttling_burst_limit, Some(500));
+    assert_eq!(stage.settings_for("join").throttling_rate_limit, Some(1000.0));
+    let api = model.api("WebSocketApi").expect("api");
+    assert_eq!(api.stage("prod").map(|s| s.logical_id.as_str()), Some("Stage"));
+    let send = api.route("sendmessage").and_then(|r| api.integration(r.integration.as_deref()?)).expect("integration");
+    assert_eq!(send.function.as_deref(), Some("SendMessageFunction"));
+    let connect = api.route("$connect").and_then(|r| api.authorizer(r.authorizer.as_deref()?)).expect("authorizer");
+    assert_eq!(connect.name, "dynamowave-connect-authorizer");
+
     // Overrides reach the stage.
     let model = resolve(&["ThrottlingRateLimit=20", "SendMessageThrottlingBurstLimit=3", "StageName=dev"]);
     let stage = &model.api("WebSocketApi").expect("api").stages[0];
