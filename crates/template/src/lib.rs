@@ -22,8 +22,8 @@
 //!
 //! # Layout
 //!
-//! - [`parse`](crate::Template::parse): `parse`, text to a JSON value, short-form tags
-//!   (`!Ref`, `!Sub`, `!GetAtt`, …) turned into their long forms.
+//! - `parse`: text to a JSON value, short-form tags (`!Ref`, `!Sub`, `!GetAtt`, …) turned
+//!   into their long forms.
 //! - `template`: [`Template`], the sections as read, with SAM's `Globals` merged into the
 //!   resources they apply to.
 //! - `parameters`: [`PseudoParameters`], the `Parameters` with defaults, overrides
