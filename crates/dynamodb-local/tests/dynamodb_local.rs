@@ -137,93 +137,67 @@ async fn a_jar_that_will_not_run_is_reported_with_its_output() {
     assert!(text.to_lowercase().contains("jar"), "java's own complaint is in the error: {text}");
 }
 
-/// The properties of infra/template.yaml's ConnectionsTable, as a template reader resolves them:
-/// CloudFormation-only properties included, which have no local meaning.
-fn connections_table(name: &str) -> Value {
-    json!({
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "connectionId", "AttributeType": "S"},
-            {"AttributeName": "room", "AttributeType": "S"}
-        ],
-        "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [{
-            "IndexName": "RoomIndex",
-            "KeySchema": [
-                {"AttributeName": "room", "KeyType": "HASH"},
-                {"AttributeName": "connectionId", "KeyType": "RANGE"}
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-            "ContributorInsightsSpecification": {"Enabled": true}
-        }],
-        "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": "true"},
-        "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
-        "SSESpecification": {"SSEEnabled": true}
-    })
+/// The tables of the repository's own template, as `serve --template` reads them.
+fn template_tables() -> Vec<dynamowave_template::Table> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml");
+    let template = dynamowave_template::Template::from_file(&path).expect("the template reads");
+    let model = template.resolve(&dynamowave_template::Options::default()).expect("the template resolves");
+    model.tables.into_values().collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tables_are_made_from_template_properties_once() {
+async fn the_templates_tables_are_made_once_with_their_indexes_and_ttl() {
     let install = install();
     let server = DynamoDbLocal::start(&install, &Options::default()).await.expect("starts");
     let db = LocalDynamoDb::new(server.endpoint());
-    let outcome = db.ensure_table("ConnectionsTable", &connections_table("chat-connections")).await.expect("created");
-    assert!(outcome.created);
-    assert_eq!(outcome.table_name, "chat-connections");
-    let mut ignored = outcome.ignored.clone();
-    ignored.sort();
-    assert_eq!(
-        ignored,
-        [
-            "GlobalSecondaryIndexes.ContributorInsightsSpecification",
-            "PointInTimeRecoverySpecification",
-            "SSESpecification"
-        ]
-    );
-    let (status, described) =
-        db.call("DescribeTable", &json!({"TableName": "chat-connections"})).await.expect("answers");
-    assert_eq!(status, 200, "{described}");
-    let table = &described["Table"];
-    assert_eq!(table["GlobalSecondaryIndexes"][0]["IndexName"], "RoomIndex");
-    assert_eq!(table["GlobalSecondaryIndexes"][0]["KeySchema"][1]["AttributeName"], "connectionId");
-    assert_eq!(table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
-    let (_, ttl) = db.call("DescribeTimeToLive", &json!({"TableName": "chat-connections"})).await.expect("answers");
-    assert_eq!(ttl["TimeToLiveDescription"]["AttributeName"], "expiresAt", "{ttl}");
-    assert_eq!(ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED", "{ttl}");
-
-    // Again: left alone.
-    let again = db.ensure_table("ConnectionsTable", &connections_table("chat-connections")).await.expect("fine");
-    assert!(!again.created);
-
-    // A table the server refuses: the server's reason, named.
-    let mut bad = connections_table("chat-bad");
-    bad["KeySchema"] = json!([{"AttributeName": "missing", "KeyType": "HASH"}]);
-    let err = db.ensure_table("BadTable", &bad).await.expect_err("refused").to_string();
-    assert!(err.starts_with("table chat-bad: CreateTable failed:") && err.contains("ValidationException"), "{err}");
-}
-
-#[test]
-fn template_properties_that_cannot_make_a_table_are_named() {
-    let cases = [
-        (json!({"KeySchema": [], "AttributeDefinitions": []}), "TableName must be a string"),
-        (json!({"TableName": "t", "AttributeDefinitions": []}), "KeySchema is required"),
-        (
-            json!({"TableName": "t", "KeySchema": [], "AttributeDefinitions": [], "TimeToLiveSpecification": {"Enabled": true}}),
-            "TimeToLiveSpecification needs an AttributeName",
-        ),
-    ];
-    for (props, expected) in cases {
-        let err = dynamowave_dynamodb_local::tables::create_table_request("T", &props).expect_err("refused");
-        let text = err.to_string();
-        assert!(text.starts_with("table T: ") && text.contains(expected), "{text}");
+    let tables = template_tables();
+    assert!(tables.len() >= 3, "{tables:?}");
+    for table in &tables {
+        let outcome = db.ensure_table(table).await.expect("created");
+        assert!(outcome.created, "{}", table.table_name);
+        let (status, described) =
+            db.call("DescribeTable", &json!({"TableName": table.table_name})).await.expect("answers");
+        assert_eq!(status, 200, "{described}");
+        let key: Vec<&str> = described["Table"]["KeySchema"]
+            .as_array()
+            .expect("a key schema")
+            .iter()
+            .filter_map(|k| k["AttributeName"].as_str())
+            .collect();
+        let expected: Vec<&str> = table.key_schema.iter().map(|k| k.attribute_name.as_str()).collect();
+        assert_eq!(key, expected);
+        let mut indexes: Vec<&str> = described["Table"]["GlobalSecondaryIndexes"]
+            .as_array()
+            .map(|list| list.iter().filter_map(|i| i["IndexName"].as_str()).collect())
+            .unwrap_or_default();
+        let mut expected: Vec<&str> = table.global_secondary_indexes.iter().map(|i| i.index_name.as_str()).collect();
+        indexes.sort();
+        expected.sort();
+        assert_eq!(indexes, expected, "{}", table.table_name);
+        let (_, ttl) = db.call("DescribeTimeToLive", &json!({"TableName": table.table_name})).await.expect("answers");
+        match &table.time_to_live_attribute {
+            Some(attribute) => {
+                assert_eq!(ttl["TimeToLiveDescription"]["AttributeName"], attribute.as_str(), "{ttl}");
+                assert_eq!(ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED", "{ttl}");
+            }
+            None => assert_ne!(ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED", "{ttl}"),
+        }
+        // Again: left alone.
+        assert!(!db.ensure_table(table).await.expect("fine").created);
     }
-    // No throughput and no billing mode (CloudFormation's PROVISIONED default): served on demand.
-    let (request, _, _) = dynamowave_dynamodb_local::tables::create_table_request(
-        "T",
-        &json!({"TableName": "t", "KeySchema": [], "AttributeDefinitions": []}),
-    )
-    .expect("fine");
-    assert_eq!(request["BillingMode"], "PAY_PER_REQUEST");
+    assert!(
+        tables.iter().any(|t| t.time_to_live_attribute.is_some() && !t.global_secondary_indexes.is_empty()),
+        "the template has a table with both a TTL and an index, so both paths ran"
+    );
+
+    // A table the server refuses: the server's reason, with the table named.
+    let mut bad = tables[0].clone();
+    bad.table_name = "chat-bad".into();
+    bad.key_schema[0].attribute_name = "missing".into();
+    let err = db.ensure_table(&bad).await.expect_err("refused").to_string();
+    assert!(
+        err.starts_with(&format!("table chat-bad ({}): CreateTable failed:", bad.logical_id))
+            && err.contains("ValidationException"),
+        "{err}"
+    );
 }
