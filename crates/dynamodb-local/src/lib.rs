@@ -13,8 +13,8 @@
 //!   shared database (every credential and region sees the same tables, as the functions and
 //!   the tests each sign with their own), waits until it answers `ListTables`, and stops it when
 //!   dropped.
-//! - [`tables`]: [`LocalDynamoDb::ensure_table`] creates a template's table (`dynamowave-template`)
-//!   `AWS::DynamoDB::Table` properties (indexes, streams, TTL), leaving an existing one alone.
+//! - [`tables`]: [`LocalDynamoDb::ensure_table`] creates a template's table (as
+//!   `dynamowave-template` reads it: keys, indexes, stream, TTL), leaving an existing one alone.
 //!
 //! DynamoDB Local listens on every interface and has no option to bind loopback only; it is
 //! started with a CORS allow-list that admits no origin, so that no web page can call it from a
