@@ -497,3 +497,72 @@ impl ServeArgs {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn no_flags() -> ServeArgs {
+        Serve::try_parse_from(["serve"]).expect("serve parses without flags").args
+    }
+
+    /// With no flag given, the settings are the structs' own defaults: the flags take theirs
+    /// from them rather than repeating them.
+    #[test]
+    fn no_flags_give_the_settings_defaults() {
+        let args = no_flags();
+        let gateway = args.gateway_settings().expect("gateway settings");
+        let default = GatewaySettings::default();
+        assert_eq!(
+            (gateway.listen, &gateway.stage, &gateway.api_id, &gateway.route_selection_expression),
+            (default.listen, &default.stage, &default.api_id, &default.route_selection_expression)
+        );
+        assert_eq!(format!("{:?}", gateway.limits), format!("{:?}", default.limits));
+        assert_eq!(format!("{:?}", gateway.throttling), format!("{:?}", default.throttling));
+        assert_eq!(gateway.concurrency.per_route, default.concurrency.per_route);
+        assert_eq!(gateway.concurrency.default_route, default.concurrency.default_route);
+        assert_eq!(gateway.concurrency.queue_timeout, default.concurrency.queue_timeout);
+        assert_eq!(gateway.management.allow_loopback, default.management.allow_loopback);
+        assert_eq!(gateway.management.body_read_timeout, default.management.body_read_timeout);
+        let chat = args.chat_settings().expect("chat settings");
+        assert_eq!(format!("{chat:?}"), format!("{:?}", ChatSettings::default()));
+        assert_eq!(format!("{:?}", args.store_settings()), format!("{:?}", RedbSettings::default()));
+        assert!(args.jwt_verification().expect("no JWT flags").is_none());
+    }
+
+    #[test]
+    fn a_duration_flag_converts_both_ways() {
+        for unit in [Unit::Micros, Unit::Millis, Unit::Secs, Unit::Days] {
+            assert_eq!(unit.count(unit.duration(7)), 7, "{unit:?}");
+        }
+        assert_eq!(Unit::Days.duration(35), Duration::from_secs(35 * 86_400));
+        assert_eq!(Unit::Millis.count(Duration::from_secs(5)), 5000);
+        assert_eq!(Unit::Days.duration(u64::MAX), Duration::from_secs(u64::MAX));
+    }
+
+    #[test]
+    fn both_authorizers_are_made_from_the_same_flags() {
+        let secret = "thirty-two-bytes-of-secret-ok!!!";
+        let args = Serve::try_parse_from(["serve", "--jwt-secret", secret, "--jwt-audience", "chat,chat-dev"])
+            .expect("flags")
+            .args;
+        let jwt = args.jwt_verification().expect("a good secret").expect("JWT flags given");
+        assert!(jwt.auth_settings().expect("settings").verifies_tokens());
+        let env = jwt.authorizer_env();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(lookup(AuthSettings::JWT_SECRET_ENV).as_deref(), Some(secret));
+        assert_eq!(lookup(AuthSettings::JWT_AUDIENCE_ENV).as_deref(), Some("chat,chat-dev"));
+        assert!(AuthSettings::from_lookup(lookup).expect("the Lambda reads it").verifies_tokens());
+
+        let short = Serve::try_parse_from(["serve", "--jwt-secret", "short"]).expect("flags").args;
+        assert!(short.jwt_verification().is_err());
+    }
+}
