@@ -75,7 +75,7 @@ impl Default for RedbSettings {
             durable_interval: Duration::from_secs(1),
             max_fold_per_pass: 10_000,
             cache_bytes: 64 << 20,
-            empty_room_ttl: Duration::from_secs(300),
+            empty_room_ttl: Duration::from_secs(dynamowave_core::ChatSettings::DEFAULT_EMPTY_ROOM_TTL_SECS),
         }
     }
 }

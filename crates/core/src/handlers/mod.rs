@@ -113,6 +113,10 @@ pub struct ChatSettings {
 pub const TEXT_ENVELOPE_RESERVE: usize = 1024;
 
 impl ChatSettings {
+    /// How long an empty room lives on by default: 5 minutes. One value for the handlers and
+    /// the stores (see [`ChatSettings::empty_room_ttl_secs`]).
+    pub const DEFAULT_EMPTY_ROOM_TTL_SECS: u64 = 300;
+
     /// The longest text a message may carry.
     pub fn text_limit(&self) -> usize {
         self.max_text_bytes.unwrap_or_else(|| self.max_payload_bytes.saturating_sub(TEXT_ENVELOPE_RESERVE))
@@ -143,7 +147,7 @@ impl Default for ChatSettings {
             max_rooms_per_connection: 100,
             room_create_per_minute: 20,
             room_create_burst: 10,
-            empty_room_ttl_secs: 300,
+            empty_room_ttl_secs: Self::DEFAULT_EMPTY_ROOM_TTL_SECS,
             rooms_page_max: 100,
             max_payload_bytes: 128 * 1024,
             max_text_bytes: None,
