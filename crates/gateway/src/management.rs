@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, TimeZone, Utc};
-use dynamowave_core::{ConnectionsApi, ConnectionsApiError};
+use dynamowave_apigw::{ConnectionsApi, ConnectionsApiError};
 use tracing::{debug, info};
 
 use crate::Shared;

@@ -22,7 +22,7 @@ use std::task::Context;
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
-use dynamowave_core::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
+use dynamowave_apigw::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 
