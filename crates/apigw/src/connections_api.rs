@@ -1,6 +1,6 @@
 //! The delivery port: API Gateway's `@connections` management API as a trait.
 //!
-//! The local gateway implements it by writing to its sockets; the Lambda binaries through
+//! The local gateway implements it by writing to its sockets; the chat's Lambda binaries through
 //! `aws-sdk-apigatewaymanagement`. Its errors are the API's own, so handler code that deals with
 //! a `Gone` connection behaves the same either way.
 
@@ -38,6 +38,13 @@ pub struct ConnectionInfo {
     pub user_agent: Option<String>,
     /// Milliseconds since the epoch.
     pub last_active_at: i64,
+}
+
+/// GetConnection's times as API Gateway writes them: ISO 8601 in UTC with milliseconds
+/// (`2026-11-27T20:19:34.123Z`), from milliseconds since the epoch.
+pub fn iso_time(ms: i64) -> String {
+    use chrono::{SecondsFormat, TimeZone, Utc};
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// API Gateway's `@connections` API.

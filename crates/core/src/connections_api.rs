@@ -5,4 +5,4 @@
 //! `aws-sdk-apigatewaymanagement`. Its errors are the API's own, so handler code that deals with
 //! a `Gone` connection behaves the same either way.
 
-pub use dynamowave_apigw::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
+pub use dynamowave_apigw::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError, iso_time};
