@@ -34,22 +34,24 @@
 //! - [`events`]: the API Gateway events the integrations receive.
 //! - [`throttle`]: token buckets. [`auth`]: the `$connect` authorizer port.
 //!
-//! The modules depend on each other in one direction only (an arrow: "uses"):
+//! The modules depend on each other in one direction only: each uses only modules listed
+//! below it (besides `settings`, `events`, `auth` and `http_error`, which use none).
 //!
 //! ```text
-//! lib ──► router ──► upgrade ──► connection ──► close ──► registry ──► wire ──► close_code
-//!   │       │          │            │                        ▲  │
-//!   │       │          │            └──► invoke ─────────────┘  └──► events
-//!   │       │          └──────────────► invoke
-//!   │       ├──► management ──► sigv4      metrics ──► management
-//!   │       ├──► metrics                   sweeper ──► state
-//!   │       └──► assets
-//!   ├──► sweeper, signals, server
-//!   └──► state ──► registry, throttle, auth, settings
+//! lib         → router, server, sweeper, signals, state, registry, prometheus
+//! router      → upgrade, management, prometheus, assets, state, http_error
+//! upgrade     → connection, invoke, state, registry, events, auth, http_error, close_code
+//! prometheus  → management, state, http_error
+//! connection  → close, invoke, state, registry, wire, close_code
+//! management  → state, events, sigv4
+//! invoke      → state, registry, events, throttle
+//! sweeper     → state, close_code
+//! close       → registry, wire, close_code
+//! state       → registry, throttle, auth, settings
+//! registry    → wire, events, close_code
+//! wire        → close_code
+//! server, sigv4, throttle → settings
 //! ```
-//!
-//! (`upgrade`, `connection`, `invoke`, `management`, `metrics`, `router` and `sweeper` read
-//! `state`; `router`, `upgrade`, `metrics` use `http_error`.)
 //!
 //! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
 
@@ -87,7 +89,7 @@ pub use auth::{AuthDecision, ConnectAuthorizer};
 pub use settings::GatewaySettings;
 
 use registry::{LocalConnectionsApi, Registry};
-use state::{GatewayState, Parts};
+use state::{Bound, GatewayState};
 
 /// Errors building or running the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +114,8 @@ impl ShutdownHandle {
 /// API exists from the bind on, so that an app's integrations can be built on it before the
 /// routes are given.
 pub struct Gateway {
-    settings: GatewaySettings,
     listener: TcpListener,
-    local_addr: SocketAddr,
-    registry: Arc<Registry>,
-    api: Arc<LocalConnectionsApi>,
-    shutdown: CancellationToken,
+    bound: Bound,
 }
 
 impl Gateway {
@@ -134,27 +132,27 @@ impl Gateway {
         let local_addr = listener.local_addr()?;
         // Installed before anything is counted.
         prometheus::recorder();
-        let registry = Arc::new(Registry::default());
         let api = Arc::new(LocalConnectionsApi {
-            registry: registry.clone(),
+            registry: Arc::new(Registry::default()),
             max_payload_bytes: settings.limits.max_message_bytes,
             coalesce: settings.limits.coalesce,
             send_queue_wait: settings.limits.send_queue_wait,
         });
-        Ok(Gateway { settings, listener, local_addr, registry, api, shutdown: CancellationToken::new() })
+        let bound = Bound { settings, local_addr, api, shutdown: CancellationToken::new() };
+        Ok(Gateway { listener, bound })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.bound.local_addr
     }
 
     /// The `@connections` API of this gateway, for in-process integrations.
     pub fn connections_api(&self) -> Arc<LocalConnectionsApi> {
-        self.api.clone()
+        self.bound.api.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.shutdown.clone())
+        ShutdownHandle(self.bound.shutdown.clone())
     }
 
     /// Serves `app` (with `authorizer` on `$connect`, if any) until the shutdown handle is used
@@ -162,18 +160,8 @@ impl Gateway {
     /// connection with 1001, runs `$disconnect` for each, and returns once they are all done.
     /// The caller then flushes its store.
     pub async fn serve(self, app: App, authorizer: Option<Arc<dyn ConnectAuthorizer>>) -> Result<(), GatewayError> {
-        let Gateway { settings, listener, local_addr, registry, api, shutdown } = self;
         let App { routes, error_frames, assets } = app;
-        let state = Arc::new(GatewayState::new(Parts {
-            settings,
-            local_addr,
-            registry,
-            api,
-            routes,
-            error_frames,
-            authorizer,
-            shutdown,
-        }));
+        let state = Arc::new(GatewayState::new(self.bound, routes, error_frames, authorizer));
         let router = router::router(state.clone(), &assets);
         info!(
             "listening on ws://{}/{} (management API at http://{}/{}/@connections)",
@@ -191,7 +179,7 @@ impl Gateway {
         // The accept loop runs as a task, on a runtime worker: left in the caller's future (the
         // CLI's `block_on`, on the main thread), every accepted connection would cost a hand-over
         // between two threads (a futex wake and a context switch on a busy core).
-        let accepting = server::serve(listener, router, &state.settings.limits, state.shutdown.clone());
+        let accepting = server::serve(self.listener, router, &state.settings.limits, state.shutdown.clone());
         let _ = tokio::spawn(accepting).await;
         let _ = sweeper.await;
         // Connections see the same token and close with 1001; wait for their `$disconnect`s.

@@ -35,26 +35,27 @@ pub(crate) struct GatewayState {
     subprotocols: LastValue,
 }
 
-/// What a running gateway is made of besides its state's own bookkeeping.
-pub(crate) struct Parts {
+/// What a gateway has from its bind on, before it serves an app.
+pub(crate) struct Bound {
     pub settings: GatewaySettings,
     pub local_addr: SocketAddr,
-    pub registry: Arc<Registry>,
     pub api: Arc<LocalConnectionsApi>,
-    pub routes: RouteTable,
-    pub error_frames: Arc<dyn ErrorFrames>,
-    pub authorizer: Option<Arc<dyn ConnectAuthorizer>>,
     pub shutdown: CancellationToken,
 }
 
 impl GatewayState {
-    pub fn new(parts: Parts) -> Self {
-        let Parts { settings, local_addr, registry, api, routes, error_frames, authorizer, shutdown } = parts;
+    pub fn new(
+        bound: Bound,
+        routes: RouteTable,
+        error_frames: Arc<dyn ErrorFrames>,
+        authorizer: Option<Arc<dyn ConnectAuthorizer>>,
+    ) -> Self {
+        let Bound { settings, local_addr, api, shutdown } = bound;
         Self {
             throttles: Throttles::new(settings.throttling.clone()),
+            registry: api.registry.clone(),
             settings,
             local_addr,
-            registry,
             api,
             routes,
             error_frames,

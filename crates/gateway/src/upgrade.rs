@@ -22,7 +22,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::auth::AuthDecision;
 use crate::close_code;
 use crate::connection;
-use crate::events::{ConnectionContext, aws_id, connect_event};
+use crate::events::{ConnectionContext, aws_id, connect_event, query_parameters};
 use crate::http_error::gateway_error;
 use crate::invoke::{RouteError, invoke};
 use crate::registry::LiveConnection;
@@ -202,10 +202,7 @@ async fn authorize(
     ));
     req.headers = headers.clone();
     req.multi_value_headers = headers.clone();
-    let single: HashMap<String, String> =
-        query.iter().filter_map(|(k, v)| v.last().map(|l| (k.clone(), l.clone()))).collect();
-    req.query_string_parameters = single.into();
-    req.multi_value_query_string_parameters = query.clone().into();
+    (req.query_string_parameters, req.multi_value_query_string_parameters) = query_parameters(query);
     req.request_context.stage = Some(state.settings.stage.clone());
     req.request_context.apiid = Some(state.settings.api_id.clone());
     req.request_context.request_id = Some(aws_id());
