@@ -21,9 +21,9 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
 use dynamowave_aws::ApiGatewayConnectionsApi;
-use dynamowave_core::{ChatSettings, ConnectionsApi, ConnectionsApiError};
+use dynamowave_core::{ChatDeps, ChatSettings, ConnectionsApi, ConnectionsApiError, Placement};
 use dynamowave_gateway::settings::{ManagementAccess, SigV4Credentials};
-use dynamowave_gateway::{Backend, Gateway, GatewaySettings, ShutdownHandle};
+use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
 use dynamowave_store_redb::{RedbSettings, RedbStore};
 use ws::Client as WsClient;
 
@@ -47,11 +47,17 @@ impl TestGateway {
             management,
             ..Default::default()
         };
-        let backend = Backend::in_process(store.clone(), store.clone(), ChatSettings::default());
-        let gateway = Gateway::build(settings, backend).await.expect("build the gateway");
+        let gateway = Gateway::bind(settings).await.expect("bind the gateway");
+        let deps = ChatDeps::new(
+            store.clone(),
+            store,
+            gateway.connections_api(),
+            ChatSettings::default(),
+            Placement::InProcess,
+        );
         let addr = gateway.local_addr();
         let stop = gateway.shutdown_handle();
-        tokio::spawn(gateway.run_until_stopped());
+        tokio::spawn(gateway.serve(dynamowave_core::app::in_process(deps), None));
         TestGateway { addr, stop, _dir: dir }
     }
 

@@ -1,12 +1,12 @@
 //! `dynamowave serve --handlers lambda`: the real Lambda binaries behind the local gateway — what
 //! `sam local` cannot do for WebSocket APIs. The gateway hosts the Lambda Runtime API (through
 //! `dynamowave-lambda-host`), starts the `bootstrap`s on demand, and maps routes to functions as
-//! `infra/template.yaml` does: `$connect` → connect, `$disconnect` → disconnect, `sendmessage` →
+//! `infra/template.yaml` does (the chat's one route table, `dynamowave_core::app`): `$connect` →
+//! connect, `$disconnect` → disconnect, `sendmessage` →
 //! sendmessage, every other route → default; `authorizer` guards `$connect` when JWT settings are
 //! given. The functions reach DynamoDB at `AWS_ENDPOINT_URL_DYNAMODB` (e.g. moto's server) and post
 //! through this gateway's own `@connections` API.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use dynamowave_auth::AllowedOrigins;
+use dynamowave_core::app::{self, Function};
 use dynamowave_core::integration::Integration;
-use dynamowave_gateway::{Backend, ConnectAuthorizer, Gateway};
+use dynamowave_gateway::{ConnectAuthorizer, Gateway};
 use dynamowave_lambda_host::{LambdaFunction, LambdaHost};
 use tracing::info;
 
@@ -73,7 +74,7 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
             }
         }
     }
-    let mut names = vec!["connect", "disconnect", "sendmessage", "default"];
+    let mut names: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
     if authorizer_env.is_some() {
         names.push("authorizer");
     }
@@ -96,27 +97,19 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
         functions.push(f);
     }
     let host = Arc::new(LambdaHost::start(functions).await.context("starting the Lambda host")?);
-    let function = |name: &str| -> anyhow::Result<Arc<dyn Integration>> {
-        host.integration(name).with_context(|| format!("function {name} is not hosted"))
-    };
-    let mut routes: HashMap<String, Arc<dyn Integration>> = HashMap::new();
-    routes.insert("$connect".into(), function("connect")?);
-    routes.insert("$disconnect".into(), function("disconnect")?);
-    routes.insert("sendmessage".into(), function("sendmessage")?);
-    let default = function("default")?;
-    routes.insert("$default".into(), default.clone());
-    for action in dynamowave_core::protocol::ACTIONS.iter().filter(|a| **a != "sendmessage") {
-        routes.insert((*action).to_string(), default.clone());
-    }
+    // The chat's routes, each to its function's hosted binary.
+    let routes = app::route_table(|function| -> anyhow::Result<Arc<dyn Integration>> {
+        host.integration(function.name()).with_context(|| format!("function {} is not hosted", function.name()))
+    })?;
     let authorizer: Option<Arc<dyn ConnectAuthorizer>> = authorizer_env.as_ref().map(|_| {
         Arc::new(crate::authorizer::LambdaAuthorizer { host: host.clone(), function: "authorizer".into() }) as _
     });
-    let gateway = Gateway::on_listener(listener, settings, Backend::routes(routes), authorizer)?;
+    let gateway = Gateway::on_listener(listener, settings)?;
     let url = format!("ws://{addr}/{}", args.stage);
     println!("DYNAMOWAVE_LISTENING {url}");
     std::io::stdout().flush()?;
     info!(lambda_dir = %args.lambda_dir.display(), functions = ?names, "Lambda mode: routes run the real binaries");
-    let served = gateway.run_until_stopped().await;
+    let served = gateway.serve(app::chat(routes), authorizer).await;
     for f in host.stats().functions {
         info!(function = %f.name, invocations = f.invocations, init = ?f.init_durations, "function stats");
     }

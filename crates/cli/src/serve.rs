@@ -6,7 +6,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use dynamowave_gateway::{Backend, Gateway};
+use dynamowave_core::{ChatDeps, Placement};
+use dynamowave_gateway::Gateway;
 use dynamowave_store_redb::RedbStore;
 use tracing::info;
 
@@ -26,15 +27,16 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
     if store.purged_on_open() > 0 {
         info!(purged = store.purged_on_open(), "removed connections left by a previous process");
     }
-    let gateway =
-        Gateway::build_with_authorizer(settings, Backend::in_process(store.clone(), store.clone(), chat), authorizer)
-            .await?;
+    let gateway = Gateway::bind(settings).await?;
+    // `chat.max_payload_bytes` is the gateway's `max_message_bytes` (one flag): the handlers post
+    // through this gateway.
+    let deps = ChatDeps::new(store.clone(), store.clone(), gateway.connections_api(), chat, Placement::InProcess);
     let url = format!("ws://{}/{}", gateway.local_addr(), args.stage);
     // One machine-readable line on stdout, for scripts and tests that start us on port 0.
     println!("DYNAMOWAVE_LISTENING {url}");
     std::io::stdout().flush()?;
     eprintln!("DynamoWave Chat on {url} — web client at http://{}/", gateway.local_addr());
-    let served = gateway.run_until_stopped().await;
+    let served = gateway.serve(dynamowave_core::app::in_process(deps), authorizer).await;
     store.close().await.context("flushing the store")?;
     info!("store flushed; bye");
     served?;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynamowave_client::{ChatArgs, Input, Options, run_session};
-use dynamowave_core::{ChatSettings, ConnectionsApi};
+use dynamowave_core::{ChatDeps, ChatSettings, ConnectionsApi, Placement};
 use dynamowave_gateway::registry::LocalConnectionsApi;
-use dynamowave_gateway::{Backend, Gateway, GatewaySettings, ShutdownHandle};
+use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
 use dynamowave_store_redb::RedbSettings;
 use dynamowave_store_redb::RedbStore;
 use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, Lines};
@@ -36,13 +36,12 @@ async fn spawn_server() -> Server {
     let store = Arc::new(RedbStore::open(dir.path(), RedbSettings::default()).expect("open store"));
     let settings =
         GatewaySettings { listen: "127.0.0.1:0".parse().unwrap(), handle_signals: false, ..Default::default() };
-    let gateway = Gateway::build(settings, Backend::in_process(store.clone(), store, ChatSettings::default()))
-        .await
-        .expect("build gateway");
+    let gateway = Gateway::bind(settings).await.expect("bind gateway");
     let url = format!("ws://{}/production", gateway.local_addr());
     let api = gateway.connections_api();
+    let deps = ChatDeps::new(store.clone(), store, api.clone(), ChatSettings::default(), Placement::InProcess);
     let stop = StopOnDrop(gateway.shutdown_handle());
-    tokio::spawn(gateway.run_until_stopped());
+    tokio::spawn(gateway.serve(dynamowave_core::app::in_process(deps), None));
     Server { url, api, _stop: stop, _dir: dir }
 }
 

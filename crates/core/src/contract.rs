@@ -6,6 +6,7 @@
 //! per-run suffix, so a suite can run against a table that earlier runs (or other tests running
 //! at the same time) have written to.
 
+use crate::handlers::now_ms;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -26,10 +27,6 @@ fn record(id: &str, name: &str, room: Option<&str>) -> ConnectionRecord {
         room: room.map(str::to_string),
         expires_at: 1_700_007_800,
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn new_message(room: &str, publisher: &str, id: Option<&str>, text: &str, ts: i64) -> NewMessage {

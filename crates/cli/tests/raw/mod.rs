@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use dynamowave_core::ChatSettings;
-use dynamowave_gateway::{Backend, Gateway, GatewaySettings, ShutdownHandle};
+use dynamowave_core::{ChatDeps, ChatSettings, Placement};
+use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
 use dynamowave_store_redb::RedbSettings;
 use dynamowave_store_redb::RedbStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,12 +45,13 @@ pub async fn spawn_server_with(settings: GatewaySettings) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(RedbStore::open(dir.path(), RedbSettings::default()).expect("open store"));
     let settings = GatewaySettings { listen: "127.0.0.1:0".parse().unwrap(), handle_signals: false, ..settings };
-    let gateway = Gateway::build(settings, Backend::in_process(store.clone(), store, ChatSettings::default()))
-        .await
-        .expect("build gateway");
+    // The handlers post through this gateway: its PostToConnection limit is theirs.
+    let chat = ChatSettings { max_payload_bytes: settings.limits.max_message_bytes, ..ChatSettings::default() };
+    let gateway = Gateway::bind(settings).await.expect("bind gateway");
+    let deps = ChatDeps::new(store.clone(), store, gateway.connections_api(), chat, Placement::InProcess);
     let addr = gateway.local_addr();
     let stop = gateway.shutdown_handle();
-    tokio::spawn(gateway.run_until_stopped());
+    tokio::spawn(gateway.serve(dynamowave_core::app::in_process(deps), None));
     Server { addr, stop, _dir: dir }
 }
 
