@@ -1,6 +1,20 @@
-//! The records that cross the storage ports.
+//! The records that cross the storage ports, and the clock they are stamped with.
 
+use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+
+/// Now, in milliseconds since the epoch: the unit of every timestamp the records carry
+/// (`connected_at`, `ts`) and of API Gateway's `connectedAt`.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time with milliseconds
+/// (`2024-05-01T12:00:00.000Z`), the form API Gateway gives times in; out-of-range values give
+/// the epoch.
+pub fn iso_ms(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
 /// How a connection wants its frames: chosen at `$connect` by WebSocket subprotocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -113,4 +127,15 @@ pub struct RoomState {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_ms;
+
+    #[test]
+    fn iso_ms_is_rfc3339_utc_with_millis() {
+        assert_eq!(iso_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso_ms(i64::MAX), "1970-01-01T00:00:00.000Z");
+    }
 }

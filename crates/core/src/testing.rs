@@ -82,7 +82,7 @@ impl MemoryState {
 
     /// The room's log, made anew if it has none or lapsed (empty and idle for `ttl_ms`).
     fn room(&mut self, room: &str, ttl_ms: i64) -> &mut RoomLog {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::model::now_ms();
         if self.rooms.get(room).is_some_and(|log| log.messages.is_empty() && log.active_ms() + ttl_ms <= now) {
             self.rooms.remove(room);
         }
@@ -91,7 +91,7 @@ impl MemoryState {
             first_seq: 1,
             last_seq: 0,
             last_ts: 0,
-            created_ms: chrono::Utc::now().timestamp_millis(),
+            created_ms: crate::model::now_ms(),
             messages: BTreeMap::new(),
         })
     }
@@ -99,7 +99,7 @@ impl MemoryState {
     /// No stored message, idle past the TTL, nobody in it.
     fn lapsed(&self, room: &str, log: &RoomLog, ttl_ms: i64) -> bool {
         log.messages.is_empty()
-            && log.active_ms().saturating_add(ttl_ms) <= chrono::Utc::now().timestamp_millis()
+            && log.active_ms().saturating_add(ttl_ms) <= crate::model::now_ms()
             && !self.connections.values().any(|c| c.room.as_deref() == Some(room))
     }
 }

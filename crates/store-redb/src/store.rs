@@ -162,7 +162,7 @@ impl RedbStore {
 
     /// Empty, idle past the TTL, and nobody in it: not listed, not existing.
     fn lapsed(&self, room: &str, meta: &RoomMeta) -> bool {
-        meta.idle_and_empty(self.empty_room_ttl_ms, chrono::Utc::now().timestamp_millis())
+        meta.idle_and_empty(self.empty_room_ttl_ms, dynamowave_core::model::now_ms())
             && !self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).has_members(room)
     }
 
@@ -320,7 +320,7 @@ impl MessageLog for RedbStore {
 
     async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
         if let Some(meta) = self.room_meta(room)?
-            && !meta.idle_and_empty(self.empty_room_ttl_ms, chrono::Utc::now().timestamp_millis())
+            && !meta.idle_and_empty(self.empty_room_ttl_ms, dynamowave_core::model::now_ms())
         {
             return Ok(meta.state(room));
         }

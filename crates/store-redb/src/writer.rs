@@ -398,7 +398,7 @@ impl Writer {
     /// The room's log; made anew (a new epoch) if it has none, or if it lapsed (empty and idle
     /// for the empty-room TTL) and awaits expiry.
     fn ensure_room(&mut self, tx: &mut Tx<'_>, room: &str) -> Result<RoomMeta, StoreError> {
-        let created_ms = chrono::Utc::now().timestamp_millis();
+        let created_ms = dynamowave_core::model::now_ms();
         if let Some(meta) = tx.log.room(room)? {
             if !meta.idle_and_empty(millis(self.settings.empty_room_ttl), created_ms) {
                 return Ok(meta);
@@ -451,7 +451,7 @@ impl Writer {
     /// entries older than `pitr_window` are folded into the base tables).
     fn maintain(&mut self, txn: &WriteTransaction, tx: &mut Tx<'_>) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = dynamowave_core::model::now_ms();
         let cutoff_ms = now_ms - millis(self.settings.retention);
         let ttl_ms = millis(self.settings.empty_room_ttl);
         let mut rooms: Vec<(String, RoomMeta)> = Vec::new();
