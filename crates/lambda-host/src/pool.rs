@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use parking_lot::Mutex;
 use dynamowave_core::integration::IntegrationError;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 

@@ -240,4 +240,3 @@ async fn init_error(State(state): State<Arc<ApiState>>, headers: HeaderMap, body
     (state.stop)();
     accepted()
 }
-
