@@ -22,6 +22,10 @@
 //!   Lambda functions.
 //! - [`error`]: [`AuthError`] and [`TokenRejection`], with the HTTP status each maps to.
 //!
+//! Repeated on purpose: [`DomainNames::new`] and [`AllowedOrigins::new`] both take any list of
+//! strings and skip empty entries, but parse each entry differently (a host and port, an origin
+//! or `*`).
+//!
 //! # Rules
 //!
 //! The signature must verify with a configured key, and the token's `alg` must be one that key

@@ -6,6 +6,9 @@
 //!   per display name, per-room gap-free seqs, idempotent appends, epochs.
 //! - [`RecordingApi`]: a [`ConnectionsApi`] that records every frame posted per connection id,
 //!   answers `Gone` for the ids it is told are gone, and answers GetConnection from a map.
+//!
+//! The port methods' signatures stand again in each storage adapter (`dynamowave-store-redb`,
+//! `dynamowave-aws`) on purpose: each implements the one trait in its own terms.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

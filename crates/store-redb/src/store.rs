@@ -134,13 +134,13 @@ impl RedbStore {
 
     /// Admin: deletes a room's whole history, its idempotency keys and its epoch (the next use
     /// starts a new log with a new epoch). Journaled, so [`RedbStore::restore_to`] or
-    /// [`crate::restore`] can undo it within the PITR window. Returns how many messages went.
+    /// [`crate::restore`](fn@crate::restore) can undo it within the PITR window. Returns how many messages went.
     pub async fn delete_room_history(&self, room: &str) -> Result<u64, StoreError> {
         self.call(|reply| Request::DeleteRoomHistory(room.to_string(), reply)).await
     }
 
     /// Point-in-time recovery from this (running) store into a new data dir: the state as of
-    /// `to`. See [`crate::restore`] for the offline form.
+    /// `to`. See [`crate::restore`](fn@crate::restore) for the offline form.
     pub fn restore_to(&self, to: chrono::DateTime<chrono::Utc>, into_dir: &Path) -> Result<RestoreReport, StoreError> {
         restore_from(self.db.as_ref(), to, into_dir)
     }
