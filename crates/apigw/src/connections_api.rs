@@ -91,3 +91,15 @@ pub trait ConnectionsApi: Send + Sync {
         failed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::iso_time;
+
+    #[test]
+    fn iso_time_is_rfc3339_utc_with_millis() {
+        assert_eq!(iso_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        // Out of range: the epoch, never a panic.
+        assert_eq!(iso_time(i64::MAX), "1970-01-01T00:00:00.000Z");
+    }
+}

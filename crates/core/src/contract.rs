@@ -6,12 +6,11 @@
 //! per-run suffix, so a suite can run against a table that earlier runs (or other tests running
 //! at the same time) have written to.
 
-use crate::handlers::now_ms;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage};
+use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage, now_ms};
 use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor};
 use crate::testing::unique_suffix;
 

@@ -6,6 +6,9 @@
 //!   per display name, per-room gap-free seqs, idempotent appends, epochs.
 //! - [`RecordingApi`]: a [`ConnectionsApi`] that records every frame posted per connection id,
 //!   answers `Gone` for the ids it is told are gone, and answers GetConnection from a map.
+//!
+//! The port methods' signatures stand again in each storage adapter (`dynamowave-store-redb`,
+//! `dynamowave-aws`) on purpose: each implements the one trait in its own terms.
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,7 +19,6 @@ use bytes::Bytes;
 
 use crate::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 use crate::error::StoreError;
-use crate::handlers::now_ms;
 use crate::model::{Appended, ConnectionRecord, NameOwner, NewMessage, Page, RoomState, StoredMessage};
 use crate::names::name_key;
 use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor, RoomsPage};
@@ -77,7 +79,7 @@ impl MemoryState {
 
     /// The room's log, made anew if it has none or lapsed (empty and idle for `ttl_ms`).
     fn room(&mut self, room: &str, ttl_ms: i64) -> &mut RoomLog {
-        let now = now_ms();
+        let now = crate::model::now_ms();
         if self.rooms.get(room).is_some_and(|log| log.messages.is_empty() && log.active_ms() + ttl_ms <= now) {
             self.rooms.remove(room);
         }
@@ -86,7 +88,7 @@ impl MemoryState {
             first_seq: 1,
             last_seq: 0,
             last_ts: 0,
-            created_ms: now_ms(),
+            created_ms: crate::model::now_ms(),
             messages: BTreeMap::new(),
         })
     }
@@ -94,7 +96,7 @@ impl MemoryState {
     /// No stored message, idle past the TTL, nobody in it.
     fn lapsed(&self, room: &str, log: &RoomLog, ttl_ms: i64) -> bool {
         log.messages.is_empty()
-            && log.active_ms().saturating_add(ttl_ms) <= now_ms()
+            && log.active_ms().saturating_add(ttl_ms) <= crate::model::now_ms()
             && !self.connections.values().any(|c| c.room.as_deref() == Some(room))
     }
 }

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::HostError;
 use crate::function::{HostSettings, LambdaFunction};
-use crate::runtime_api::{ApiState, Invocation, Outcome, lock, router};
+use crate::runtime_api::{ApiState, Invocation, InvocationResult, router};
 
 /// Why an invocation got no answer from this environment.
 #[derive(Debug)]
@@ -57,7 +58,7 @@ struct Stopper {
 impl Stopper {
     fn stop(&self) {
         self.requested.store(true, Ordering::SeqCst);
-        if let Some(tx) = lock(&self.signal).take() {
+        if let Some(tx) = self.signal.lock().take() {
             let _ = tx.send(());
         }
     }
@@ -211,7 +212,7 @@ impl Environment {
 
     fn crash_reason(&self) -> String {
         let how = self.exited.borrow().clone().unwrap_or_else(|| "the environment stopped".to_owned());
-        match lock(&self.api.init_error).clone() {
+        match self.api.init_error.lock().clone() {
             Some(init) => format!("init error: {init}"),
             None => how,
         }
@@ -223,7 +224,7 @@ impl Environment {
         payload: Bytes,
         timeout: Duration,
         init_timeout: Duration,
-    ) -> Result<(String, Outcome), RunError> {
+    ) -> Result<(String, InvocationResult), RunError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let (picked_tx, picked_rx) = oneshot::channel();
         let (reply_tx, reply_rx) = oneshot::channel();

@@ -24,6 +24,13 @@
 //!   [`IntegrationError`].
 //! - `src/bin/echo-bootstrap.rs`: a `lambda_runtime` function that echoes its event and can be
 //!   told to fail, panic, sleep or exit; the tests run it.
+//! - This file: [`LambdaHost`] (one pool per function, the gateway's `Integration` for each) and
+//!   [`HostStats`].
+//!
+//! # Repeated on purpose
+//!
+//! The Runtime API's handlers in `runtime_api` share their axum signatures (state, request id,
+//! headers, body): that is the shape of an axum handler, not shared logic.
 
 mod environment;
 pub mod error;

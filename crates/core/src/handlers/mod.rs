@@ -246,10 +246,7 @@ pub(crate) fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
     r
 }
 
-/// Milliseconds since the epoch (the stores' and events' time).
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub(crate) use crate::model::now_ms;
 
 /// Posts a frame to one connection. If the connection is gone, its entry is deleted: this is
 /// the connection the post went to, never anybody else's.
