@@ -3,9 +3,10 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
@@ -121,7 +122,7 @@ impl DynamoDbLocal {
             if let Ok(Some(status)) = self.child.try_wait() {
                 // Give the drains a moment to take its last lines.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let lines = output.lock().unwrap_or_else(|p| p.into_inner());
+                let lines = output.lock();
                 return Err(Error::Exited {
                     status: status.to_string(),
                     output: lines.iter().cloned().collect::<Vec<_>>().join("\n"),
@@ -151,7 +152,7 @@ async fn drain(stream: impl AsyncRead + Unpin, kept: Arc<Mutex<VecDeque<String>>
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::debug!(target: "dynamodb_local", "{line}");
-        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = kept.lock();
         if kept.len() == KEPT_LINES {
             kept.pop_front();
         }

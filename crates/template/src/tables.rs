@@ -34,7 +34,7 @@ pub struct Table {
     pub local_secondary_indexes: Vec<SecondaryIndex>,
     /// `TimeToLiveSpecification`, when enabled.
     pub time_to_live_attribute: Option<String>,
-    /// `StreamSpecification.StreamViewType`: listed, not emulated.
+    /// `StreamSpecification.StreamViewType` (DynamoDB Local keeps the stream; nothing reads it).
     pub stream_view_type: Option<String>,
     /// `BillingMode`: `PAY_PER_REQUEST` or `PROVISIONED` (CloudFormation's default for
     /// `AWS::DynamoDB::Table`).
