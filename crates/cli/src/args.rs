@@ -3,7 +3,6 @@
 //! into those settings. Both modes (`serve.rs` in-process, `lambda.rs` on the Lambda binaries)
 //! start from here.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +16,9 @@ use dynamowave_gateway::settings::{
 };
 use dynamowave_store_redb::RedbSettings;
 
+use crate::embedded;
+use crate::route_settings::StageDefaults;
+
 /// Flags of `dynamowave serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -26,9 +28,10 @@ pub struct ServeArgs {
     /// Where the embedded store keeps its file.
     #[arg(long, env = "DYNAMOWAVE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Stage name: the WebSocket is `ws://LISTEN/{stage}`.
-    #[arg(long, env = "DYNAMOWAVE_STAGE", default_value_t = GatewaySettings::default().stage)]
-    pub stage: String,
+    /// Stage name: the WebSocket is `ws://LISTEN/{stage}` (default: `production`; with
+    /// --template, the template stage of that name, else its first stage).
+    #[arg(long, env = "DYNAMOWAVE_STAGE")]
+    pub stage: Option<String>,
     /// `requestContext.apiId` of the events.
     #[arg(long, env = "DYNAMOWAVE_API_ID", default_value_t = GatewaySettings::default().api_id)]
     pub api_id: String,
@@ -78,13 +81,14 @@ pub struct ServeArgs {
     #[arg(long, env = "DYNAMOWAVE_ACCOUNT_BURST", default_value_t = Throttling::default().account.burst)]
     pub account_burst: u32,
     /// Each route's rate unless --route-throttle names it (`DefaultRouteSettings`), per second.
-    #[arg(long, env = "DYNAMOWAVE_STAGE_RATE", default_value_t = Throttling::default().default_route.rate)]
-    pub stage_rate: f64,
+    #[arg(long, env = "DYNAMOWAVE_STAGE_RATE", help = embedded::help::stage_rate())]
+    pub stage_rate: Option<f64>,
     /// Each route's burst unless --route-throttle names it.
-    #[arg(long, env = "DYNAMOWAVE_STAGE_BURST", default_value_t = Throttling::default().default_route.burst)]
-    pub stage_burst: u32,
-    /// Per-route throttling (`RouteSettings`): `ROUTE=RATE:BURST`, repeatable or comma-separated.
-    #[arg(long, env = "DYNAMOWAVE_ROUTE_THROTTLE", value_delimiter = ',')]
+    #[arg(long, env = "DYNAMOWAVE_STAGE_BURST", help = embedded::help::stage_burst())]
+    pub stage_burst: Option<u32>,
+    /// Per-route throttling (`RouteSettings`): `ROUTE=RATE:BURST`, repeatable or comma-separated;
+    /// each replaces the template's entry for its route.
+    #[arg(long, env = "DYNAMOWAVE_ROUTE_THROTTLE", value_delimiter = ',', help = embedded::help::route_throttle())]
     pub route_throttle: Vec<String>,
     /// New connections per second (over it: HTTP 429 on the upgrade; 0: unlimited).
     #[arg(long, env = "DYNAMOWAVE_CONNECT_RATE", default_value_t = Throttling::default().connect.rate)]
@@ -100,12 +104,12 @@ pub struct ServeArgs {
     pub connection_burst: u32,
 
     /// Reserved concurrency per route: `ROUTE=N`, repeatable or comma-separated (the defaults,
-    /// from `Concurrency::default()`, are listed in the help).
-    #[arg(long, env = "DYNAMOWAVE_ROUTE_CONCURRENCY", value_delimiter = ',', help = route_concurrency_help())]
+    /// from the template's `ReservedConcurrentExecutions`, are listed in the help).
+    #[arg(long, env = "DYNAMOWAVE_ROUTE_CONCURRENCY", value_delimiter = ',', help = embedded::help::route_concurrency())]
     pub route_concurrency: Vec<String>,
     /// Concurrency of routes not named in --route-concurrency.
-    #[arg(long, env = "DYNAMOWAVE_DEFAULT_CONCURRENCY", default_value_t = Concurrency::default().default_route)]
-    pub default_concurrency: usize,
+    #[arg(long, env = "DYNAMOWAVE_DEFAULT_CONCURRENCY", help = embedded::help::default_concurrency())]
+    pub default_concurrency: Option<usize>,
     /// How long an invocation waits for a free slot before it is throttled, milliseconds.
     #[arg(long, env = "DYNAMOWAVE_CONCURRENCY_QUEUE_MS", default_value_t = Unit::Millis.count(Concurrency::default().queue_timeout))]
     pub concurrency_queue_ms: u64,
@@ -204,12 +208,45 @@ pub struct ServeArgs {
     #[arg(long, env = "DYNAMOWAVE_JWT_ISSUER", value_delimiter = ',')]
     pub jwt_issuer: Vec<String>,
 
+    /// Template mode: serve every WebSocket API of this SAM or CloudFormation template (YAML or
+    /// JSON), its functions run by the local Lambda host and its tables in DynamoDB Local
+    /// (docs/template-mode.md).
+    #[arg(long, env = "DYNAMOWAVE_TEMPLATE")]
+    pub template: Option<PathBuf>,
+    /// Template mode: parameter values, `KEY=VALUE` (or SAM's `ParameterKey=K,ParameterValue=V`),
+    /// several after one flag or the flag repeated.
+    #[arg(long, env = "DYNAMOWAVE_PARAMETER_OVERRIDES", num_args = 1.., value_delimiter = ' ')]
+    pub parameter_overrides: Vec<String>,
+    /// Template mode: print the resolved template and each API's effective settings as JSON,
+    /// and exit without serving.
+    #[arg(long, requires = "template")]
+    pub print_config: bool,
+    /// Template mode: function environment overrides, a JSON file as SAM's `--env-vars`
+    /// (`{"FunctionLogicalId": {"VAR": "value"}, "Parameters": {"VAR": "value for every function"}}`).
+    #[arg(long, env = "DYNAMOWAVE_ENV_VARS", requires = "template")]
+    pub env_vars: Option<PathBuf>,
+    /// The DynamoDB the functions use (and where the tables are created), for template and
+    /// Lambda modes (default: `AWS_ENDPOINT_URL_DYNAMODB`, else a DynamoDB Local this command
+    /// starts and stops).
+    #[arg(long, env = "DYNAMOWAVE_DYNAMODB_ENDPOINT")]
+    pub dynamodb_endpoint: Option<String>,
+    /// Where the DynamoDB Local this command starts keeps its data (default: in memory, gone
+    /// when the command stops).
+    #[arg(long, env = "DYNAMOWAVE_DYNAMODB_DATA_DIR")]
+    pub dynamodb_data_dir: Option<PathBuf>,
+    /// Where DynamoDB Local and the runtimes' tools (Python venv, Node SDK) are installed on
+    /// first use (default: `$XDG_CACHE_HOME/dynamowave`, else `~/.cache/dynamowave`).
+    #[arg(long, env = "DYNAMOWAVE_TOOLS_DIR")]
+    pub tools_dir: Option<PathBuf>,
+
     /// What answers the routes: the handlers in this process on the embedded store, or the real
     /// Lambda binaries (`bootstrap`s) run by a local Lambda Runtime API, on DynamoDB.
     #[arg(long, env = "DYNAMOWAVE_HANDLERS", default_value = "in-process")]
     pub handlers: Handlers,
-    /// Lambda mode: the folder with the binaries `connect`, `disconnect`, `sendmessage`, `default`
-    /// (and `authorizer`), as `NAME` or `NAME/bootstrap` (cargo lambda's layout).
+    /// Lambda and template modes: the folder with the binaries `connect`, `disconnect`,
+    /// `sendmessage`, `default` (and `authorizer`), as `NAME` or `NAME/bootstrap` (cargo lambda's
+    /// layout); in template mode, a `rust-cargolambda` function's prebuilt binary (its
+    /// `BuildProperties.Binary`, else its logical id), built with cargo when absent.
     #[arg(long, env = "DYNAMOWAVE_LAMBDA_DIR", default_value = "target/lambda")]
     pub lambda_dir: PathBuf,
     /// Lambda mode: execution environments per function (reserved concurrency).
@@ -274,17 +311,6 @@ impl Unit {
             Unit::Days => Duration::from_secs(count.saturating_mul(Self::SECS_PER_DAY)),
         }
     }
-}
-
-/// `--route-concurrency`'s help, with the per-route defaults of [`Concurrency::default`].
-fn route_concurrency_help() -> String {
-    let mut defaults: Vec<_> = Concurrency::default().per_route.into_iter().collect();
-    defaults.sort();
-    let defaults: Vec<_> = defaults.iter().map(|(route, n)| format!("{route}={n}")).collect();
-    format!(
-        "Reserved concurrency per route: `ROUTE=N`, repeatable or comma-separated (defaults: {})",
-        defaults.join(", ")
-    )
 }
 
 fn parse_pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -355,15 +381,32 @@ impl JwtVerification {
 }
 
 impl ServeArgs {
-    /// The gateway's settings from the flags; a bad value is a clear error, not a default.
+    /// The gateway's settings from the flags over the shipped template's stage (the default
+    /// `serve` and Lambda mode).
     pub fn gateway_settings(&self) -> anyhow::Result<GatewaySettings> {
+        let mut defaults = crate::embedded::stage_defaults()?.clone();
+        // The shipped stage's name stays the gateway's own (`production`) until the local
+        // tests and docs that address `/production` move to the template's.
+        defaults.stage = GatewaySettings::default().stage;
+        self.gateway_settings_with(&defaults)
+    }
+
+    /// The stage name: --stage, else `defaults`'.
+    pub fn stage_or<'a>(&'a self, defaults: &'a StageDefaults) -> &'a str {
+        self.stage.as_deref().unwrap_or(&defaults.stage)
+    }
+
+    /// The gateway's settings: the flags given, else `defaults` (a template stage's route
+    /// settings), else the settings' own defaults; a bad value is a clear error, not a default.
+    pub fn gateway_settings_with(&self, defaults: &StageDefaults) -> anyhow::Result<GatewaySettings> {
         if !self.route_selection_expression.starts_with("$request.body.") {
             bail!("--route-selection-expression must be of the form $request.body.<path>");
         }
-        if self.stage.is_empty() || !self.stage.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        let stage = self.stage_or(defaults).to_string();
+        if stage.is_empty() || !stage.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
             bail!("--stage must be letters, digits, - and _");
         }
-        let mut route_settings = HashMap::new();
+        let mut route_settings = defaults.route_buckets();
         for (route, value) in parse_pairs(&self.route_throttle, "--route-throttle")? {
             let (rate, burst) =
                 value.split_once(':').with_context(|| format!("--route-throttle {route}: expected RATE:BURST"))?;
@@ -374,9 +417,9 @@ impl ServeArgs {
             route_settings.insert(route, bucket);
         }
         let mut concurrency = Concurrency {
-            default_route: self.default_concurrency,
+            default_route: self.default_concurrency.unwrap_or(defaults.default_concurrency),
+            per_route: defaults.per_route_concurrency.clone().into_iter().collect(),
             queue_timeout: Unit::Millis.duration(self.concurrency_queue_ms),
-            ..Concurrency::default()
         };
         for (route, n) in parse_pairs(&self.route_concurrency, "--route-concurrency")? {
             let n: usize = n.parse().with_context(|| format!("--route-concurrency {route}: bad number {n:?}"))?;
@@ -390,7 +433,7 @@ impl ServeArgs {
         };
         Ok(GatewaySettings {
             listen: self.listen,
-            stage: self.stage.clone(),
+            stage,
             api_id: self.api_id.clone(),
             route_selection_expression: self.route_selection_expression.clone(),
             limits: Limits {
@@ -409,7 +452,10 @@ impl ServeArgs {
             throttling: Throttling {
                 account: Bucket { rate: self.account_rate, burst: self.account_burst },
                 // The stage's `DefaultRouteSettings`: every route's bucket unless named.
-                default_route: Bucket { rate: self.stage_rate, burst: self.stage_burst },
+                default_route: Bucket {
+                    rate: self.stage_rate.unwrap_or(defaults.default_route.rate),
+                    burst: self.stage_burst.unwrap_or(defaults.default_route.burst),
+                },
                 route_settings,
                 connect: Bucket { rate: self.connect_rate, burst: self.connect_burst },
                 per_connection: Bucket { rate: self.connection_rate, burst: self.connection_burst },
@@ -431,7 +477,7 @@ impl ServeArgs {
 
     /// The region signatures are scoped to: `--region`, else `AWS_REGION` (what the SDKs and the
     /// local Lambda host use), else the settings' default (us-east-1).
-    fn region(&self) -> String {
+    pub fn region(&self) -> String {
         self.region
             .clone()
             .or_else(|| std::env::var("AWS_REGION").ok())
@@ -526,9 +572,19 @@ mod tests {
             (default.listen, &default.stage, &default.api_id, &default.route_selection_expression)
         );
         assert_eq!(format!("{:?}", gateway.limits), format!("{:?}", default.limits));
-        assert_eq!(format!("{:?}", gateway.throttling), format!("{:?}", default.throttling));
-        assert_eq!(gateway.concurrency.per_route, default.concurrency.per_route);
-        assert_eq!(gateway.concurrency.default_route, default.concurrency.default_route);
+        assert_eq!(format!("{:?}", gateway.throttling.account), format!("{:?}", default.throttling.account));
+        assert_eq!(format!("{:?}", gateway.throttling.connect), format!("{:?}", default.throttling.connect));
+        // The stage's route settings are the shipped template's.
+        assert_eq!(gateway.throttling.default_route.rate, 1000.0);
+        assert_eq!(gateway.throttling.default_route.burst, 500);
+        let send = gateway.throttling.route_settings.get("sendmessage").expect("sendmessage's RouteSettings");
+        assert_eq!((send.rate, send.burst), (100.0, 200));
+        // Each route key's function's ReservedConcurrentExecutions (join → DefaultFunction).
+        for (route, n) in [("$connect", 50), ("$disconnect", 50), ("sendmessage", 100), ("$default", 50), ("join", 50)]
+        {
+            assert_eq!(gateway.concurrency.per_route.get(route), Some(&n), "{route}");
+        }
+        assert_eq!(gateway.concurrency.default_route, 50);
         assert_eq!(gateway.concurrency.queue_timeout, default.concurrency.queue_timeout);
         assert_eq!(gateway.management.allow_loopback, default.management.allow_loopback);
         assert_eq!(gateway.management.body_read_timeout, default.management.body_read_timeout);
@@ -536,6 +592,28 @@ mod tests {
         assert_eq!(format!("{chat:?}"), format!("{:?}", ChatSettings::default()));
         assert_eq!(format!("{:?}", args.store_settings()), format!("{:?}", RedbSettings::default()));
         assert!(args.jwt_verification().expect("no JWT flags").is_none());
+    }
+
+    #[test]
+    fn flags_override_the_templates_route_settings() {
+        let args = Serve::try_parse_from([
+            "serve",
+            "--stage-rate",
+            "7",
+            "--route-throttle",
+            "sendmessage=1:2",
+            "--route-concurrency",
+            "$connect=3",
+        ])
+        .expect("flags")
+        .args;
+        let gateway = args.gateway_settings().expect("settings");
+        assert_eq!(gateway.throttling.default_route.rate, 7.0);
+        assert_eq!(gateway.throttling.default_route.burst, 500, "the template's burst stays");
+        let send = &gateway.throttling.route_settings["sendmessage"];
+        assert_eq!((send.rate, send.burst), (1.0, 2));
+        assert_eq!(gateway.concurrency.per_route["$connect"], 3);
+        assert_eq!(gateway.concurrency.per_route["sendmessage"], 100);
     }
 
     #[test]

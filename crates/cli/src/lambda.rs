@@ -57,7 +57,7 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
         (CONNECTIONS_TABLE_ENV.to_string(), args.connections_table.clone()),
         (MESSAGES_TABLE_ENV.to_string(), args.messages_table.clone()),
         (ROOMS_TABLE_ENV.to_string(), args.rooms_table.clone()),
-        (CONNECTIONS_ENDPOINT_ENV.to_string(), format!("http://{addr}/{}", args.stage)),
+        (CONNECTIONS_ENDPOINT_ENV.to_string(), format!("http://{addr}/{}", settings.stage)),
     ];
     if let (Some(id), Some(secret)) = (&args.management_access_key_id, &args.management_secret_access_key) {
         // The functions sign their `@connections` calls with their credentials, as with an
@@ -104,8 +104,8 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
     let authorizer: Option<Arc<dyn ConnectAuthorizer>> = authorizer_env.as_ref().map(|_| {
         Arc::new(crate::authorizer::LambdaAuthorizer { host: host.clone(), function: "authorizer".into() }) as _
     });
+    let url = format!("ws://{addr}/{}", settings.stage);
     let gateway = Gateway::on_listener(listener, settings)?;
-    let url = format!("ws://{addr}/{}", args.stage);
     println!("DYNAMOWAVE_LISTENING {url}");
     std::io::stdout().flush()?;
     info!(lambda_dir = %args.lambda_dir.display(), functions = ?names, "Lambda mode: routes run the real binaries");

@@ -15,13 +15,28 @@
 //!   flushed on the way out.
 //! - `lambda.rs`: `serve --handlers lambda`: the real Lambda binaries behind the gateway.
 //! - `authorizer.rs`: the `$connect` authorizers (JWT in-process, or the `authorizer` Lambda).
+//! - `template_mode.rs`: `serve --template T`: every WebSocket API of a template, its
+//!   functions in their runtimes, its tables; the plan `--print-config` prints.
+//! - `mock.rs`: the `MOCK` integration, and the one of a route that cannot be served.
+//! - `route_settings.rs`: a template stage's throttles and reserved concurrency as the
+//!   gateway's settings.
+//! - `embedded.rs`: the shipped `infra/template.yaml`, the source of the default route
+//!   settings and of Lambda mode's tables.
+//! - `dynamodb.rs`: the DynamoDB of template and Lambda modes (an endpoint, or DynamoDB Local
+//!   started here) and its tables.
 //!
-//! `serve.rs` and `lambda.rs` depend on `args.rs` and `authorizer.rs`, never on each other.
+//! `serve.rs`, `lambda.rs` and `template_mode.rs` depend on `args.rs` and `authorizer.rs`,
+//! never on each other.
 
 mod args;
 mod authorizer;
+mod dynamodb;
+mod embedded;
 mod lambda;
+mod mock;
+mod route_settings;
 mod serve;
+mod template_mode;
 
 /// jemalloc rather than glibc's malloc: a connection's short-lived handshake buffers are freed
 /// between long-lived objects, and glibc spent ~12 % of the server's CPU under connection churn
@@ -151,6 +166,9 @@ fn main() -> anyhow::Result<()> {
             // Before anything starts, in either mode: the JWT flags are read (and a weak secret
             // refused) once.
             let jwt = args.jwt_verification()?;
+            if args.template.is_some() {
+                return runtime.block_on(template_mode::run(*args));
+            }
             match args.handlers {
                 args::Handlers::InProcess => runtime.block_on(serve::run(*args, jwt)),
                 args::Handlers::Lambda => runtime.block_on(lambda::run(*args, jwt)),

@@ -27,11 +27,12 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
     if store.purged_on_open() > 0 {
         info!(purged = store.purged_on_open(), "removed connections left by a previous process");
     }
+    let stage = settings.stage.clone();
     let gateway = Gateway::bind(settings).await?;
     // `chat.max_payload_bytes` is the gateway's `max_message_bytes` (one flag): the handlers post
     // through this gateway.
     let deps = ChatDeps::new(store.clone(), store.clone(), gateway.connections_api(), chat, Placement::InProcess);
-    let url = format!("ws://{}/{}", gateway.local_addr(), args.stage);
+    let url = format!("ws://{}/{}", gateway.local_addr(), stage);
     // One machine-readable line on stdout, for scripts and tests that start us on port 0.
     println!("DYNAMOWAVE_LISTENING {url}");
     std::io::stdout().flush()?;
