@@ -4,8 +4,10 @@
 //! `infra/template.yaml` does (the chat's one route table, `dynamowave_core::app`): `$connect` →
 //! connect, `$disconnect` → disconnect, `sendmessage` →
 //! sendmessage, every other route → default; `authorizer` guards `$connect` when JWT settings are
-//! given. The functions reach DynamoDB at `AWS_ENDPOINT_URL_DYNAMODB` (e.g. moto's server) and post
-//! through this gateway's own `@connections` API.
+//! given. The functions reach DynamoDB at `--dynamodb-endpoint` or `AWS_ENDPOINT_URL_DYNAMODB`,
+//! else in a DynamoDB Local this command starts; their tables are created there first, shaped
+//! as the shipped template declares them. They post through this gateway's own `@connections`
+//! API.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,25 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
             }
         }
     }
+    // The tables, as the shipped template shapes them (under the names the flags give), in
+    // the DynamoDB given or in a DynamoDB Local started here.
+    let dynamo = crate::dynamodb::Dynamo::connect(
+        args.dynamodb_endpoint.clone(),
+        args.dynamodb_data_dir.clone(),
+        &crate::dynamodb::tools_dir(args.tools_dir.as_ref()),
+    )
+    .await?;
+    let mut tables: Vec<dynamowave_template::Table> = crate::embedded::model()?.tables.values().cloned().collect();
+    for table in &mut tables {
+        match table.logical_id.as_str() {
+            "ConnectionsTable" => table.table_name = args.connections_table.clone(),
+            "MessagesTable" => table.table_name = args.messages_table.clone(),
+            "RoomsTable" => table.table_name = args.rooms_table.clone(),
+            _ => {}
+        }
+    }
+    dynamo.ensure_tables(&tables).await?;
+    env.push((crate::dynamodb::ENDPOINT_ENV.to_string(), dynamo.endpoint.clone()));
     let mut names: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
     if authorizer_env.is_some() {
         names.push("authorizer");
@@ -116,6 +137,7 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
     if let Ok(host) = Arc::try_unwrap(host) {
         host.shutdown().await;
     }
+    dynamo.stop().await;
     served?;
     Ok(())
 }

@@ -10,6 +10,7 @@ use dynamowave_template::{Model, RouteSettings, Stage, WebSocketApi};
 
 /// What a stage gives the gateway's settings; flags override it (`ServeArgs::gateway_settings_with`).
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StageDefaults {
     /// The stage name (the URL's path).
     pub stage: String,
