@@ -23,7 +23,7 @@ impl MockIntegration {
     pub fn new(integration: &TemplateIntegration, responses: &[&IntegrationResponse]) -> MockIntegration {
         let template =
             select_template(&integration.request_templates, integration.template_selection_expression.as_deref());
-        let status = template.and_then(|t| status_code(t)).unwrap_or(200);
+        let status = template.and_then(status_code).unwrap_or(200);
         let response = responses
             .iter()
             .find(|r| r.integration_response_key != "$default" && key_matches(&r.integration_response_key, status))
