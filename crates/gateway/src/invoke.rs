@@ -11,7 +11,7 @@ use dynamowave_apigw::routes::route_key;
 use dynamowave_apigw::{ErrorFrame, ErrorKind, IntegrationError};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::events::{ConnectionContext, disconnect_event, message_event, select_route};
+use crate::events::{ConnectionContext, disconnect_event, message_event};
 use crate::registry::LiveConnection;
 use crate::state::GatewayState;
 use crate::throttle::{Limiter, Throttled, admit_connection};
@@ -65,7 +65,7 @@ pub(crate) async fn on_message(
     body: &str,
 ) {
     let ctx = &live.ctx;
-    let selected = select_route(&state.settings.route_selection_expression, body);
+    let selected = state.route_selection.select(body);
     let route_key = match selected {
         Some(k) if state.routes.contains(&k) => k,
         _ => route_key::DEFAULT.to_string(),

@@ -1,8 +1,8 @@
 //! # dynamowave-gateway: a local API Gateway WebSocket API
 //!
 //! Behaves as API Gateway does in front of an app's integrations (where it knowingly differs:
-//! `docs/gateway.md`): `$connect` decides the upgrade, routes are selected by
-//! `$request.body.action`, frames and messages are limited (32 KiB / 128 KiB, close 1009), binary
+//! `docs/gateway.md`): `$connect` decides the upgrade, routes are selected by the
+//! route selection expression (`$request.body.action`), frames and messages are limited (32 KiB / 128 KiB, close 1009), binary
 //! frames close 1003, invalid UTF-8 1007, idle and lifetime timers, token-bucket throttling per
 //! account, route, new connection and connection, per-route reserved concurrency, `@connections`
 //! on the same listener, and graceful shutdown (close 1001 and `$disconnect` for each
@@ -23,7 +23,8 @@
 //!   `prometheus`: the Prometheus recorder and `/metrics`; `http_error`: the HTTP error body.
 //! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`.
 //! - `connection`: one connection's loop (one task each); `close`: the close handshake;
-//!   `invoke`: route selection and invocation, reserved concurrency, the error frames.
+//!   `invoke`: route invocation, reserved concurrency, the error frames;
+//!   [`route_selection`]: the route selection expression, parsed once.
 //! - [`registry`]: the live connections, and [`registry::LocalConnectionsApi`], the `@connections`
 //!   API over them (a post writes the socket directly; floods are coalesced); `wire`: WebSocket
 //!   frames; [`close_code`]: the close codes.
@@ -35,7 +36,8 @@
 //! - [`throttle`]: token buckets. [`auth`]: the `$connect` authorizer port.
 //!
 //! The modules depend on each other in one direction only: each uses only modules listed
-//! below it (besides `settings`, `events`, `auth` and `http_error`, which use none).
+//! below it (besides `events`, `auth`, `http_error` and `route_selection`, which use none, and
+//! `settings`, which uses only `route_selection`).
 //!
 //! ```text
 //! lib         → router, server, sweeper, signals, state, registry, prometheus
@@ -47,7 +49,7 @@
 //! invoke      → state, registry, events, throttle
 //! sweeper     → state, close_code
 //! close       → registry, wire, close_code
-//! state       → registry, throttle, auth, settings
+//! state       → registry, throttle, auth, settings, route_selection
 //! registry    → wire, events, close_code
 //! wire        → close_code
 //! server, sigv4, throttle → settings
@@ -66,6 +68,7 @@ mod invoke;
 mod management;
 mod prometheus;
 pub mod registry;
+pub mod route_selection;
 mod router;
 mod server;
 pub mod settings;
@@ -96,6 +99,9 @@ use state::{Bound, GatewayState};
 pub enum GatewayError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// A setting that cannot be used (it is named in the message).
+    #[error("invalid gateway settings: {0}")]
+    Settings(String),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -120,7 +126,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// Binds `settings.listen` (port 0 picks one: see [`Gateway::local_addr`]).
+    /// Settings that cannot be used are refused first ([`GatewaySettings::validate`]).
     pub async fn bind(settings: GatewaySettings) -> Result<Gateway, GatewayError> {
+        settings.validate()?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| GatewayError::Bind { addr: settings.listen, source })?;
@@ -129,6 +137,7 @@ impl Gateway {
 
     /// As [`Gateway::bind`], on a listener the caller bound (`settings.listen` is not used).
     pub fn on_listener(listener: TcpListener, settings: GatewaySettings) -> Result<Gateway, GatewayError> {
+        let route_selection = settings.validate()?;
         let local_addr = listener.local_addr()?;
         // Installed before anything is counted.
         prometheus::recorder();
@@ -138,7 +147,7 @@ impl Gateway {
             coalesce: settings.limits.coalesce,
             send_queue_wait: settings.limits.send_queue_wait,
         });
-        let bound = Bound { settings, local_addr, api, shutdown: CancellationToken::new() };
+        let bound = Bound { settings, route_selection, local_addr, api, shutdown: CancellationToken::new() };
         Ok(Gateway { listener, bound })
     }
 

@@ -15,7 +15,10 @@ pub struct GatewaySettings {
     pub stage: String,
     /// `requestContext.apiId`.
     pub api_id: String,
-    /// The API's `RouteSelectionExpression`: `$request.body.<json path>`.
+    /// The API's `RouteSelectionExpression`, in API Gateway's selection-expression language:
+    /// `$request.body.a.b`, `${request.body.a}`, or several with text between them
+    /// (`${request.body.service}/${request.body.action}`); a message for which any of them is
+    /// missing goes to `$default`. Checked at bind ([`GatewaySettings::validate`]).
     pub route_selection_expression: String,
     pub limits: Limits,
     pub throttling: Throttling,
@@ -41,6 +44,15 @@ impl Default for GatewaySettings {
             origins: OriginSettings::default(),
             handle_signals: true,
         }
+    }
+}
+
+impl GatewaySettings {
+    /// Checks what can be checked before serving; the error names the setting and its value.
+    /// [`crate::Gateway::bind`] calls it.
+    pub fn validate(&self) -> Result<crate::route_selection::RouteSelection, crate::GatewayError> {
+        crate::route_selection::RouteSelection::parse(&self.route_selection_expression)
+            .map_err(|e| crate::GatewayError::Settings(e.to_string()))
     }
 }
 

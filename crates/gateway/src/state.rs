@@ -14,12 +14,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::ConnectAuthorizer;
 use crate::registry::{LocalConnectionsApi, Registry};
+use crate::route_selection::RouteSelection;
 use crate::settings::GatewaySettings;
 use crate::throttle::Throttles;
 
 /// State shared by every request and connection.
 pub(crate) struct GatewayState {
     pub settings: GatewaySettings,
+    /// `settings.route_selection_expression`, parsed.
+    pub route_selection: RouteSelection,
     pub local_addr: SocketAddr,
     pub registry: Arc<Registry>,
     pub api: Arc<LocalConnectionsApi>,
@@ -38,6 +41,7 @@ pub(crate) struct GatewayState {
 /// What a gateway has from its bind on, before it serves an app.
 pub(crate) struct Bound {
     pub settings: GatewaySettings,
+    pub route_selection: RouteSelection,
     pub local_addr: SocketAddr,
     pub api: Arc<LocalConnectionsApi>,
     pub shutdown: CancellationToken,
@@ -50,11 +54,12 @@ impl GatewayState {
         error_frames: Arc<dyn ErrorFrames>,
         authorizer: Option<Arc<dyn ConnectAuthorizer>>,
     ) -> Self {
-        let Bound { settings, local_addr, api, shutdown } = bound;
+        let Bound { settings, route_selection, local_addr, api, shutdown } = bound;
         Self {
             throttles: Throttles::new(settings.throttling.clone()),
             registry: api.registry.clone(),
             settings,
+            route_selection,
             local_addr,
             api,
             routes,
