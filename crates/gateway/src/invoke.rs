@@ -91,7 +91,7 @@ pub(crate) async fn on_message(
             return;
         }
         match invoke(state, &route_key, event).await {
-            Ok(_) => {}
+            Ok(response) => send_route_response(state, live, &route_key, response),
             Err(RouteError::Throttled(why)) => {
                 debug!(why, "throttled");
                 send_error(ErrorKind::Throttled, "Too Many Requests");
@@ -105,6 +105,30 @@ pub(crate) async fn on_message(
     }
     .instrument(span)
     .await
+}
+
+/// A two-way route's answer: the integration's `body` goes back to the client as one text
+/// frame, as API Gateway does for a route with a `$default` route response. No body: nothing.
+/// One-way routes (the default) send nothing, and `$connect` never does (its answer is the
+/// handshake).
+fn send_route_response(state: &GatewayState, live: &LiveConnection, route_key: &str, response: ApiGatewayProxyResponse) {
+    if route_key == route_key::CONNECT || !state.settings.two_way_routes.contains(route_key) {
+        return;
+    }
+    let text = match response.body {
+        Some(aws_lambda_events::encodings::Body::Text(text)) => text,
+        Some(aws_lambda_events::encodings::Body::Binary(bytes)) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                warn!(route_key, "a route response that is not UTF-8 text is not sent");
+                return;
+            }
+        },
+        _ => return,
+    };
+    if let Err(e) = live.send_text(&text) {
+        debug!(error = %e, "route response not delivered");
+    }
 }
 
 /// `$disconnect`, best-effort as on API Gateway, but always attempted: it waits for a slot of

@@ -2,7 +2,7 @@
 //! (its quotas and documented behaviour: docs/gateway.md). Each `Default` here is the one place
 //! a default is written: `dynamowave serve`'s flags take theirs from these.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,6 +20,13 @@ pub struct GatewaySettings {
     /// (`${request.body.service}/${request.body.action}`); a message for which any of them is
     /// missing goes to `$default`. Checked at bind ([`GatewaySettings::validate`]).
     pub route_selection_expression: String,
+    /// Two-way routes: the route keys whose integration's answer goes back to the client, as
+    /// a route with a `$default` `RouteResponse` (and a `RouteResponseSelectionExpression`) does
+    /// on API Gateway: the proxy response's `body` is sent as a text frame (no body: nothing).
+    /// The key is the route that answered: a message sent to `$default` needs `$default` here.
+    /// `$connect` is never two-way (its answer is the handshake). Default: none (every route
+    /// one-way, answering through `@connections` only).
+    pub two_way_routes: HashSet<String>,
     pub limits: Limits,
     pub throttling: Throttling,
     pub concurrency: Concurrency,
@@ -37,6 +44,7 @@ impl Default for GatewaySettings {
             stage: "production".into(),
             api_id: "dynamowave".into(),
             route_selection_expression: "$request.body.action".into(),
+            two_way_routes: HashSet::new(),
             limits: Limits::default(),
             throttling: Throttling::default(),
             concurrency: Concurrency::default(),

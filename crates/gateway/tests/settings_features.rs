@@ -1,0 +1,181 @@
+//! The gateway's features that settings turn on: route selection expressions, two-way routes,
+//! the authorizer's identity sources, stage variables — each through a real WebSocket client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use aws_lambda_events::encodings::Body;
+use dynamowave_apigw::{App, Integration, IntegrationError};
+use dynamowave_gateway::{AuthDecision, ConnectAuthorizer, Gateway, GatewayError, GatewaySettings, ShutdownHandle};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Answers every event with `body` (when set) and records the events.
+#[derive(Default)]
+struct Recorder {
+    body: Option<String>,
+    fail: bool,
+    events: std::sync::Mutex<Vec<ApiGatewayWebsocketProxyRequest>>,
+}
+
+impl Recorder {
+    fn answering(body: Option<&str>) -> Arc<Self> {
+        Arc::new(Self { body: body.map(str::to_string), ..Default::default() })
+    }
+
+    fn events(&self) -> Vec<ApiGatewayWebsocketProxyRequest> {
+        self.events.lock().expect("events").clone()
+    }
+}
+
+#[async_trait]
+impl Integration for Recorder {
+    async fn invoke(
+        &self,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
+        self.events.lock().expect("events").push(event);
+        if self.fail {
+            return Err(IntegrationError::Failed("boom".into()));
+        }
+        let mut r = ApiGatewayProxyResponse::default();
+        r.status_code = 200;
+        r.body = self.body.clone().map(Body::Text);
+        Ok(r)
+    }
+}
+
+/// Counts its calls; allows a request whose `Auth` header is `letmein`.
+#[derive(Default)]
+struct CountingAuthorizer {
+    calls: AtomicUsize,
+    requests: std::sync::Mutex<Vec<ApiGatewayCustomAuthorizerRequestTypeRequest>>,
+}
+
+#[async_trait]
+impl ConnectAuthorizer for CountingAuthorizer {
+    async fn authorize(&self, request: ApiGatewayCustomAuthorizerRequestTypeRequest) -> AuthDecision {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let allowed = request.headers.get("auth").is_some_and(|v| v.as_bytes() == b"letmein");
+        self.requests.lock().expect("requests").push(request);
+        if allowed {
+            AuthDecision::Allow { context: HashMap::new() }
+        } else {
+            AuthDecision::Unauthorized("wrong token".into())
+        }
+    }
+}
+
+struct Running {
+    url: String,
+    stop: ShutdownHandle,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+    }
+}
+
+fn routes(routes: Vec<(&str, Arc<dyn Integration>)>) -> App {
+    App::new(routes.into_iter().collect())
+}
+
+async fn start(app: App, settings: GatewaySettings, authorizer: Option<Arc<dyn ConnectAuthorizer>>) -> Running {
+    let settings = GatewaySettings { listen: "127.0.0.1:0".parse().expect("addr"), handle_signals: false, ..settings };
+    let gw = Gateway::bind(settings).await.expect("bind");
+    let url = format!("ws://{}/production", gw.local_addr());
+    let stop = gw.shutdown_handle();
+    tokio::spawn(gw.serve(app, authorizer));
+    Running { url, stop }
+}
+
+async fn next_text(ws: &mut (impl StreamExt<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin)) -> String {
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t.as_str().to_string(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Nothing arrives within a short while.
+async fn silent(ws: &mut (impl StreamExt<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin)) {
+    if let Ok(frame) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+        panic!("expected silence, got {frame:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_route_selection_expression_stops_the_bind_naming_it() {
+    let settings = GatewaySettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        route_selection_expression: "$request.header.action".into(),
+        ..GatewaySettings::default()
+    };
+    match Gateway::bind(settings).await {
+        Err(GatewayError::Settings(why)) => assert!(why.contains("$request.header.action"), "{why}"),
+        Err(other) => panic!("expected a settings error, got {other}"),
+        Ok(_) => panic!("a bad expression was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn composite_route_selection_picks_the_route_and_a_missing_part_goes_to_default() {
+    let join = Recorder::answering(None);
+    let default = Recorder::answering(None);
+    let app = routes(vec![
+        ("$connect", Recorder::answering(None)),
+        ("chat/join", join.clone()),
+        ("$default", default.clone()),
+    ]);
+    let settings = GatewaySettings {
+        route_selection_expression: "${request.body.service}/${request.body.action}".into(),
+        ..GatewaySettings::default()
+    };
+    let gw = start(app, settings, None).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&gw.url).await.expect("connect");
+    ws.send(Message::text(r#"{"service":"chat","action":"join"}"#)).await.expect("send");
+    ws.send(Message::text(r#"{"service":"chat"}"#)).await.expect("send");
+    ws.send(Message::text(r#"{"service":"chat","action":"leave"}"#)).await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while default.events().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let keys = |r: &Recorder| r.events().iter().map(|e| e.request_context.route_key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&join), [Some("chat/join".to_string())]);
+    assert_eq!(keys(&default), [Some("$default".to_string()), Some("$default".to_string())]);
+}
+
+#[tokio::test]
+async fn a_two_way_route_sends_its_body_back_and_one_way_routes_send_nothing() {
+    let echo = Recorder::answering(Some(r#"{"echo":"hi"}"#));
+    let quiet = Recorder::answering(Some("never sent"));
+    let no_body = Recorder::answering(None);
+    let connect = Recorder::answering(Some("not a frame"));
+    let app = routes(vec![
+        ("$connect", connect.clone()),
+        ("echo", echo.clone()),
+        ("quiet", quiet.clone()),
+        ("nobody", no_body.clone()),
+    ]);
+    let settings = GatewaySettings {
+        two_way_routes: ["echo", "nobody", "$connect"].into_iter().map(str::to_string).collect(),
+        ..GatewaySettings::default()
+    };
+    let gw = start(app, settings, None).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&gw.url).await.expect("connect");
+    silent(&mut ws).await; // `$connect`'s body is never a frame, even when listed.
+    ws.send(Message::text(r#"{"action":"quiet"}"#)).await.expect("send");
+    silent(&mut ws).await;
+    ws.send(Message::text(r#"{"action":"nobody"}"#)).await.expect("send");
+    silent(&mut ws).await;
+    ws.send(Message::text(r#"{"action":"echo"}"#)).await.expect("send");
+    assert_eq!(next_text(&mut ws).await, r#"{"echo":"hi"}"#);
+    assert_eq!(quiet.events().len(), 1, "the one-way route ran");
+    assert_eq!(no_body.events().len(), 1);
+}
