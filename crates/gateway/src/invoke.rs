@@ -70,7 +70,8 @@ pub(crate) async fn on_message(
         Some(k) if state.routes.contains(&k) => k,
         _ => route_key::DEFAULT.to_string(),
     };
-    let event = message_event(ctx, &state.settings.stage, &state.settings.api_id, &route_key, body.to_string());
+    let mut event = message_event(ctx, &state.settings.stage, &state.settings.api_id, &route_key, body.to_string());
+    event.stage_variables = state.settings.stage_variables.clone();
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
     let span =
         info_span!("message", connection_id = %ctx.connection_id, route_key = %route_key, request_id = %request_id);
@@ -111,7 +112,12 @@ pub(crate) async fn on_message(
 /// frame, as API Gateway does for a route with a `$default` route response. No body: nothing.
 /// One-way routes (the default) send nothing, and `$connect` never does (its answer is the
 /// handshake).
-fn send_route_response(state: &GatewayState, live: &LiveConnection, route_key: &str, response: ApiGatewayProxyResponse) {
+fn send_route_response(
+    state: &GatewayState,
+    live: &LiveConnection,
+    route_key: &str,
+    response: ApiGatewayProxyResponse,
+) {
     if route_key == route_key::CONNECT || !state.settings.two_way_routes.contains(route_key) {
         return;
     }
@@ -134,7 +140,8 @@ fn send_route_response(state: &GatewayState, live: &LiveConnection, route_key: &
 /// `$disconnect`, best-effort as on API Gateway, but always attempted: it waits for a slot of
 /// its own reserved concurrency rather than being throttled.
 pub(crate) async fn run_disconnect(state: &GatewayState, ctx: &ConnectionContext, code: u16, reason: &str) {
-    let event = disconnect_event(ctx, &state.settings.stage, &state.settings.api_id, code, reason);
+    let mut event = disconnect_event(ctx, &state.settings.stage, &state.settings.api_id, code, reason);
+    event.stage_variables = state.settings.stage_variables.clone();
     let Some(integration) = state.integration_for(route_key::DISCONNECT) else { return };
     let semaphore = state.semaphore_for(route_key::DISCONNECT);
     let _permit = semaphore.acquire_owned().await;

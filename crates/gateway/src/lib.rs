@@ -21,7 +21,8 @@
 //! - `server`: the accept loop (HTTP/1, header-read timeout); `router`: the HTTP routes, the
 //!   dispatch by path, `/healthz`; `assets`: the app's static files, with security headers;
 //!   `prometheus`: the Prometheus recorder and `/metrics`; `http_error`: the HTTP error body.
-//! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`.
+//! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`;
+//!   `identity_source`: the authorizer's identity sources, checked before it is invoked.
 //! - `connection`: one connection's loop (one task each); `close`: the close handshake;
 //!   `invoke`: route invocation, reserved concurrency, the error frames;
 //!   [`route_selection`]: the route selection expression, parsed once.
@@ -37,19 +38,21 @@
 //!
 //! The modules depend on each other in one direction only: each uses only modules listed
 //! below it (besides `events`, `auth`, `http_error` and `route_selection`, which use none, and
-//! `settings`, which uses only `route_selection`).
+//! `settings`, which uses only `route_selection` and `identity_source`).
 //!
 //! ```text
 //! lib         → router, server, sweeper, signals, state, registry, prometheus
 //! router      → upgrade, management, prometheus, assets, state, http_error
-//! upgrade     → connection, invoke, state, registry, events, auth, http_error, close_code
+//! upgrade     → connection, invoke, state, registry, identity_source, events, auth, http_error,
+//!               close_code
 //! prometheus  → management, state, http_error
 //! connection  → close, invoke, state, registry, wire, close_code
 //! management  → state, events, sigv4
 //! invoke      → state, registry, events, throttle
 //! sweeper     → state, close_code
 //! close       → registry, wire, close_code
-//! state       → registry, throttle, auth, settings, route_selection
+//! state       → registry, throttle, auth, settings, route_selection, identity_source
+//! identity_source → events
 //! registry    → wire, events, close_code
 //! wire        → close_code
 //! server, sigv4, throttle → settings
@@ -64,6 +67,7 @@ pub mod close_code;
 mod connection;
 pub mod events;
 mod http_error;
+mod identity_source;
 mod invoke;
 mod management;
 mod prometheus;
@@ -137,7 +141,7 @@ impl Gateway {
 
     /// As [`Gateway::bind`], on a listener the caller bound (`settings.listen` is not used).
     pub fn on_listener(listener: TcpListener, settings: GatewaySettings) -> Result<Gateway, GatewayError> {
-        let route_selection = settings.validate()?;
+        let checked = settings.checked()?;
         let local_addr = listener.local_addr()?;
         // Installed before anything is counted.
         prometheus::recorder();
@@ -147,7 +151,7 @@ impl Gateway {
             coalesce: settings.limits.coalesce,
             send_queue_wait: settings.limits.send_queue_wait,
         });
-        let bound = Bound { settings, route_selection, local_addr, api, shutdown: CancellationToken::new() };
+        let bound = Bound { settings, checked, local_addr, api, shutdown: CancellationToken::new() };
         Ok(Gateway { listener, bound })
     }
 

@@ -27,6 +27,16 @@ pub struct GatewaySettings {
     /// `$connect` is never two-way (its answer is the handshake). Default: none (every route
     /// one-way, answering through `@connections` only).
     pub two_way_routes: HashSet<String>,
+    /// The `$connect` authorizer's `IdentitySource`, as API Gateway writes it
+    /// (`route.request.header.Auth`, `route.request.querystring.token`, `stageVariables.NAME`,
+    /// `context.identity.sourceIp`, …): when any of them is missing or empty in the upgrade
+    /// request, the upgrade is answered 401 without invoking the authorizer, as API Gateway
+    /// does. Header names are case-insensitive. Default: empty (no pre-check: every upgrade
+    /// reaches the authorizer). Unused without an authorizer.
+    pub authorizer_identity_source: Vec<String>,
+    /// The stage's `StageVariables`, in every event's `stageVariables` (`$connect`, messages,
+    /// `$disconnect`) and in the authorizer's REQUEST. Default: none.
+    pub stage_variables: HashMap<String, String>,
     pub limits: Limits,
     pub throttling: Throttling,
     pub concurrency: Concurrency,
@@ -45,6 +55,8 @@ impl Default for GatewaySettings {
             api_id: "dynamowave".into(),
             route_selection_expression: "$request.body.action".into(),
             two_way_routes: HashSet::new(),
+            authorizer_identity_source: Vec::new(),
+            stage_variables: HashMap::new(),
             limits: Limits::default(),
             throttling: Throttling::default(),
             concurrency: Concurrency::default(),
@@ -58,10 +70,30 @@ impl Default for GatewaySettings {
 impl GatewaySettings {
     /// Checks what can be checked before serving; the error names the setting and its value.
     /// [`crate::Gateway::bind`] calls it.
-    pub fn validate(&self) -> Result<crate::route_selection::RouteSelection, crate::GatewayError> {
-        crate::route_selection::RouteSelection::parse(&self.route_selection_expression)
-            .map_err(|e| crate::GatewayError::Settings(e.to_string()))
+    pub fn validate(&self) -> Result<(), crate::GatewayError> {
+        self.checked().map(|_| ())
     }
+
+    /// The settings that are parsed once, parsed.
+    pub(crate) fn checked(&self) -> Result<Checked, crate::GatewayError> {
+        let invalid = crate::GatewayError::Settings;
+        let route_selection = crate::route_selection::RouteSelection::parse(&self.route_selection_expression)
+            .map_err(|e| invalid(e.to_string()))?;
+        let identity_sources = self
+            .authorizer_identity_source
+            .iter()
+            .map(|s| {
+                crate::identity_source::IdentitySource::parse(s).map_err(|why| invalid(format!("authorizer {why}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Checked { route_selection, identity_sources })
+    }
+}
+
+/// [`GatewaySettings`]' expressions, parsed.
+pub(crate) struct Checked {
+    pub route_selection: crate::route_selection::RouteSelection,
+    pub identity_sources: Vec<crate::identity_source::IdentitySource>,
 }
 
 /// Frame, message and time limits (API Gateway's quotas).

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::ConnectAuthorizer;
+use crate::identity_source::IdentitySource;
 use crate::registry::{LocalConnectionsApi, Registry};
 use crate::route_selection::RouteSelection;
-use crate::settings::GatewaySettings;
+use crate::settings::{Checked, GatewaySettings};
 use crate::throttle::Throttles;
 
 /// State shared by every request and connection.
@@ -23,6 +24,8 @@ pub(crate) struct GatewayState {
     pub settings: GatewaySettings,
     /// `settings.route_selection_expression`, parsed.
     pub route_selection: RouteSelection,
+    /// `settings.authorizer_identity_source`, parsed.
+    pub identity_sources: Vec<IdentitySource>,
     pub local_addr: SocketAddr,
     pub registry: Arc<Registry>,
     pub api: Arc<LocalConnectionsApi>,
@@ -41,7 +44,7 @@ pub(crate) struct GatewayState {
 /// What a gateway has from its bind on, before it serves an app.
 pub(crate) struct Bound {
     pub settings: GatewaySettings,
-    pub route_selection: RouteSelection,
+    pub checked: Checked,
     pub local_addr: SocketAddr,
     pub api: Arc<LocalConnectionsApi>,
     pub shutdown: CancellationToken,
@@ -54,12 +57,14 @@ impl GatewayState {
         error_frames: Arc<dyn ErrorFrames>,
         authorizer: Option<Arc<dyn ConnectAuthorizer>>,
     ) -> Self {
-        let Bound { settings, route_selection, local_addr, api, shutdown } = bound;
+        let Bound { settings, checked, local_addr, api, shutdown } = bound;
+        let Checked { route_selection, identity_sources } = checked;
         Self {
             throttles: Throttles::new(settings.throttling.clone()),
             registry: api.registry.clone(),
             settings,
             route_selection,
+            identity_sources,
             local_addr,
             api,
             routes,

@@ -24,6 +24,7 @@ use crate::close_code;
 use crate::connection;
 use crate::events::{ConnectionContext, aws_id, connect_event, query_parameters};
 use crate::http_error::gateway_error;
+use crate::identity_source::ConnectRequest;
 use crate::invoke::{RouteError, invoke};
 use crate::registry::LiveConnection;
 use crate::state::GatewayState;
@@ -109,7 +110,8 @@ pub(crate) async fn upgrade(
             live.close(close_code::GOING_AWAY, "Going away");
         }
 
-        let event = connect_event(&ctx, &state.settings.stage, &state.settings.api_id, &headers, &query);
+        let mut event = connect_event(&ctx, &state.settings.stage, &state.settings.api_id, &headers, &query);
+        event.stage_variables = state.settings.stage_variables.clone();
         let answer = invoke(&state, route_key::CONNECT, event).await;
         let response = match answer {
             Ok(r) if (200..300).contains(&r.status_code) => r,
@@ -194,6 +196,20 @@ async fn authorize(
     query: &HashMap<String, Vec<String>>,
 ) -> Result<ConnectionContext, Response> {
     let Some(authorizer) = &state.authorizer else { return Ok(ctx) };
+    let request = ConnectRequest {
+        headers,
+        query,
+        stage_variables: &state.settings.stage_variables,
+        ctx: &ctx,
+        stage: &state.settings.stage,
+        api_id: &state.settings.api_id,
+    };
+    // API Gateway's pre-check: a request without every identity source costs no invocation.
+    if let Some(missing) = state.identity_sources.iter().find(|source| !source.present(&request)) {
+        metrics::counter!("dynamowave_rejected_total", "reason" => "identity_source").increment(1);
+        info!(?missing, "identity source missing: unauthorized without invoking the authorizer");
+        return Err(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    }
     let mut req = ApiGatewayCustomAuthorizerRequestTypeRequest::default();
     req.type_ = Some("REQUEST".into());
     req.method_arn = Some(format!(
@@ -203,6 +219,7 @@ async fn authorize(
     req.headers = headers.clone();
     req.multi_value_headers = headers.clone();
     (req.query_string_parameters, req.multi_value_query_string_parameters) = query_parameters(query);
+    req.stage_variables = state.settings.stage_variables.clone();
     req.request_context.stage = Some(state.settings.stage.clone());
     req.request_context.apiid = Some(state.settings.api_id.clone());
     req.request_context.request_id = Some(aws_id());

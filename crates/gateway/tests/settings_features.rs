@@ -96,7 +96,9 @@ async fn start(app: App, settings: GatewaySettings, authorizer: Option<Arc<dyn C
     Running { url, stop }
 }
 
-async fn next_text(ws: &mut (impl StreamExt<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin)) -> String {
+async fn next_text(
+    ws: &mut (impl StreamExt<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin),
+) -> String {
     match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => t.as_str().to_string(),
         other => panic!("expected a text frame, got {other:?}"),
@@ -178,4 +180,102 @@ async fn a_two_way_route_sends_its_body_back_and_one_way_routes_send_nothing() {
     assert_eq!(next_text(&mut ws).await, r#"{"echo":"hi"}"#);
     assert_eq!(quiet.events().len(), 1, "the one-way route ran");
     assert_eq!(no_body.events().len(), 1);
+}
+
+fn with_auth_header(url: &str, value: Option<&str>) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().expect("request");
+    if let Some(value) = value {
+        req.headers_mut().insert("AUTH", value.parse().expect("header"));
+    }
+    req
+}
+
+async fn status_of(req: tokio_tungstenite::tungstenite::handshake::client::Request) -> u16 {
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_identity_source_is_unauthorized_without_invoking_the_authorizer() {
+    let authorizer = Arc::new(CountingAuthorizer::default());
+    let connect = Recorder::answering(None);
+    let settings = GatewaySettings {
+        authorizer_identity_source: vec!["route.request.header.Auth".into(), "route.request.querystring.room".into()],
+        ..GatewaySettings::default()
+    };
+    let gw = start(routes(vec![("$connect", connect.clone())]), settings, Some(authorizer.clone())).await;
+    let with_room = format!("{}?room=lobby", gw.url);
+    let empty_room = format!("{}?room=", gw.url);
+    assert_eq!(status_of(with_auth_header(&with_room, None)).await, 401, "no header");
+    assert_eq!(status_of(with_auth_header(&with_room, Some(""))).await, 401, "an empty header");
+    assert_eq!(status_of(with_auth_header(&gw.url, Some("letmein"))).await, 401, "no query parameter");
+    assert_eq!(status_of(with_auth_header(&empty_room, Some("letmein"))).await, 401, "an empty query parameter");
+    assert_eq!(authorizer.calls.load(Ordering::SeqCst), 0, "the authorizer was never invoked");
+    assert!(connect.events().is_empty());
+
+    // Present (the header's name in another case): the authorizer decides.
+    assert_eq!(status_of(with_auth_header(&with_room, Some("wrong"))).await, 401);
+    assert_eq!(authorizer.calls.load(Ordering::SeqCst), 1, "the request reached the authorizer");
+    assert_eq!(status_of(with_auth_header(&with_room, Some("letmein"))).await, 101);
+    assert_eq!(authorizer.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(connect.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stage_variable_identity_source_and_an_unknown_source() {
+    let authorizer = Arc::new(CountingAuthorizer::default());
+    let settings = GatewaySettings {
+        authorizer_identity_source: vec!["stageVariables.authKey".into()],
+        ..GatewaySettings::default()
+    };
+    let app = || routes(vec![("$connect", Recorder::answering(None) as Arc<dyn Integration>)]);
+    let gw = start(app(), settings.clone(), Some(authorizer.clone())).await;
+    assert_eq!(status_of(with_auth_header(&gw.url, Some("letmein"))).await, 401, "the stage has no such variable");
+    assert_eq!(authorizer.calls.load(Ordering::SeqCst), 0);
+    let with_variable = GatewaySettings {
+        stage_variables: [("authKey".to_string(), "k".to_string())].into_iter().collect(),
+        ..settings.clone()
+    };
+    let gw = start(app(), with_variable, Some(authorizer.clone())).await;
+    assert_eq!(status_of(with_auth_header(&gw.url, Some("letmein"))).await, 101);
+    assert_eq!(authorizer.calls.load(Ordering::SeqCst), 1);
+
+    let unknown = GatewaySettings { authorizer_identity_source: vec!["method.request.header.Auth".into()], ..settings };
+    match Gateway::bind(GatewaySettings { listen: "127.0.0.1:0".parse().expect("addr"), ..unknown }).await {
+        Err(GatewayError::Settings(why)) => assert!(why.contains("method.request.header.Auth"), "{why}"),
+        _ => panic!("an unknown identity source was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn stage_variables_reach_every_event_and_the_authorizer() {
+    let authorizer = Arc::new(CountingAuthorizer::default());
+    let recorder = Recorder::answering(None);
+    let variables: HashMap<String, String> =
+        [("tableName", "chat-local"), ("mode", "test")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let settings = GatewaySettings { stage_variables: variables.clone(), ..GatewaySettings::default() };
+    let app =
+        routes(vec![("$connect", recorder.clone()), ("$default", recorder.clone()), ("$disconnect", recorder.clone())]);
+    let gw = start(app, settings, Some(authorizer.clone())).await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(with_auth_header(&gw.url, Some("letmein"))).await.expect("connect");
+    ws.send(Message::text("hello")).await.expect("send");
+    ws.close(None).await.expect("close");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while recorder.events().len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = recorder.events();
+    let types: Vec<_> = events.iter().map(|e| e.request_context.event_type.clone().unwrap_or_default()).collect();
+    assert_eq!(types, ["CONNECT", "MESSAGE", "DISCONNECT"]);
+    for e in &events {
+        assert_eq!(e.stage_variables, variables, "{:?}", e.request_context.event_type);
+    }
+    let requests = authorizer.requests.lock().expect("requests").clone();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].stage_variables, variables);
 }
