@@ -3,7 +3,7 @@
 //! Behaves as API Gateway does in front of an app's integrations (where it knowingly differs:
 //! `docs/gateway.md`): `$connect` decides the upgrade, routes are selected by the
 //! route selection expression (`$request.body.action`), frames and messages are limited (32 KiB / 128 KiB, close 1009), binary
-//! frames close 1003, invalid UTF-8 1007, idle and lifetime timers, token-bucket throttling per
+//! frames close 1003, invalid UTF-8 1007, TLS and plain on one port (when given a certificate), idle and lifetime timers, token-bucket throttling per
 //! account, route, new connection and connection, per-route reserved concurrency, `@connections`
 //! on the same listener, and graceful shutdown (close 1001 and `$disconnect` for each
 //! connection).
@@ -18,7 +18,8 @@
 //!   [`ShutdownHandle`], [`GatewayError`].
 //! - [`settings`]: every limit, with AWS's default.
 //! - `state`: `GatewayState`, what every request and connection shares.
-//! - `server`: the accept loop (HTTP/1, header-read timeout); `router`: the HTTP routes, the
+//! - `server`: the accept loop (HTTP/1, header-read timeout); `tls`: TLS and plain on the one
+//!   listener (the first byte decides), and the bridge an upgraded TLS connection writes through; `router`: the HTTP routes, the
 //!   dispatch by path, `/healthz`; `assets`: the app's static files, with security headers;
 //!   `prometheus`: the Prometheus recorder and `/metrics`; `http_error`: the HTTP error body.
 //! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`;
@@ -46,7 +47,7 @@
 //! upgrade     → connection, invoke, state, registry, identity_source, events, auth, http_error,
 //!               close_code
 //! prometheus  → management, state, http_error
-//! connection  → close, invoke, state, registry, wire, close_code
+//! connection  → close, invoke, state, registry, wire, tls, close_code
 //! management  → state, events, sigv4
 //! invoke      → state, registry, events, throttle
 //! sweeper     → state, close_code
@@ -55,7 +56,8 @@
 //! identity_source → events
 //! registry    → wire, events, close_code
 //! wire        → close_code
-//! server, sigv4, throttle → settings
+//! server      → tls, settings
+//! sigv4, throttle → settings
 //! ```
 //!
 //! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
@@ -81,6 +83,7 @@ mod sigv4;
 mod state;
 mod sweeper;
 pub mod throttle;
+mod tls;
 mod upgrade;
 mod wire;
 
@@ -192,7 +195,8 @@ impl Gateway {
         // The accept loop runs as a task, on a runtime worker: left in the caller's future (the
         // CLI's `block_on`, on the main thread), every accepted connection would cost a hand-over
         // between two threads (a futex wake and a context switch on a busy core).
-        let accepting = server::serve(self.listener, router, &state.settings.limits, state.shutdown.clone());
+        let tls = state.settings.tls.clone();
+        let accepting = server::serve(self.listener, router, &state.settings.limits, tls, state.shutdown.clone());
         let _ = tokio::spawn(accepting).await;
         let _ = sweeper.await;
         // Connections see the same token and close with 1001; wait for their `$disconnect`s.

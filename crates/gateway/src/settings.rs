@@ -43,6 +43,12 @@ pub struct GatewaySettings {
     pub management: ManagementAccess,
     /// Which browser pages and `Host`s the gateway answers.
     pub origins: OriginSettings,
+    /// TLS on the same listener: when set, a connection that starts with a TLS handshake is
+    /// served over TLS with this configuration (`wss://`, `https://`), any other as plain HTTP
+    /// (`ws://`, `http://`), on the one port. Its ALPN, if any, must offer `http/1.1` only (the
+    /// gateway speaks HTTP/1.1). The handshake is bounded by `limits.header_read_timeout`.
+    /// Default: `None` (plain only). `dynamowave_local_ca::LocalCa::server_config` builds one.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Whether SIGINT/SIGTERM stop the gateway (tests stop it through a handle instead).
     pub handle_signals: bool,
 }
@@ -62,6 +68,7 @@ impl Default for GatewaySettings {
             concurrency: Concurrency::default(),
             management: ManagementAccess::default(),
             origins: OriginSettings::default(),
+            tls: None,
             handle_signals: true,
         }
     }
