@@ -67,6 +67,7 @@ fn hot_paths(c: &mut Criterion) {
         max_payload_bytes: 128 * 1024,
         coalesce: std::time::Duration::ZERO,
         send_queue_wait: std::time::Duration::from_secs(5),
+        message_count: metrics::Counter::noop(),
     };
     // A chat message event of 100 characters, as the chat's fan-out posts it.
     let frame = Bytes::from(format!(

@@ -11,6 +11,7 @@ use dynamowave_apigw::routes::route_key;
 use dynamowave_apigw::{ErrorFrame, ErrorKind, IntegrationError};
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::aws_metrics;
 use crate::events::{ConnectionContext, disconnect_event, message_event};
 use crate::registry::LiveConnection;
 use crate::state::GatewayState;
@@ -40,6 +41,7 @@ pub(crate) async fn invoke(
         _ => {
             metrics::counter!("dynamowave_throttled_total", "kind" => "concurrency", "route" => route_key.to_string())
                 .increment(1);
+            aws_metrics::client_error(&state.settings, route_key);
             return Err(RouteError::Throttled("reserved concurrency exhausted"));
         }
     };
@@ -48,10 +50,27 @@ pub(crate) async fn invoke(
     drop(permit);
     metrics::histogram!("dynamowave_handler_seconds", "route" => route_key.to_string())
         .record(started.elapsed().as_secs_f64());
+    count_outcome(&state.settings, route_key, started.elapsed(), &result);
     if let Err(IntegrationError::Throttled) = &result {
         return Err(RouteError::Throttled("function throttled"));
     }
     Ok(result?)
+}
+
+/// API Gateway's metrics of one invocation: its latency, and whether it failed
+/// (`ExecutionError`) or answered 4XX/5XX (`IntegrationError`).
+fn count_outcome(
+    settings: &crate::settings::GatewaySettings,
+    route_key: &str,
+    elapsed: std::time::Duration,
+    result: &Result<ApiGatewayProxyResponse, IntegrationError>,
+) {
+    aws_metrics::integration_latency(settings, route_key, elapsed);
+    match result {
+        Err(_) => aws_metrics::execution_error(settings, route_key),
+        Ok(r) if r.status_code >= 400 => aws_metrics::integration_error(settings, route_key),
+        Ok(_) => {}
+    }
 }
 
 /// One text message from the client: selects its route (`$default` when the selected key has
@@ -70,6 +89,7 @@ pub(crate) async fn on_message(
         Some(k) if state.routes.contains(&k) => k,
         _ => route_key::DEFAULT.to_string(),
     };
+    aws_metrics::message_in(&state.settings, &route_key);
     let mut event = message_event(ctx, &state.settings.stage, &state.settings.api_id, &route_key, body.to_string());
     event.stage_variables = state.settings.stage_variables.clone();
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
@@ -77,7 +97,9 @@ pub(crate) async fn on_message(
         info_span!("message", connection_id = %ctx.connection_id, route_key = %route_key, request_id = %request_id);
     let send_error = |kind: ErrorKind, message: &str| {
         let frame = ErrorFrame { kind, message, connection_id: &ctx.connection_id, request_id: &request_id };
-        let _ = live.send_text(&state.error_frames.format(&frame, subprotocol));
+        if live.send_text(&state.error_frames.format(&frame, subprotocol)).is_ok() {
+            state.api.message_count.increment(1);
+        }
     };
     async {
         let throttled = admit_connection(per_connection).and_then(|()| state.throttles.admit_message(&route_key));
@@ -88,6 +110,7 @@ pub(crate) async fn on_message(
                 Throttled::Connection => "Too Many Requests: this connection's message rate is exceeded",
                 _ => "Too Many Requests",
             };
+            aws_metrics::client_error(&state.settings, &route_key);
             send_error(ErrorKind::Throttled, message);
             return;
         }
@@ -132,8 +155,9 @@ fn send_route_response(
         },
         _ => return,
     };
-    if let Err(e) = live.send_text(&text) {
-        debug!(error = %e, "route response not delivered");
+    match live.send_text(&text) {
+        Ok(()) => state.api.message_count.increment(1),
+        Err(e) => debug!(error = %e, "route response not delivered"),
     }
 }
 
@@ -146,7 +170,9 @@ pub(crate) async fn run_disconnect(state: &GatewayState, ctx: &ConnectionContext
     let semaphore = state.semaphore_for(route_key::DISCONNECT);
     let _permit = semaphore.acquire_owned().await;
     let started = Instant::now();
-    if let Err(e) = integration.invoke(event).await {
+    let result = integration.invoke(event).await;
+    count_outcome(&state.settings, route_key::DISCONNECT, started.elapsed(), &result);
+    if let Err(e) = result {
         warn!(error = %e, "$disconnect failed");
     }
     metrics::histogram!("dynamowave_handler_seconds", "route" => "$disconnect").record(started.elapsed().as_secs_f64());

@@ -21,7 +21,8 @@
 //! - `server`: the accept loop (HTTP/1, header-read timeout); `tls`: TLS and plain on the one
 //!   listener (the first byte decides), and the bridge an upgraded TLS connection writes through; `router`: the HTTP routes, the
 //!   dispatch by path, `/healthz`; `assets`: the app's static files, with security headers;
-//!   `prometheus`: the Prometheus recorder and `/metrics`; `http_error`: the HTTP error body.
+//!   `prometheus`: the Prometheus recorder and `/metrics`; `aws_metrics`: API Gateway's
+//!   CloudWatch metrics under their names; `http_error`: the HTTP error body.
 //! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`;
 //!   `identity_source`: the authorizer's identity sources, checked before it is invoked.
 //! - `connection`: one connection's loop (one task each); `close`: the close handshake;
@@ -42,14 +43,14 @@
 //! `settings`, which uses only `route_selection` and `identity_source`).
 //!
 //! ```text
-//! lib         → router, server, sweeper, signals, state, registry, prometheus
+//! lib         → router, server, sweeper, signals, state, registry, prometheus, aws_metrics
 //! router      → upgrade, management, prometheus, assets, state, http_error
-//! upgrade     → connection, invoke, state, registry, identity_source, events, auth, http_error,
-//!               close_code
-//! prometheus  → management, state, http_error
+//! upgrade     → connection, invoke, state, registry, identity_source, events, auth, aws_metrics,
+//!               http_error, close_code
+//! prometheus  → management, state, aws_metrics, http_error
 //! connection  → close, invoke, state, registry, wire, tls, close_code
 //! management  → state, events, sigv4
-//! invoke      → state, registry, events, throttle
+//! invoke      → state, registry, events, throttle, aws_metrics
 //! sweeper     → state, close_code
 //! close       → registry, wire, close_code
 //! state       → registry, throttle, auth, settings, route_selection, identity_source
@@ -57,13 +58,14 @@
 //! registry    → wire, events, close_code
 //! wire        → close_code
 //! server      → tls, settings
-//! sigv4, throttle → settings
+//! sigv4, throttle, aws_metrics → settings
 //! ```
 //!
 //! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
 
 mod assets;
 pub mod auth;
+mod aws_metrics;
 mod close;
 pub mod close_code;
 mod connection;
@@ -153,6 +155,7 @@ impl Gateway {
             max_payload_bytes: settings.limits.max_message_bytes,
             coalesce: settings.limits.coalesce,
             send_queue_wait: settings.limits.send_queue_wait,
+            message_count: aws_metrics::messages_out(&settings.api_id, &settings.stage),
         });
         let bound = Bound { settings, checked, local_addr, api, shutdown: CancellationToken::new() };
         Ok(Gateway { listener, bound })

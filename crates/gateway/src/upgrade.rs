@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::AuthDecision;
+use crate::aws_metrics;
 use crate::close_code;
 use crate::connection;
 use crate::events::{ConnectionContext, aws_id, connect_event, query_parameters};
@@ -72,15 +73,18 @@ pub(crate) async fn upgrade(
     uri: Uri,
 ) -> Response {
     if let Some(refused) = refuse_foreign_origin(&state, &headers) {
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         return refused;
     }
     if !state.throttles.admit_connect() {
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         metrics::counter!("dynamowave_rejected_total", "reason" => "connect_rate").increment(1);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
     }
     let max_per_ip = state.settings.limits.max_connections_per_ip;
     if max_per_ip > 0 && state.registry.count_from(peer.ip()) >= max_per_ip {
         metrics::counter!("dynamowave_rejected_total", "reason" => "per_ip_limit").increment(1);
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address");
     }
     let connection_id = aws_id();
@@ -112,6 +116,7 @@ pub(crate) async fn upgrade(
 
         let mut event = connect_event(&ctx, &state.settings.stage, &state.settings.api_id, &headers, &query);
         event.stage_variables = state.settings.stage_variables.clone();
+        aws_metrics::connect_count(&state.settings);
         let answer = invoke(&state, route_key::CONNECT, event).await;
         let response = match answer {
             Ok(r) if (200..300).contains(&r.status_code) => r,
@@ -207,6 +212,7 @@ async fn authorize(
     // API Gateway's pre-check: a request without every identity source costs no invocation.
     if let Some(missing) = state.identity_sources.iter().find(|source| !source.present(&request)) {
         metrics::counter!("dynamowave_rejected_total", "reason" => "identity_source").increment(1);
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         info!(?missing, "identity source missing: unauthorized without invoking the authorizer");
         return Err(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
@@ -233,11 +239,13 @@ async fn authorize(
         }
         AuthDecision::Unauthorized(why) => {
             metrics::counter!("dynamowave_rejected_total", "reason" => "unauthorized").increment(1);
+            aws_metrics::client_error(&state.settings, route_key::CONNECT);
             info!(why, "authorizer: unauthorized");
             Err(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
         AuthDecision::Forbidden(why) => {
             metrics::counter!("dynamowave_rejected_total", "reason" => "forbidden").increment(1);
+            aws_metrics::client_error(&state.settings, route_key::CONNECT);
             info!(why, "authorizer: forbidden");
             Err(gateway_error(StatusCode::FORBIDDEN, "Forbidden"))
         }

@@ -279,3 +279,95 @@ async fn stage_variables_reach_every_event_and_the_authorizer() {
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].stage_variables, variables);
 }
+
+/// `GET /metrics` from loopback (which may read them), the body.
+async fn scrape(ws_url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ws_url.trim_start_matches("ws://").split('/').next().expect("address").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the sample `name{labels}` (labels in the exporter's order), if present.
+fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn api_gateways_metric_names_are_exposed_beside_ours() {
+    let failing = Arc::new(Recorder { fail: true, ..Default::default() });
+    let app = routes(vec![
+        ("$connect", Recorder::answering(None)),
+        ("ok", Recorder::answering(None)),
+        ("boom", failing.clone()),
+        ("refuse", Arc::new(Status(502))),
+    ]);
+    let settings = GatewaySettings {
+        api_id: "metricsapi".into(),
+        stage: "production".into(),
+        authorizer_identity_source: vec!["route.request.header.Auth".into()],
+        ..GatewaySettings::default()
+    };
+    let gw = start(app, settings, Some(Arc::new(CountingAuthorizer::default()))).await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(with_auth_header(&gw.url, Some("letmein"))).await.expect("connect");
+    ws.send(Message::text(r#"{"action":"ok"}"#)).await.expect("send");
+    ws.send(Message::text(r#"{"action":"boom"}"#)).await.expect("send");
+    let error_frame = next_text(&mut ws).await;
+    assert!(error_frame.contains("Internal server error"), "{error_frame}");
+    ws.send(Message::text(r#"{"action":"refuse"}"#)).await.expect("send");
+    // A client error: no identity source.
+    assert_eq!(status_of(with_auth_header(&gw.url, None)).await, 401);
+    // Wait for the last message's invocation to be counted.
+    let mut metrics = String::new();
+    let labels = |route: &str| format!("ApiId=\"metricsapi\",Stage=\"production\",Route=\"{route}\"");
+    for _ in 0..100 {
+        metrics = scrape(&gw.url).await;
+        if sample(&metrics, "apigateway_IntegrationError", &labels("refuse")).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sample(&metrics, "apigateway_ConnectCount", &labels("$connect")), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "apigateway_MessageCount", &labels("ok")), Some(1.0));
+    assert_eq!(sample(&metrics, "apigateway_MessageCount", &labels("boom")), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "apigateway_MessageCount", "ApiId=\"metricsapi\",Stage=\"production\""),
+        Some(1.0),
+        "the error frame sent to the client"
+    );
+    assert_eq!(sample(&metrics, "apigateway_ExecutionError", &labels("boom")), Some(1.0));
+    assert_eq!(sample(&metrics, "apigateway_IntegrationError", &labels("refuse")), Some(1.0));
+    assert_eq!(sample(&metrics, "apigateway_IntegrationError", &labels("ok")), None);
+    assert_eq!(sample(&metrics, "apigateway_ClientError", &labels("$connect")), Some(1.0));
+    assert_eq!(sample(&metrics, "apigateway_IntegrationLatency_count", &labels("ok")), Some(1.0));
+    assert!(
+        metrics.contains(&format!("apigateway_IntegrationLatency_bucket{{{},le=\"10000\"}}", labels("ok"))),
+        "the latency is in milliseconds: {metrics}"
+    );
+    // Ours are still there.
+    assert!(metrics.contains("dynamowave_connects_total"));
+    assert!(metrics.contains("dynamowave_handler_seconds_bucket"));
+    assert_eq!(failing.events().len(), 1);
+}
+
+/// Answers with a fixed status and no body.
+struct Status(i64);
+
+#[async_trait]
+impl Integration for Status {
+    async fn invoke(
+        &self,
+        _event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
+        let mut r = ApiGatewayProxyResponse::default();
+        r.status_code = self.0;
+        Ok(r)
+    }
+}
