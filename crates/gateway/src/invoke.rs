@@ -11,6 +11,7 @@ use dynamowave_apigw::routes::route_key;
 use dynamowave_apigw::{ErrorFrame, ErrorKind, IntegrationError};
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::access_log;
 use crate::aws_metrics;
 use crate::events::{ConnectionContext, disconnect_event, message_event};
 use crate::registry::LiveConnection;
@@ -93,6 +94,7 @@ pub(crate) async fn on_message(
     let mut event = message_event(ctx, &state.settings.stage, &state.settings.api_id, &route_key, body.to_string());
     event.stage_variables = state.settings.stage_variables.clone();
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
+    let mut record = state.access_log.as_ref().map(|_| access_log::for_event(&event, ctx, "MESSAGE"));
     let span =
         info_span!("message", connection_id = %ctx.connection_id, route_key = %route_key, request_id = %request_id);
     let send_error = |kind: ErrorKind, message: &str| {
@@ -101,7 +103,7 @@ pub(crate) async fn on_message(
             state.api.message_count.increment(1);
         }
     };
-    async {
+    let outcome = async {
         let throttled = admit_connection(per_connection).and_then(|()| state.throttles.admit_message(&route_key));
         if let Err(t) = throttled {
             metrics::counter!("dynamowave_throttled_total", "kind" => t.label(), "route" => route_key.clone())
@@ -112,23 +114,51 @@ pub(crate) async fn on_message(
             };
             aws_metrics::client_error(&state.settings, &route_key);
             send_error(ErrorKind::Throttled, message);
-            return;
+            return Outcome { status: 429, error: Some("Too Many Requests"), ..Outcome::default() };
         }
-        match invoke(state, &route_key, event).await {
-            Ok(response) => send_route_response(state, live, &route_key, response),
+        let started = Instant::now();
+        let answer = invoke(state, &route_key, event).await;
+        let latency = Some(started.elapsed());
+        match answer {
+            Ok(response) => {
+                let integration_status = Some(response.status_code);
+                send_route_response(state, live, &route_key, response);
+                Outcome { status: 200, integration_status, latency, ..Outcome::default() }
+            }
             Err(RouteError::Throttled(why)) => {
                 debug!(why, "throttled");
                 send_error(ErrorKind::Throttled, "Too Many Requests");
+                Outcome { status: 429, error: Some("Too Many Requests"), latency, ..Outcome::default() }
             }
             Err(e) => {
                 warn!(error = %e, "integration failed");
                 metrics::counter!("dynamowave_handler_errors_total", "route" => route_key.clone()).increment(1);
                 send_error(ErrorKind::InternalError, "Internal server error");
+                let failure = Some(e.to_string());
+                Outcome { status: 500, error: Some("Internal server error"), failure, latency, ..Outcome::default() }
             }
         }
     }
     .instrument(span)
-    .await
+    .await;
+    if let (Some(log), Some(record)) = (&state.access_log, record.as_mut()) {
+        record.status = Some(outcome.status);
+        record.integration_status = outcome.integration_status;
+        record.integration_latency = outcome.latency;
+        record.error_message = outcome.error.map(str::to_string);
+        record.integration_error_message = outcome.failure;
+        log.log(record);
+    }
+}
+
+/// How a message ended, for the access log.
+#[derive(Default)]
+struct Outcome {
+    status: u16,
+    integration_status: Option<i64>,
+    latency: Option<std::time::Duration>,
+    error: Option<&'static str>,
+    failure: Option<String>,
 }
 
 /// A two-way route's answer: the integration's `body` goes back to the client as one text
@@ -166,12 +196,35 @@ fn send_route_response(
 pub(crate) async fn run_disconnect(state: &GatewayState, ctx: &ConnectionContext, code: u16, reason: &str) {
     let mut event = disconnect_event(ctx, &state.settings.stage, &state.settings.api_id, code, reason);
     event.stage_variables = state.settings.stage_variables.clone();
-    let Some(integration) = state.integration_for(route_key::DISCONNECT) else { return };
+    let mut record = state.access_log.as_ref().map(|_| access_log::for_event(&event, ctx, "DISCONNECT"));
+    if let Some(record) = record.as_mut() {
+        record.disconnect_status_code = Some(code);
+        record.disconnect_reason = Some(reason.to_string());
+    }
+    let Some(integration) = state.integration_for(route_key::DISCONNECT) else {
+        // No route: nothing is invoked, but the disconnect happened.
+        if let (Some(log), Some(record)) = (&state.access_log, record.as_ref()) {
+            log.log(record);
+        }
+        return;
+    };
     let semaphore = state.semaphore_for(route_key::DISCONNECT);
     let _permit = semaphore.acquire_owned().await;
     let started = Instant::now();
     let result = integration.invoke(event).await;
     count_outcome(&state.settings, route_key::DISCONNECT, started.elapsed(), &result);
+    if let (Some(log), Some(record)) = (&state.access_log, record.as_mut()) {
+        record.integration_latency = Some(started.elapsed());
+        match &result {
+            Ok(r) => (record.status, record.integration_status) = (Some(200), Some(r.status_code)),
+            Err(e) => {
+                record.status = Some(500);
+                record.error_message = Some("Internal server error".into());
+                record.integration_error_message = Some(e.to_string());
+            }
+        }
+        log.log(record);
+    }
     if let Err(e) = result {
         warn!(error = %e, "$disconnect failed");
     }

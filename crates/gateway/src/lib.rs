@@ -35,25 +35,28 @@
 //!   signature checks for it.
 //! - `sweeper`: the idle and lifetime limits, and the close at shutdown; `signals`: SIGINT and
 //!   SIGTERM.
-//! - [`events`]: the API Gateway events the integrations receive.
+//! - [`events`]: the API Gateway events the integrations receive; `access_log`: the stage's
+//!   access log (`AccessLogSettings`), one line per connect, message and disconnect.
 //! - [`throttle`]: token buckets. [`auth`]: the `$connect` authorizer port.
 //!
 //! The modules depend on each other in one direction only: each uses only modules listed
 //! below it (besides `events`, `auth`, `http_error` and `route_selection`, which use none, and
-//! `settings`, which uses only `route_selection` and `identity_source`).
+//! `settings`, which uses only `route_selection`, `identity_source` and `access_log`).
 //!
 //! ```text
-//! lib         → router, server, sweeper, signals, state, registry, prometheus, aws_metrics
+//! lib         → router, server, sweeper, signals, state, registry, prometheus, aws_metrics,
+//!               access_log
 //! router      → upgrade, management, prometheus, assets, state, http_error
 //! upgrade     → connection, invoke, state, registry, identity_source, events, auth, aws_metrics,
-//!               http_error, close_code
+//!               access_log, http_error, close_code
 //! prometheus  → management, state, aws_metrics, http_error
 //! connection  → close, invoke, state, registry, wire, tls, close_code
 //! management  → state, events, sigv4
-//! invoke      → state, registry, events, throttle, aws_metrics
+//! invoke      → state, registry, events, throttle, aws_metrics, access_log
 //! sweeper     → state, close_code
 //! close       → registry, wire, close_code
-//! state       → registry, throttle, auth, settings, route_selection, identity_source
+//! state       → registry, throttle, auth, settings, route_selection, identity_source, access_log
+//! access_log  → settings, events
 //! identity_source → events
 //! registry    → wire, events, close_code
 //! wire        → close_code
@@ -63,6 +66,7 @@
 //!
 //! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
 
+mod access_log;
 mod assets;
 pub mod auth;
 mod aws_metrics;
@@ -157,7 +161,14 @@ impl Gateway {
             send_queue_wait: settings.limits.send_queue_wait,
             message_count: aws_metrics::messages_out(&settings.api_id, &settings.stage),
         });
-        let bound = Bound { settings, checked, local_addr, api, shutdown: CancellationToken::new() };
+        let access_log = match &settings.access_log {
+            Some(log) => Some(
+                access_log::AccessLogger::open(log, &settings.stage, &settings.api_id)
+                    .map_err(GatewayError::Settings)?,
+            ),
+            None => None,
+        };
+        let bound = Bound { settings, checked, access_log, local_addr, api, shutdown: CancellationToken::new() };
         Ok(Gateway { listener, bound })
     }
 

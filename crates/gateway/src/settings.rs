@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The gateway's settings.
@@ -43,6 +44,9 @@ pub struct GatewaySettings {
     pub management: ManagementAccess,
     /// Which browser pages and `Host`s the gateway answers.
     pub origins: OriginSettings,
+    /// The stage's access log (`AccessLogSettings`): one line per connect, message and
+    /// disconnect. Default: `None` (no access log).
+    pub access_log: Option<AccessLog>,
     /// TLS on the same listener: when set, a connection that starts with a TLS handshake is
     /// served over TLS with this configuration (`wss://`, `https://`), any other as plain HTTP
     /// (`ws://`, `http://`), on the one port. Its ALPN, if any, must offer `http/1.1` only (the
@@ -68,6 +72,7 @@ impl Default for GatewaySettings {
             concurrency: Concurrency::default(),
             management: ManagementAccess::default(),
             origins: OriginSettings::default(),
+            access_log: None,
             tls: None,
             handle_signals: true,
         }
@@ -93,6 +98,9 @@ impl GatewaySettings {
                 crate::identity_source::IdentitySource::parse(s).map_err(|why| invalid(format!("authorizer {why}")))
             })
             .collect::<Result<_, _>>()?;
+        if let Some(log) = &self.access_log {
+            crate::access_log::check_format(&log.format).map_err(invalid)?;
+        }
         Ok(Checked { route_selection, identity_sources })
     }
 }
@@ -101,6 +109,33 @@ impl GatewaySettings {
 pub(crate) struct Checked {
     pub route_selection: crate::route_selection::RouteSelection,
     pub identity_sources: Vec<crate::identity_source::IdentitySource>,
+}
+
+/// A stage's `AccessLogSettings`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessLog {
+    /// The `Format`: text with `$context.…` variables (`$context.requestId`,
+    /// `$context.connectionId`, `$context.eventType`, `$context.routeKey`, `$context.status`,
+    /// `$context.requestTime`, `$context.requestTimeEpoch`, `$context.identity.sourceIp`,
+    /// `$context.identity.userAgent`, `$context.integrationLatency`, `$context.integrationStatus`,
+    /// `$context.error.message`, `$context.error.messageString`,
+    /// `$context.integrationErrorMessage`, `$context.messageId`, `$context.connectedAt`,
+    /// `$context.domainName`, `$context.stage`, `$context.apiId`,
+    /// `$context.authorizer.principalId`, `$context.disconnectStatusCode`,
+    /// `$context.disconnectReason`, …; `${context.x}` where text follows). Missing or unknown
+    /// values render as `-`. It must name `$context.requestId` or `$context.extendedRequestId`,
+    /// as on API Gateway (checked at bind).
+    pub format: String,
+    /// Where the lines go (the `DestinationArn`'s stand-in).
+    pub destination: AccessLogDestination,
+}
+
+/// Where access log lines are written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AccessLogDestination {
+    Stderr,
+    /// Appended to (created if missing; opened at bind, an error naming it otherwise).
+    File(PathBuf),
 }
 
 /// Frame, message and time limits (API Gateway's quotas).

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::AccessLogger;
 use crate::auth::ConnectAuthorizer;
 use crate::identity_source::IdentitySource;
 use crate::registry::{LocalConnectionsApi, Registry};
@@ -26,6 +27,8 @@ pub(crate) struct GatewayState {
     pub route_selection: RouteSelection,
     /// `settings.authorizer_identity_source`, parsed.
     pub identity_sources: Vec<IdentitySource>,
+    /// The stage's access log, if it has one.
+    pub access_log: Option<AccessLogger>,
     pub local_addr: SocketAddr,
     pub registry: Arc<Registry>,
     pub api: Arc<LocalConnectionsApi>,
@@ -45,6 +48,7 @@ pub(crate) struct GatewayState {
 pub(crate) struct Bound {
     pub settings: GatewaySettings,
     pub checked: Checked,
+    pub access_log: Option<AccessLogger>,
     pub local_addr: SocketAddr,
     pub api: Arc<LocalConnectionsApi>,
     pub shutdown: CancellationToken,
@@ -57,7 +61,7 @@ impl GatewayState {
         error_frames: Arc<dyn ErrorFrames>,
         authorizer: Option<Arc<dyn ConnectAuthorizer>>,
     ) -> Self {
-        let Bound { settings, checked, local_addr, api, shutdown } = bound;
+        let Bound { settings, checked, access_log, local_addr, api, shutdown } = bound;
         let Checked { route_selection, identity_sources } = checked;
         Self {
             throttles: Throttles::new(settings.throttling.clone()),
@@ -65,6 +69,7 @@ impl GatewayState {
             settings,
             route_selection,
             identity_sources,
+            access_log,
             local_addr,
             api,
             routes,

@@ -371,3 +371,126 @@ impl Integration for Status {
         Ok(r)
     }
 }
+
+/// AWS's CLF example for WebSocket APIs.
+const CLF: &str = "$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] \
+                   \"$context.eventType $context.routeKey $context.connectionId\" $context.status $context.requestId";
+/// AWS's JSON example for WebSocket APIs, with a few more variables.
+const JSON: &str = r#"{ "requestId":"$context.requestId", "ip": "$context.identity.sourceIp", "caller":"$context.identity.caller", "user":"$context.identity.user", "requestTime":"$context.requestTime", "eventType":"$context.eventType", "routeKey":"$context.routeKey", "status":"$context.status", "connectionId":"$context.connectionId", "messageId":"$context.messageId", "latency":"$context.integrationLatency", "error":"$context.error.message", "integrationError":"$context.integrationErrorMessage", "stage":"$context.stage", "apiId":"$context.apiId", "domainName":"$context.domainName", "epoch":"$context.requestTimeEpoch", "ua":"$context.identity.userAgent" }"#;
+
+/// The access log's lines once there are `n` of them.
+async fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..250 {
+        lines = std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lines
+}
+
+fn log_path(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("dw-access-log-{name}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[tokio::test]
+async fn the_access_log_writes_a_json_line_per_connect_message_and_disconnect() {
+    use dynamowave_gateway::settings::{AccessLog, AccessLogDestination};
+    let path = log_path("json");
+    let failing = Arc::new(Recorder { fail: true, ..Default::default() });
+    let app = routes(vec![
+        ("$connect", Recorder::answering(None)),
+        ("$default", failing.clone()),
+        ("$disconnect", Recorder::answering(None)),
+    ]);
+    let settings = GatewaySettings {
+        api_id: "logapi".into(),
+        access_log: Some(AccessLog { format: JSON.into(), destination: AccessLogDestination::File(path.clone()) }),
+        ..GatewaySettings::default()
+    };
+    let gw = start(app, settings, None).await;
+    let mut req = with_auth_header(&gw.url, None);
+    req.headers_mut().insert("User-Agent", "tester \"quoted\"".parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("connect");
+    ws.send(Message::text("hello")).await.expect("send");
+    let _ = next_text(&mut ws).await;
+    ws.close(None).await.expect("close");
+    let lines = lines(&path, 3).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let parsed: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+    let field = |i: usize, k: &str| parsed[i][k].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        [field(0, "eventType"), field(1, "eventType"), field(2, "eventType")],
+        ["CONNECT", "MESSAGE", "DISCONNECT"]
+    );
+    assert_eq!(
+        [field(0, "routeKey"), field(1, "routeKey"), field(2, "routeKey")],
+        ["$connect", "$default", "$disconnect"]
+    );
+    let connection_id = field(0, "connectionId");
+    assert_eq!(connection_id.len(), 16);
+    assert!(parsed.iter().all(|p| p["connectionId"] == connection_id.as_str()));
+    assert_eq!(field(0, "status"), "101");
+    assert_eq!(field(1, "status"), "500");
+    assert_eq!(field(1, "error"), "Internal server error");
+    assert!(field(1, "integrationError").contains("boom"), "{}", lines[1]);
+    assert_eq!(field(1, "messageId").len(), 16);
+    assert_eq!(field(0, "messageId"), "-", "no messageId on CONNECT");
+    assert_eq!(field(0, "caller"), "-", "unknown variables render as -");
+    assert_eq!(field(0, "ip"), "127.0.0.1");
+    assert_eq!(field(0, "stage"), "production");
+    assert_eq!(field(0, "apiId"), "logapi");
+    assert_eq!(field(0, "ua"), "tester \"quoted\"");
+    assert!(field(0, "domainName").starts_with("127.0.0.1:"));
+    assert!(field(1, "latency").parse::<u64>().is_ok(), "{}", lines[1]);
+    assert!(field(0, "epoch").parse::<i64>().is_ok_and(|ms| ms > 1_600_000_000_000));
+    // The message's requestId is the one its integration received.
+    let event_request_id = failing.events()[0].request_context.request_id.clone();
+    assert_eq!(Some(field(1, "requestId")), event_request_id);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn the_access_log_in_clf_records_refused_connects_and_bad_formats_stop_the_bind() {
+    use dynamowave_gateway::settings::{AccessLog, AccessLogDestination};
+    let path = log_path("clf");
+    let settings = GatewaySettings {
+        authorizer_identity_source: vec!["route.request.header.Auth".into()],
+        access_log: Some(AccessLog { format: CLF.into(), destination: AccessLogDestination::File(path.clone()) }),
+        ..GatewaySettings::default()
+    };
+    let app = routes(vec![("$connect", Recorder::answering(None) as Arc<dyn Integration>)]);
+    let gw = start(app, settings.clone(), Some(Arc::new(CountingAuthorizer::default()))).await;
+    assert_eq!(status_of(with_auth_header(&gw.url, None)).await, 401);
+    let lines = lines(&path, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    // 127.0.0.1 - - [02/Dec/2026:01:02:03 +0000] "CONNECT $connect Mg_ugfpqPHcCIVA=" 401 reqid=
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(line.contains(" +0000] \"CONNECT $connect "), "{line}");
+    let tail: Vec<&str> = line.rsplitn(3, ' ').collect();
+    assert_eq!(tail[1], "401", "{line}");
+    assert_eq!(tail[0].len(), 16, "the request id: {line}");
+    let _ = std::fs::remove_file(&path);
+
+    for (format, destination, named) in [
+        ("$context.connectionId", AccessLogDestination::Stderr, "requestId"),
+        (CLF, AccessLogDestination::File("/nonexistent-dir/x.log".into()), "/nonexistent-dir/x.log"),
+    ] {
+        let bad = GatewaySettings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            access_log: Some(AccessLog { format: format.into(), destination }),
+            ..settings.clone()
+        };
+        match Gateway::bind(bad).await {
+            Err(GatewayError::Settings(why)) => assert!(why.contains(named), "{why}"),
+            Err(other) => panic!("expected a settings error, got {other}"),
+            Ok(_) => panic!("a bad access log was accepted"),
+        }
+    }
+}
