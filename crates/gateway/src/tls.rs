@@ -63,14 +63,29 @@ pub(crate) async fn accept(
 }
 
 /// Bridges an upgraded TLS connection to a loopback TCP socket the connection's task can write
-/// directly; the bridge task ends when either side closes (closing the TLS session properly).
-pub(crate) async fn bridge(mut tls: TlsStream<TcpStream>) -> std::io::Result<TcpStream> {
-    let (mut near, far) = loopback_pair().await?;
+/// directly. Each direction's end is passed on (a close on one side closes the other, the TLS
+/// session with its `close_notify`); once either side has closed, the other has 5 s to finish,
+/// so a client that never closes cannot hold the bridge.
+pub(crate) async fn bridge(tls: TlsStream<TcpStream>) -> std::io::Result<TcpStream> {
+    let (near, far) = loopback_pair().await?;
     tokio::spawn(async move {
-        if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut near).await {
-            debug!(error = %e, "TLS bridge ended with an error");
+        let (mut tls_read, mut tls_write) = tokio::io::split(tls);
+        let (mut near_read, mut near_write) = near.into_split();
+        let to_client = async {
+            let _ = tokio::io::copy(&mut near_read, &mut tls_write).await;
+            let _ = tls_write.shutdown().await;
+        };
+        let from_client = async {
+            let _ = tokio::io::copy(&mut tls_read, &mut near_write).await;
+            let _ = near_write.shutdown().await;
+        };
+        tokio::pin!(to_client, from_client);
+        let linger = Duration::from_secs(5);
+        tokio::select! {
+            () = &mut to_client => { let _ = tokio::time::timeout(linger, from_client).await; }
+            () = &mut from_client => { let _ = tokio::time::timeout(linger, to_client).await; }
         }
-        let _ = tls.shutdown().await;
+        debug!("TLS bridge closed");
     });
     Ok(far)
 }

@@ -29,8 +29,9 @@ impl Integration for Echo {
     ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
         let mut r = ApiGatewayProxyResponse::default();
         r.status_code = 200;
-        r.body =
-            event.body.map(|b| Body::Text(format!("{}|{}", event.request_context.domain_name.unwrap_or_default(), b)));
+        let c = event.request_context;
+        let (domain, id) = (c.domain_name.unwrap_or_default(), c.connection_id.unwrap_or_default());
+        r.body = event.body.map(|b| Body::Text(format!("{domain}|{id}|{b}")));
         Ok(r)
     }
 }
@@ -140,12 +141,33 @@ async fn wss_and_ws_exchange_messages_on_one_port() {
     let tls = connector(&gw.ca).connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("TLS");
     let url = format!("wss://localhost:{}/production", gw.port);
     let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.expect("wss upgrade");
+    let mut connection_id = String::new();
     for text in ["hello", "again"] {
         ws.send(Message::text(text)).await.expect("send");
         let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a reply in time");
         let Some(Ok(Message::Text(t))) = reply else { panic!("expected a text frame, got {reply:?}") };
-        assert_eq!(t.as_str(), format!("localhost:{}|{text}", gw.port), "domainName is the Host reached over TLS");
+        let parts: Vec<&str> = t.as_str().splitn(3, '|').collect();
+        assert_eq!(parts[0], format!("localhost:{}", gw.port), "domainName is the Host reached over TLS");
+        assert_eq!(parts[2], text);
+        connection_id = parts[1].to_string();
     }
+
+    // What a function does with `https://{domainName}/{stage}`: PostToConnection over TLS.
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.expect("connect");
+    let mut tls = connector(&gw.ca).connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("TLS");
+    let body = "posted over https";
+    let request = format!(
+        "POST /production/@connections/{connection_id} HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        gw.port,
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_string(&mut response)).await.expect("in time");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let posted = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("the post in time");
+    let Some(Ok(Message::Text(t))) = posted else { panic!("expected the post, got {posted:?}") };
+    assert_eq!(t.as_str(), body);
     ws.close(None).await.expect("close");
 
     let (mut plain, _) =
