@@ -193,10 +193,14 @@ impl Gateway {
         let App { routes, error_frames, assets } = app;
         let state = Arc::new(GatewayState::new(self.bound, routes, error_frames, authorizer));
         let router = router::router(state.clone(), &assets);
-        info!(
-            "listening on ws://{}/{} (management API at http://{}/{}/@connections)",
-            state.local_addr, state.settings.stage, state.local_addr, state.settings.stage
-        );
+        let (addr, stage) = (state.local_addr, &state.settings.stage);
+        if state.settings.tls.is_some() {
+            info!(
+                "listening on wss://{addr}/{stage} and ws://{addr}/{stage} (management API at https://{addr}/{stage}/@connections, or http://)"
+            );
+        } else {
+            info!("listening on ws://{addr}/{stage} (management API at http://{addr}/{stage}/@connections)");
+        }
         if state.settings.handle_signals {
             let token = state.shutdown.clone();
             tokio::spawn(async move {
