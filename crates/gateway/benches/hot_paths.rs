@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dynamowave_apigw::ConnectionsApi;
-use dynamowave_gateway::events::{ConnectionContext, select_route};
+use dynamowave_gateway::events::ConnectionContext;
 use dynamowave_gateway::registry::{LiveConnection, LocalConnectionsApi, Registry};
+use dynamowave_gateway::route_selection::RouteSelection;
 
 fn hot_paths(c: &mut Criterion) {
     let body = r#"{"action":"sendmessage","message":"hello, everyone!","id":"c-17"}"#;
-    c.bench_function("select the route of a frame", |b| {
-        b.iter(|| black_box(select_route("$request.body.action", black_box(body))))
-    });
+    let selection = RouteSelection::parse("$request.body.action").expect("a valid expression");
+    c.bench_function("select the route of a frame", |b| b.iter(|| black_box(selection.select(black_box(body)))));
 
     // 1,000 live connections on real sockets; a thread reads the client ends as fast as it can.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -67,6 +67,7 @@ fn hot_paths(c: &mut Criterion) {
         max_payload_bytes: 128 * 1024,
         coalesce: std::time::Duration::ZERO,
         send_queue_wait: std::time::Duration::from_secs(5),
+        message_count: metrics::Counter::noop(),
     };
     // A chat message event of 100 characters, as the chat's fan-out posts it.
     let frame = Bytes::from(format!(

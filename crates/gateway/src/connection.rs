@@ -10,6 +10,7 @@ use std::time::Duration;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::close::{Ending, close_socket};
@@ -17,6 +18,7 @@ use crate::close_code;
 use crate::invoke::{on_message, run_disconnect};
 use crate::registry::LiveConnection;
 use crate::state::GatewayState;
+use crate::tls;
 use crate::wire::{self, FrameReader, Incoming};
 
 /// After the upgrade: takes the socket back from hyper (its HTTP buffers are freed), serves the
@@ -47,13 +49,20 @@ pub(crate) async fn run(
 /// the upgrade failed (then `$disconnect` has run).
 async fn take_socket(state: &Arc<GatewayState>, on_upgrade: OnUpgrade, live: &LiveConnection) -> Option<FrameReader> {
     let ctx = &live.ctx;
-    let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
-        Ok(Ok(parts)) => parts,
-        failed => {
-            let why = match failed {
-                Err(e) => e.to_string(),
-                _ => "not a TCP connection".to_string(),
-            };
+    let upgraded = on_upgrade.await.map_err(|e| e.to_string());
+    let taken = match upgraded.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+        Ok(Ok(parts)) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Ok(Err(upgraded)) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                tls::bridge(parts.io.into_inner()).await.map(|s| (s, parts.read_buf)).map_err(|e| e.to_string())
+            }
+            Err(_) => Err("not a TCP connection".to_string()),
+        },
+        Err(e) => Err(e),
+    };
+    let (socket, read_buf) = match taken {
+        Ok(taken) => taken,
+        Err(why) => {
             let span = info_span!("connection", connection_id = %ctx.connection_id);
             warn!(parent: &span, error = %why, "upgrade failed after $connect");
             state.registry.remove(&ctx.connection_id);
@@ -62,11 +71,11 @@ async fn take_socket(state: &Arc<GatewayState>, on_upgrade: OnUpgrade, live: &Li
         }
     };
     let limits = &state.settings.limits;
-    let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &parts.read_buf);
+    let reader = FrameReader::new(limits.max_frame_bytes, limits.max_message_bytes, &read_buf);
     // `read_buf` is a view of hyper's 8 KiB read buffer: holding it (even empty) would keep
     // that buffer alive for the connection's whole life.
-    drop(parts.read_buf);
-    live.attach(parts.io.into_inner());
+    drop(read_buf);
+    live.attach(socket);
     Some(reader)
 }
 

@@ -129,23 +129,6 @@ pub fn disconnect_event(
     e
 }
 
-/// Evaluates a route selection expression `$request.body.a.b` against a frame: the value at
-/// that path, stringified when it is not a string; `None` (→ `$default`) when the frame is not
-/// JSON or the path is absent.
-pub fn select_route(expression: &str, body: &str) -> Option<String> {
-    let path = expression.strip_prefix("$request.body.")?;
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let mut v = &value;
-    for key in path.split('.') {
-        v = v.as_object()?.get(key)?;
-    }
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Null | serde_json::Value::Object(_) | serde_json::Value::Array(_) => None,
-        other => Some(other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,15 +138,5 @@ mod tests {
         let id = aws_id();
         assert_eq!(id.len(), 16);
         assert!(id.ends_with('='));
-    }
-
-    #[test]
-    fn route_selection() {
-        let e = "$request.body.action";
-        assert_eq!(select_route(e, r#"{"action":"sendmessage"}"#).as_deref(), Some("sendmessage"));
-        assert_eq!(select_route(e, r#"{"action":7}"#).as_deref(), Some("7"));
-        assert_eq!(select_route(e, "test"), None);
-        assert_eq!(select_route(e, r#"{"x":1}"#), None);
-        assert_eq!(select_route("$request.body.a.b", r#"{"a":{"b":"join"}}"#).as_deref(), Some("join"));
     }
 }

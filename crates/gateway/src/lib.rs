@@ -1,9 +1,9 @@
 //! # dynamowave-gateway: a local API Gateway WebSocket API
 //!
 //! Behaves as API Gateway does in front of an app's integrations (where it knowingly differs:
-//! `docs/gateway.md`): `$connect` decides the upgrade, routes are selected by
-//! `$request.body.action`, frames and messages are limited (32 KiB / 128 KiB, close 1009), binary
-//! frames close 1003, invalid UTF-8 1007, idle and lifetime timers, token-bucket throttling per
+//! `docs/gateway.md`): `$connect` decides the upgrade, routes are selected by the
+//! route selection expression (`$request.body.action`), frames and messages are limited (32 KiB / 128 KiB, close 1009), binary
+//! frames close 1003, invalid UTF-8 1007, TLS and plain on one port (when given a certificate), idle and lifetime timers, token-bucket throttling per
 //! account, route, new connection and connection, per-route reserved concurrency, `@connections`
 //! on the same listener, and graceful shutdown (close 1001 and `$disconnect` for each
 //! connection).
@@ -18,12 +18,16 @@
 //!   [`ShutdownHandle`], [`GatewayError`].
 //! - [`settings`]: every limit, with AWS's default.
 //! - `state`: `GatewayState`, what every request and connection shares.
-//! - `server`: the accept loop (HTTP/1, header-read timeout); `router`: the HTTP routes, the
+//! - `server`: the accept loop (HTTP/1, header-read timeout); `tls`: TLS and plain on the one
+//!   listener (the first byte decides), and the bridge an upgraded TLS connection writes through; `router`: the HTTP routes, the
 //!   dispatch by path, `/healthz`; `assets`: the app's static files, with security headers;
-//!   `prometheus`: the Prometheus recorder and `/metrics`; `http_error`: the HTTP error body.
-//! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`.
+//!   `prometheus`: the Prometheus recorder and `/metrics`; `aws_metrics`: API Gateway's
+//!   CloudWatch metrics under their names; `http_error`: the HTTP error body.
+//! - `upgrade`: the handshake, the `Origin` check, the authorizer's request, `$connect`;
+//!   `identity_source`: the authorizer's identity sources, checked before it is invoked.
 //! - `connection`: one connection's loop (one task each); `close`: the close handshake;
-//!   `invoke`: route selection and invocation, reserved concurrency, the error frames.
+//!   `invoke`: route invocation, reserved concurrency, the error frames;
+//!   [`route_selection`]: the route selection expression, parsed once.
 //! - [`registry`]: the live connections, and [`registry::LocalConnectionsApi`], the `@connections`
 //!   API over them (a post writes the socket directly; floods are coalesced); `wire`: WebSocket
 //!   frames; [`close_code`]: the close codes.
@@ -31,41 +35,52 @@
 //!   signature checks for it.
 //! - `sweeper`: the idle and lifetime limits, and the close at shutdown; `signals`: SIGINT and
 //!   SIGTERM.
-//! - [`events`]: the API Gateway events the integrations receive.
+//! - [`events`]: the API Gateway events the integrations receive; `access_log`: the stage's
+//!   access log (`AccessLogSettings`), one line per connect, message and disconnect.
 //! - [`throttle`]: token buckets. [`auth`]: the `$connect` authorizer port.
 //!
 //! The modules depend on each other in one direction only: each uses only modules listed
-//! below it (besides `settings`, `events`, `auth` and `http_error`, which use none).
+//! below it (besides `events`, `auth`, `http_error` and `route_selection`, which use none, and
+//! `settings`, which uses only `route_selection`, `identity_source` and `access_log`).
 //!
 //! ```text
-//! lib         → router, server, sweeper, signals, state, registry, prometheus
+//! lib         → router, server, sweeper, signals, state, registry, prometheus, aws_metrics,
+//!               access_log
 //! router      → upgrade, management, prometheus, assets, state, http_error
-//! upgrade     → connection, invoke, state, registry, events, auth, http_error, close_code
-//! prometheus  → management, state, http_error
-//! connection  → close, invoke, state, registry, wire, close_code
+//! upgrade     → connection, invoke, state, registry, identity_source, events, auth, aws_metrics,
+//!               access_log, http_error, close_code
+//! prometheus  → management, state, aws_metrics, http_error
+//! connection  → close, invoke, state, registry, wire, tls, close_code
 //! management  → state, events, sigv4
-//! invoke      → state, registry, events, throttle
+//! invoke      → state, registry, events, throttle, aws_metrics, access_log
 //! sweeper     → state, close_code
 //! close       → registry, wire, close_code
-//! state       → registry, throttle, auth, settings
+//! state       → registry, throttle, auth, settings, route_selection, identity_source, access_log
+//! access_log  → settings, events
+//! identity_source → events
 //! registry    → wire, events, close_code
 //! wire        → close_code
-//! server, sigv4, throttle → settings
+//! server      → tls, settings
+//! sigv4, throttle, aws_metrics → settings
 //! ```
 //!
 //! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
 
+mod access_log;
 mod assets;
 pub mod auth;
+mod aws_metrics;
 mod close;
 pub mod close_code;
 mod connection;
 pub mod events;
 mod http_error;
+mod identity_source;
 mod invoke;
 mod management;
 mod prometheus;
 pub mod registry;
+pub mod route_selection;
 mod router;
 mod server;
 pub mod settings;
@@ -74,6 +89,7 @@ mod sigv4;
 mod state;
 mod sweeper;
 pub mod throttle;
+mod tls;
 mod upgrade;
 mod wire;
 
@@ -96,6 +112,9 @@ use state::{Bound, GatewayState};
 pub enum GatewayError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// A setting that cannot be used (it is named in the message).
+    #[error("invalid gateway settings: {0}")]
+    Settings(String),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -120,7 +139,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// Binds `settings.listen` (port 0 picks one: see [`Gateway::local_addr`]).
+    /// Settings that cannot be used are refused first ([`GatewaySettings::validate`]).
     pub async fn bind(settings: GatewaySettings) -> Result<Gateway, GatewayError> {
+        settings.validate()?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| GatewayError::Bind { addr: settings.listen, source })?;
@@ -129,6 +150,7 @@ impl Gateway {
 
     /// As [`Gateway::bind`], on a listener the caller bound (`settings.listen` is not used).
     pub fn on_listener(listener: TcpListener, settings: GatewaySettings) -> Result<Gateway, GatewayError> {
+        let checked = settings.checked()?;
         let local_addr = listener.local_addr()?;
         // Installed before anything is counted.
         prometheus::recorder();
@@ -137,8 +159,16 @@ impl Gateway {
             max_payload_bytes: settings.limits.max_message_bytes,
             coalesce: settings.limits.coalesce,
             send_queue_wait: settings.limits.send_queue_wait,
+            message_count: aws_metrics::messages_out(&settings.api_id, &settings.stage),
         });
-        let bound = Bound { settings, local_addr, api, shutdown: CancellationToken::new() };
+        let access_log = match &settings.access_log {
+            Some(log) => Some(
+                access_log::AccessLogger::open(log, &settings.stage, &settings.api_id)
+                    .map_err(GatewayError::Settings)?,
+            ),
+            None => None,
+        };
+        let bound = Bound { settings, checked, access_log, local_addr, api, shutdown: CancellationToken::new() };
         Ok(Gateway { listener, bound })
     }
 
@@ -163,10 +193,14 @@ impl Gateway {
         let App { routes, error_frames, assets } = app;
         let state = Arc::new(GatewayState::new(self.bound, routes, error_frames, authorizer));
         let router = router::router(state.clone(), &assets);
-        info!(
-            "listening on ws://{}/{} (management API at http://{}/{}/@connections)",
-            state.local_addr, state.settings.stage, state.local_addr, state.settings.stage
-        );
+        let (addr, stage) = (state.local_addr, &state.settings.stage);
+        if state.settings.tls.is_some() {
+            info!(
+                "listening on wss://{addr}/{stage} and ws://{addr}/{stage} (management API at https://{addr}/{stage}/@connections, or http://)"
+            );
+        } else {
+            info!("listening on ws://{addr}/{stage} (management API at http://{addr}/{stage}/@connections)");
+        }
         if state.settings.handle_signals {
             let token = state.shutdown.clone();
             tokio::spawn(async move {
@@ -179,7 +213,8 @@ impl Gateway {
         // The accept loop runs as a task, on a runtime worker: left in the caller's future (the
         // CLI's `block_on`, on the main thread), every accepted connection would cost a hand-over
         // between two threads (a futex wake and a context switch on a busy core).
-        let accepting = server::serve(self.listener, router, &state.settings.limits, state.shutdown.clone());
+        let tls = state.settings.tls.clone();
+        let accepting = server::serve(self.listener, router, &state.settings.limits, tls, state.shutdown.clone());
         let _ = tokio::spawn(accepting).await;
         let _ = sweeper.await;
         // Connections see the same token and close with 1001; wait for their `$disconnect`s.

@@ -509,6 +509,9 @@ pub struct LocalConnectionsApi {
     /// How long a paced post waits for room in the connection's queue before the connection is
     /// closed as a slow consumer ([`LiveConnection::wait_for_room`]).
     pub send_queue_wait: std::time::Duration,
+    /// API Gateway's `MessageCount` of the gateway's stage, counted for each frame sent to a
+    /// client (`metrics::Counter::noop()` to count nothing).
+    pub message_count: metrics::Counter,
 }
 
 impl LocalConnectionsApi {
@@ -531,6 +534,7 @@ impl ConnectionsApi for LocalConnectionsApi {
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
         live.offer(wire::encode_data(&data), self.coalesce)?;
         metrics::counter!("dynamowave_messages_out_total").increment(1);
+        self.message_count.increment(1);
         Ok(())
     }
 
@@ -543,6 +547,7 @@ impl ConnectionsApi for LocalConnectionsApi {
         live.wait_for_room(frame.len(), self.send_queue_wait).await?;
         live.offer(frame, self.coalesce)?;
         metrics::counter!("dynamowave_messages_out_total").increment(1);
+        self.message_count.increment(1);
         Ok(())
     }
 
@@ -595,6 +600,7 @@ impl ConnectionsApi for LocalConnectionsApi {
             }
         }
         metrics::counter!("dynamowave_messages_out_total").increment(sent);
+        self.message_count.increment(sent);
         failed
     }
 }

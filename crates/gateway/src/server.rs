@@ -4,10 +4,13 @@
 //! timeout, with the peer address attached for `ConnectInfo`.
 //!
 //! HTTP/1 only (WebSocket upgrades and the `@connections` API are HTTP/1.1), and served on the
-//! plain `TokioIo<TcpStream>`, so that after an upgrade `connection` gets the `TcpStream` itself back
-//! (`Upgraded::downcast`) and hyper's connection buffers are freed.
+//! plain `TokioIo<TcpStream>` (or `TokioIo<TlsStream<TcpStream>>`: `tls`), so that after an
+//! upgrade `connection` gets the stream itself back (`Upgraded::downcast`) and hyper's
+//! connection buffers are freed.
 
+use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,24 +25,33 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::settings::Limits;
+use crate::tls::Accepted;
 
 /// Accepts until `shutdown`, serving every connection (upgrades included) with `app`, under
-/// `limits`' header-read timeout and request-head size.
+/// `limits`' header-read timeout and request-head size; over TLS too when `tls` is set (`tls`).
 pub(crate) fn serve(
     listener: TcpListener,
     app: Router,
     limits: &Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let (header_read_timeout, max_header_bytes) = (limits.header_read_timeout, limits.max_header_bytes);
-    accept(listener, app, header_read_timeout, max_header_bytes, shutdown)
+    let http = Http { header_read_timeout: limits.header_read_timeout, max_header_bytes: limits.max_header_bytes };
+    accept(listener, app, http, tls, shutdown)
+}
+
+/// How each connection's HTTP is served.
+#[derive(Clone, Copy)]
+struct Http {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 async fn accept(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
-    max_header_bytes: usize,
+    http: Http,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -58,29 +70,47 @@ async fn accept(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = app.map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(axum::body::Body::new)
-            });
-            let service = TowerToHyperService::new(service);
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .max_buf_size(max_header_bytes.max(8192));
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        debug!(%peer, error = %e, "HTTP connection ended with an error");
-                    }
+            let Some(tls) = tls else {
+                return serve_connection(TokioIo::new(stream), peer, app, http, shutdown).await;
+            };
+            match crate::tls::accept(stream, &tls, http.header_read_timeout).await {
+                Some(Accepted::Plain(stream)) => {
+                    serve_connection(TokioIo::new(stream), peer, app, http, shutdown).await
                 }
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                }
+                Some(Accepted::Tls(stream)) => serve_connection(TokioIo::new(*stream), peer, app, http, shutdown).await,
+                None => {}
             }
         });
+    }
+}
+
+/// One connection's HTTP/1, with upgrades, until it ends or the gateway shuts down.
+async fn serve_connection<I>(io: TokioIo<I>, peer: SocketAddr, app: Router, http: Http, shutdown: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.map(axum::body::Body::new)
+    });
+    let service = TowerToHyperService::new(service);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout)
+        .max_buf_size(http.max_header_bytes.max(8192));
+    let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! (its quotas and documented behaviour: docs/gateway.md). Each `Default` here is the one place
 //! a default is written: `dynamowave serve`'s flags take theirs from these.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The gateway's settings.
@@ -15,14 +16,43 @@ pub struct GatewaySettings {
     pub stage: String,
     /// `requestContext.apiId`.
     pub api_id: String,
-    /// The API's `RouteSelectionExpression`: `$request.body.<json path>`.
+    /// The API's `RouteSelectionExpression`, in API Gateway's selection-expression language:
+    /// `$request.body.a.b`, `${request.body.a}`, or several with text between them
+    /// (`${request.body.service}/${request.body.action}`); a message for which any of them is
+    /// missing goes to `$default`. Checked at bind ([`GatewaySettings::validate`]).
     pub route_selection_expression: String,
+    /// Two-way routes: the route keys whose integration's answer goes back to the client, as
+    /// a route with a `$default` `RouteResponse` (and a `RouteResponseSelectionExpression`) does
+    /// on API Gateway: the proxy response's `body` is sent as a text frame (no body: nothing).
+    /// The key is the route that answered: a message sent to `$default` needs `$default` here.
+    /// `$connect` is never two-way (its answer is the handshake). Default: none (every route
+    /// one-way, answering through `@connections` only).
+    pub two_way_routes: HashSet<String>,
+    /// The `$connect` authorizer's `IdentitySource`, as API Gateway writes it
+    /// (`route.request.header.Auth`, `route.request.querystring.token`, `stageVariables.NAME`,
+    /// `context.identity.sourceIp`, …): when any of them is missing or empty in the upgrade
+    /// request, the upgrade is answered 401 without invoking the authorizer, as API Gateway
+    /// does. Header names are case-insensitive. Default: empty (no pre-check: every upgrade
+    /// reaches the authorizer). Unused without an authorizer.
+    pub authorizer_identity_source: Vec<String>,
+    /// The stage's `StageVariables`, in every event's `stageVariables` (`$connect`, messages,
+    /// `$disconnect`) and in the authorizer's REQUEST. Default: none.
+    pub stage_variables: HashMap<String, String>,
     pub limits: Limits,
     pub throttling: Throttling,
     pub concurrency: Concurrency,
     pub management: ManagementAccess,
     /// Which browser pages and `Host`s the gateway answers.
     pub origins: OriginSettings,
+    /// The stage's access log (`AccessLogSettings`): one line per connect, message and
+    /// disconnect. Default: `None` (no access log).
+    pub access_log: Option<AccessLog>,
+    /// TLS on the same listener: when set, a connection that starts with a TLS handshake is
+    /// served over TLS with this configuration (`wss://`, `https://`), any other as plain HTTP
+    /// (`ws://`, `http://`), on the one port. Its ALPN, if any, must offer `http/1.1` only (the
+    /// gateway speaks HTTP/1.1). The handshake is bounded by `limits.header_read_timeout`.
+    /// Default: `None` (plain only). `dynamowave_local_ca::LocalCa::server_config` builds one.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Whether SIGINT/SIGTERM stop the gateway (tests stop it through a handle instead).
     pub handle_signals: bool,
 }
@@ -34,14 +64,78 @@ impl Default for GatewaySettings {
             stage: "production".into(),
             api_id: "dynamowave".into(),
             route_selection_expression: "$request.body.action".into(),
+            two_way_routes: HashSet::new(),
+            authorizer_identity_source: Vec::new(),
+            stage_variables: HashMap::new(),
             limits: Limits::default(),
             throttling: Throttling::default(),
             concurrency: Concurrency::default(),
             management: ManagementAccess::default(),
             origins: OriginSettings::default(),
+            access_log: None,
+            tls: None,
             handle_signals: true,
         }
     }
+}
+
+impl GatewaySettings {
+    /// Checks what can be checked before serving; the error names the setting and its value.
+    /// [`crate::Gateway::bind`] calls it.
+    pub fn validate(&self) -> Result<(), crate::GatewayError> {
+        self.checked().map(|_| ())
+    }
+
+    /// The settings that are parsed once, parsed.
+    pub(crate) fn checked(&self) -> Result<Checked, crate::GatewayError> {
+        let invalid = crate::GatewayError::Settings;
+        let route_selection = crate::route_selection::RouteSelection::parse(&self.route_selection_expression)
+            .map_err(|e| invalid(e.to_string()))?;
+        let identity_sources = self
+            .authorizer_identity_source
+            .iter()
+            .map(|s| {
+                crate::identity_source::IdentitySource::parse(s).map_err(|why| invalid(format!("authorizer {why}")))
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(log) = &self.access_log {
+            crate::access_log::check_format(&log.format).map_err(invalid)?;
+        }
+        Ok(Checked { route_selection, identity_sources })
+    }
+}
+
+/// [`GatewaySettings`]' expressions, parsed.
+pub(crate) struct Checked {
+    pub route_selection: crate::route_selection::RouteSelection,
+    pub identity_sources: Vec<crate::identity_source::IdentitySource>,
+}
+
+/// A stage's `AccessLogSettings`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessLog {
+    /// The `Format`: text with `$context.…` variables (`$context.requestId`,
+    /// `$context.connectionId`, `$context.eventType`, `$context.routeKey`, `$context.status`,
+    /// `$context.requestTime`, `$context.requestTimeEpoch`, `$context.identity.sourceIp`,
+    /// `$context.identity.userAgent`, `$context.integrationLatency`, `$context.integrationStatus`,
+    /// `$context.error.message`, `$context.error.messageString`,
+    /// `$context.integrationErrorMessage`, `$context.messageId`, `$context.connectedAt`,
+    /// `$context.domainName`, `$context.stage`, `$context.apiId`,
+    /// `$context.authorizer.principalId`, `$context.disconnectStatusCode`,
+    /// `$context.disconnectReason`, …; `${context.x}` where text follows). Missing or unknown
+    /// values render as `-`. It must name `$context.requestId` or `$context.extendedRequestId`,
+    /// as on API Gateway (checked at bind).
+    pub format: String,
+    /// Where the lines go (the `DestinationArn`'s stand-in).
+    pub destination: AccessLogDestination,
+}
+
+/// Where access log lines are written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AccessLogDestination {
+    Stderr,
+    /// Appended to (created if missing; opened at bind, an error naming it otherwise).
+    File(PathBuf),
 }
 
 /// Frame, message and time limits (API Gateway's quotas).

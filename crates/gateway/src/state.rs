@@ -12,14 +12,23 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::AccessLogger;
 use crate::auth::ConnectAuthorizer;
+use crate::identity_source::IdentitySource;
 use crate::registry::{LocalConnectionsApi, Registry};
-use crate::settings::GatewaySettings;
+use crate::route_selection::RouteSelection;
+use crate::settings::{Checked, GatewaySettings};
 use crate::throttle::Throttles;
 
 /// State shared by every request and connection.
 pub(crate) struct GatewayState {
     pub settings: GatewaySettings,
+    /// `settings.route_selection_expression`, parsed.
+    pub route_selection: RouteSelection,
+    /// `settings.authorizer_identity_source`, parsed.
+    pub identity_sources: Vec<IdentitySource>,
+    /// The stage's access log, if it has one.
+    pub access_log: Option<AccessLogger>,
     pub local_addr: SocketAddr,
     pub registry: Arc<Registry>,
     pub api: Arc<LocalConnectionsApi>,
@@ -38,6 +47,8 @@ pub(crate) struct GatewayState {
 /// What a gateway has from its bind on, before it serves an app.
 pub(crate) struct Bound {
     pub settings: GatewaySettings,
+    pub checked: Checked,
+    pub access_log: Option<AccessLogger>,
     pub local_addr: SocketAddr,
     pub api: Arc<LocalConnectionsApi>,
     pub shutdown: CancellationToken,
@@ -50,11 +61,15 @@ impl GatewayState {
         error_frames: Arc<dyn ErrorFrames>,
         authorizer: Option<Arc<dyn ConnectAuthorizer>>,
     ) -> Self {
-        let Bound { settings, local_addr, api, shutdown } = bound;
+        let Bound { settings, checked, access_log, local_addr, api, shutdown } = bound;
+        let Checked { route_selection, identity_sources } = checked;
         Self {
             throttles: Throttles::new(settings.throttling.clone()),
             registry: api.registry.clone(),
             settings,
+            route_selection,
+            identity_sources,
+            access_log,
             local_addr,
             api,
             routes,

@@ -19,11 +19,14 @@ use hyper::upgrade::OnUpgrade;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::access_log::{AccessRecord, principal_id};
 use crate::auth::AuthDecision;
+use crate::aws_metrics;
 use crate::close_code;
 use crate::connection;
 use crate::events::{ConnectionContext, aws_id, connect_event, query_parameters};
 use crate::http_error::gateway_error;
+use crate::identity_source::ConnectRequest;
 use crate::invoke::{RouteError, invoke};
 use crate::registry::LiveConnection;
 use crate::state::GatewayState;
@@ -70,19 +73,52 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    let Some(log) = &state.access_log else {
+        return upgrade_logged(state.clone(), key, on_upgrade, peer, headers, uri, &mut AccessRecord::default()).await;
+    };
+    let mut record = AccessRecord::starting("CONNECT");
+    record.request_id = Some(aws_id());
+    record.route_key = Some(route_key::CONNECT.to_string());
+    record.source_ip = Some(peer.ip());
+    record.user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    record.domain_name = Some(state.domain_name(headers.get(header::HOST).and_then(|v| v.to_str().ok())));
+    let response = upgrade_logged(state.clone(), key, on_upgrade, peer, headers, uri, &mut record).await;
+    let status = response.status();
+    record.status = Some(status.as_u16());
+    if status.as_u16() >= 400 && record.integration_status.is_none() && record.error_message.is_none() {
+        record.error_message = status.canonical_reason().map(str::to_string);
+    }
+    log.log(&record);
+    response
+}
+
+/// [`upgrade`], noting in `record` what the access log says of it.
+async fn upgrade_logged(
+    state: Arc<GatewayState>,
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    uri: Uri,
+    record: &mut AccessRecord,
+) -> Response {
     if let Some(refused) = refuse_foreign_origin(&state, &headers) {
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         return refused;
     }
     if !state.throttles.admit_connect() {
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         metrics::counter!("dynamowave_rejected_total", "reason" => "connect_rate").increment(1);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
     }
     let max_per_ip = state.settings.limits.max_connections_per_ip;
     if max_per_ip > 0 && state.registry.count_from(peer.ip()) >= max_per_ip {
         metrics::counter!("dynamowave_rejected_total", "reason" => "per_ip_limit").increment(1);
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
         return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address");
     }
     let connection_id = aws_id();
+    record.connection_id = Some(connection_id.clone());
     let span = info_span!("connection", connection_id = %connection_id);
     async move {
         let ctx = ConnectionContext {
@@ -98,6 +134,8 @@ pub(crate) async fn upgrade(
             Ok(ctx) => ctx,
             Err(response) => return response,
         };
+        record.connected_at = Some(ctx.connected_at);
+        record.principal_id = principal_id(&ctx);
 
         // The connection exists (and queues what is posted to it) from before `$connect`
         // runs, so that a broadcast racing the upgrade cannot find it gone and delete its entry.
@@ -109,8 +147,23 @@ pub(crate) async fn upgrade(
             live.close(close_code::GOING_AWAY, "Going away");
         }
 
-        let event = connect_event(&ctx, &state.settings.stage, &state.settings.api_id, &headers, &query);
+        let mut event = connect_event(&ctx, &state.settings.stage, &state.settings.api_id, &headers, &query);
+        event.stage_variables = state.settings.stage_variables.clone();
+        record.request_id = event.request_context.request_id.clone();
+        aws_metrics::connect_count(&state.settings);
+        let started = std::time::Instant::now();
         let answer = invoke(&state, route_key::CONNECT, event).await;
+        record.integration_latency = Some(started.elapsed());
+        match &answer {
+            Ok(r) => record.integration_status = Some(r.status_code),
+            Err(e) => {
+                record.integration_error_message = Some(e.to_string());
+                record.error_message = Some(
+                    if matches!(e, RouteError::Throttled(_)) { "Too Many Requests" } else { "Internal server error" }
+                        .into(),
+                );
+            }
+        }
         let response = match answer {
             Ok(r) if (200..300).contains(&r.status_code) => r,
             Ok(r) => {
@@ -194,6 +247,21 @@ async fn authorize(
     query: &HashMap<String, Vec<String>>,
 ) -> Result<ConnectionContext, Response> {
     let Some(authorizer) = &state.authorizer else { return Ok(ctx) };
+    let request = ConnectRequest {
+        headers,
+        query,
+        stage_variables: &state.settings.stage_variables,
+        ctx: &ctx,
+        stage: &state.settings.stage,
+        api_id: &state.settings.api_id,
+    };
+    // API Gateway's pre-check: a request without every identity source costs no invocation.
+    if let Some(missing) = state.identity_sources.iter().find(|source| !source.present(&request)) {
+        metrics::counter!("dynamowave_rejected_total", "reason" => "identity_source").increment(1);
+        aws_metrics::client_error(&state.settings, route_key::CONNECT);
+        info!(?missing, "identity source missing: unauthorized without invoking the authorizer");
+        return Err(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    }
     let mut req = ApiGatewayCustomAuthorizerRequestTypeRequest::default();
     req.type_ = Some("REQUEST".into());
     req.method_arn = Some(format!(
@@ -203,6 +271,7 @@ async fn authorize(
     req.headers = headers.clone();
     req.multi_value_headers = headers.clone();
     (req.query_string_parameters, req.multi_value_query_string_parameters) = query_parameters(query);
+    req.stage_variables = state.settings.stage_variables.clone();
     req.request_context.stage = Some(state.settings.stage.clone());
     req.request_context.apiid = Some(state.settings.api_id.clone());
     req.request_context.request_id = Some(aws_id());
@@ -216,11 +285,13 @@ async fn authorize(
         }
         AuthDecision::Unauthorized(why) => {
             metrics::counter!("dynamowave_rejected_total", "reason" => "unauthorized").increment(1);
+            aws_metrics::client_error(&state.settings, route_key::CONNECT);
             info!(why, "authorizer: unauthorized");
             Err(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
         AuthDecision::Forbidden(why) => {
             metrics::counter!("dynamowave_rejected_total", "reason" => "forbidden").increment(1);
+            aws_metrics::client_error(&state.settings, route_key::CONNECT);
             info!(why, "authorizer: forbidden");
             Err(gateway_error(StatusCode::FORBIDDEN, "Forbidden"))
         }
