@@ -225,6 +225,10 @@ pub struct ServeArgs {
     /// (`{"FunctionLogicalId": {"VAR": "value"}, "Parameters": {"VAR": "value for every function"}}`).
     #[arg(long, env = "DYNAMOWAVE_ENV_VARS", requires = "template")]
     pub env_vars: Option<PathBuf>,
+    /// Template mode: where a stage's access log (`AccessLogSettings`) is written (default:
+    /// stderr).
+    #[arg(long, env = "DYNAMOWAVE_ACCESS_LOG_FILE", requires = "template")]
+    pub access_log_file: Option<PathBuf>,
     /// The DynamoDB the functions use (and where the tables are created), for template and
     /// Lambda modes (default: `AWS_ENDPOINT_URL_DYNAMODB`, else a DynamoDB Local this command
     /// starts and stops).
@@ -399,9 +403,8 @@ impl ServeArgs {
     /// The gateway's settings: the flags given, else `defaults` (a template stage's route
     /// settings), else the settings' own defaults; a bad value is a clear error, not a default.
     pub fn gateway_settings_with(&self, defaults: &StageDefaults) -> anyhow::Result<GatewaySettings> {
-        if !self.route_selection_expression.starts_with("$request.body.") {
-            bail!("--route-selection-expression must be of the form $request.body.<path>");
-        }
+        dynamowave_gateway::route_selection::RouteSelection::parse(&self.route_selection_expression)
+            .map_err(|e| anyhow::anyhow!("--route-selection-expression: {e}"))?;
         let stage = self.stage_or(defaults).to_string();
         if stage.is_empty() || !stage.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
             bail!("--stage must be letters, digits, - and _");
@@ -472,6 +475,7 @@ impl ServeArgs {
                 domain_names: DomainNames::new(&self.domain_names).context("--domain-name")?,
             },
             handle_signals: true,
+            ..GatewaySettings::default()
         })
     }
 

@@ -19,7 +19,9 @@ use anyhow::{Context, bail};
 use dynamowave_apigw::{App, RouteTable};
 use dynamowave_auth::DomainNames;
 use dynamowave_core::integration::Integration;
+use dynamowave_gateway::settings::{AccessLog, AccessLogDestination};
 use dynamowave_gateway::{ConnectAuthorizer, Gateway, GatewaySettings};
+use dynamowave_local_ca::{CaOrigin, LocalCa};
 use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeTools};
 use dynamowave_template::{Code, Function, Model, Options, PseudoParameters, Template, WebSocketApi, parse_overrides};
 use serde::Serialize;
@@ -30,8 +32,15 @@ use crate::dynamodb::{self, Dynamo};
 use crate::mock::{MockIntegration, Unavailable};
 use crate::route_settings::StageDefaults;
 
-/// One API as it is served: what the gateway is given now, and (`pending`) what the template
-/// asks for that the gateway does not take yet.
+/// The access log line of a stage whose `AccessLogSettings` has no `Format`: the CLF line
+/// API Gateway's console offers for WebSocket APIs.
+const DEFAULT_ACCESS_LOG_FORMAT: &str = "$context.identity.sourceIp $context.identity.caller $context.identity.user [$context.requestTime] \"$context.eventType $context.routeKey $context.connectionId\" $context.status $context.requestId";
+
+/// The local CA's directory under the tools dir: kept across runs, so that a browser or a
+/// client told to trust it once keeps trusting the gateway.
+const LOCAL_CA_DIR: &str = "local-ca";
+
+/// One API as it is served.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiPlan {
@@ -47,14 +56,13 @@ pub struct ApiPlan {
     /// Host names the API is reached by on AWS, admitted as this gateway's own (so that the
     /// functions' `@connections` calls through them pass the `Host` check).
     pub domain_names: Vec<String>,
-    pub pending: PendingSettings,
+    pub features: ApiFeatures,
 }
 
-/// Settings of the template the gateway has no setting for yet: listed in `--print-config`
-/// and at start, not applied.
+/// The API Gateway features the template asks for beyond routes and throttles.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PendingSettings {
+pub struct ApiFeatures {
     /// Route keys with a `RouteResponse` (two-way routes): the integration's answer goes back
     /// to the client.
     pub route_responses: Vec<String>,
@@ -198,7 +206,7 @@ fn plan_api(args: &ServeArgs, model: &Model, api: &WebSocketApi) -> anyhow::Resu
         };
         AuthorizerPlan { logical_id: id.clone(), function }
     });
-    let pending = PendingSettings {
+    let features = ApiFeatures {
         route_responses: api
             .route_responses
             .iter()
@@ -230,7 +238,7 @@ fn plan_api(args: &ServeArgs, model: &Model, api: &WebSocketApi) -> anyhow::Resu
         routes,
         authorizer,
         domain_names,
-        pending,
+        features,
     })
 }
 
@@ -500,6 +508,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             env.push(("AWS_SECRET_ACCESS_KEY".into(), "local".into()));
         }
     }
+    // `wss://` and `https://` on each API's own port, with a certificate of the local CA, so that
+    // functions that build their `@connections` client from `https://{domainName}/{stage}` or
+    // from the API's execute-api host name reach this gateway.
+    let ca = LocalCa::load_or_create(tools_dir.join(LOCAL_CA_DIR)).context("the local CA for TLS")?;
+    match ca.origin() {
+        CaOrigin::Loaded => {}
+        CaOrigin::Created => eprintln!("local CA created: {}", ca.ca_pem_path().display()),
+        CaOrigin::Regenerated(why) => eprintln!(
+            "local CA replaced ({why}): {} — trust the new certificate where you trusted the old one",
+            ca.ca_pem_path().display()
+        ),
+    }
     let tools = RuntimeTools::new(tools_dir);
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut functions = Vec::new();
@@ -520,7 +540,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for (plan, listener) in plans.iter().zip(listeners) {
         let addr = listener.local_addr()?;
-        let settings = gateway_settings(&args, plan, addr)?;
+        let tls = tls_config(&ca, plan)?;
+        let settings = gateway_settings(&args, plan, addr, Some(tls))?;
         let mut routes = RouteTable::new();
         for route in &plan.routes {
             routes.insert(route.route_key.clone(), integration_for(&model, &host, &failed, route, &plan.api_id));
@@ -592,7 +613,12 @@ fn integration_for(
 }
 
 /// The gateway's settings for one API: the flags over its stage, its id, expression and names.
-fn gateway_settings(args: &ServeArgs, plan: &ApiPlan, addr: SocketAddr) -> anyhow::Result<GatewaySettings> {
+fn gateway_settings(
+    args: &ServeArgs,
+    plan: &ApiPlan,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<GatewaySettings> {
     let mut settings = args.gateway_settings_with(&plan.settings)?;
     settings.listen = addr;
     settings.stage = plan.stage.clone();
@@ -601,7 +627,28 @@ fn gateway_settings(args: &ServeArgs, plan: &ApiPlan, addr: SocketAddr) -> anyho
     let mut names = args.domain_names.clone();
     names.extend(plan.domain_names.iter().cloned());
     settings.origins.domain_names = DomainNames::new(&names).context("the API's domain names")?;
+    let f = &plan.features;
+    settings.two_way_routes = f.route_responses.iter().cloned().collect();
+    settings.authorizer_identity_source = f.identity_sources.clone();
+    settings.stage_variables = f.stage_variables.clone().into_iter().collect();
+    settings.access_log = f.access_log.as_ref().map(|log| AccessLog {
+        // API Gateway's console suggests the CLF line; a stage without a format logs that.
+        format: log.format.clone().unwrap_or_else(|| DEFAULT_ACCESS_LOG_FORMAT.to_string()),
+        destination: match &args.access_log_file {
+            Some(path) => AccessLogDestination::File(path.clone()),
+            None => AccessLogDestination::Stderr,
+        },
+    });
+    settings.tls = tls;
     Ok(settings)
+}
+
+/// A certificate for the names an API is reached by locally: loopback, and its AWS host names.
+fn tls_config(ca: &LocalCa, plan: &ApiPlan) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_string).to_vec();
+    names.extend(plan.domain_names.iter().filter(|n| dynamowave_local_ca::permits(n)).cloned());
+    let config = ca.server_config(&names).with_context(|| format!("a TLS certificate for API {}", plan.logical_id))?;
+    Ok(Arc::new(config))
 }
 
 fn report_not_emulated(model: &Model) {
@@ -651,19 +698,18 @@ fn print_plan(model: &Model, plan: &ApiPlan, url: &str, failed: &BTreeMap<String
             Err(why) => eprintln!("  $connect authorizer — NOT SERVED (every $connect gets 500): {why}"),
         }
     }
-    let p = &plan.pending;
-    if !p.route_responses.is_empty()
-        || !p.identity_sources.is_empty()
-        || !p.stage_variables.is_empty()
-        || p.access_log.is_some()
-    {
-        eprintln!(
-            "  read, not applied yet: route responses {:?}, identity sources {:?}, stage variables {:?}, access log {}",
-            p.route_responses,
-            p.identity_sources,
-            p.stage_variables.keys().collect::<Vec<_>>(),
-            p.access_log.as_ref().map_or("none", |_| "set")
-        );
+    let f = &plan.features;
+    if !f.route_responses.is_empty() {
+        eprintln!("  two-way routes: {}", f.route_responses.join(", "));
+    }
+    if !f.identity_sources.is_empty() {
+        eprintln!("  identity sources (401 when missing): {}", f.identity_sources.join(", "));
+    }
+    if !f.stage_variables.is_empty() {
+        eprintln!("  stage variables: {}", f.stage_variables.keys().cloned().collect::<Vec<_>>().join(", "));
+    }
+    if f.access_log.is_some() {
+        eprintln!("  access log: on");
     }
     for table in model.tables.values() {
         eprintln!("  table {} ({})", table.logical_id, table.table_name);

@@ -91,7 +91,7 @@ fn print_config_shows_our_templates_stage_throttles_concurrency_and_authorizer()
     assert_eq!(api["settings"]["perRouteConcurrency"]["sendmessage"], 100);
     assert_eq!(api["settings"]["perRouteConcurrency"]["$connect"], 50);
     assert_eq!(api["authorizer"]["function"]["logicalId"], "AuthorizerFunction");
-    assert_eq!(api["pending"]["identitySources"], json!(["route.request.querystring.token"]));
+    assert_eq!(api["features"]["identitySources"], json!(["route.request.querystring.token"]));
     let send =
         api["routes"].as_array().expect("routes").iter().find(|r| r["routeKey"] == "sendmessage").expect("sendmessage");
     assert_eq!(send["target"], json!({"kind": "function", "function": "SendMessageFunction"}));
