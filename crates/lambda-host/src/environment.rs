@@ -69,6 +69,7 @@ impl Environment {
         id: u64,
         function: &LambdaFunction,
         settings: &HostSettings,
+        network_env: &[(String, String)],
         hooks: Hooks,
     ) -> Result<Arc<Environment>, HostError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(HostError::Bind)?;
@@ -136,6 +137,7 @@ impl Environment {
             .env("LAMBDA_TASK_ROOT", &task_root)
             .env("_HANDLER", handler)
             .env("TZ", ":UTC")
+            .envs(network_env.iter().map(|(k, v)| (k, v)))
             .envs(function.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

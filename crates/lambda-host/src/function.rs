@@ -1,5 +1,6 @@
 //! What to run ([`LambdaFunction`]) and how the host behaves ([`HostSettings`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +67,18 @@ pub struct HostSettings {
     /// Host variables passed through to the processes. Lambda starts from an empty environment;
     /// credentials are passed through because in AWS they come from the execution role.
     pub inherit_env: Vec<String>,
+    /// A PEM file of CA certificates the processes trust besides the machine's roots (a local
+    /// CA that signed the gateway's certificate). Sets `NODE_EXTRA_CA_CERTS` to it, and
+    /// `SSL_CERT_FILE`, `AWS_CA_BUNDLE` and `REQUESTS_CA_BUNDLE` to a bundle of the machine's
+    /// roots plus it (those variables replace the roots rather than add to them). `None`:
+    /// nothing is set.
+    pub ca_bundle: Option<PathBuf>,
+    /// Host names whose port 443 leads elsewhere: `(pattern, address)`, the pattern a host name
+    /// or `*.` and a suffix (the star is one label), e.g.
+    /// `("*.execute-api.us-east-1.amazonaws.com", 127.0.0.1:PORT)`. Passed as
+    /// `DYNAMOWAVE_HOST_MAP` and honoured by the Node.js and Python runtimes (not by `provided.*`
+    /// bootstraps, which the host cannot hook). Empty: nothing is mapped.
+    pub host_map: Vec<(String, SocketAddr)>,
 }
 
 impl Default for HostSettings {
@@ -89,6 +102,8 @@ impl Default for HostSettings {
             ]
             .map(str::to_owned)
             .to_vec(),
+            ca_bundle: None,
+            host_map: Vec::new(),
         }
     }
 }

@@ -11,9 +11,14 @@
 //! # Layout
 //!
 //! - [`function`]: [`LambdaFunction`] (what to run) and [`HostSettings`] (queue and init
-//!   timeouts, memory size, region, payload limit, inherited environment).
+//!   timeouts, memory size, region, payload limit, inherited environment, CA bundle, host map).
 //! - [`runtimes`]: [`Runtime`] and [`RuntimeTools`]: `provided.*` bootstraps, `python3.x`
 //!   through awslambdaric in a venv, `nodejs20.x`+ through our loop in `runtimes/node/`.
+//! - `runtimes/node/`: the Node.js loop (`runtime.mjs`), its SDK resolve hook
+//!   (`resolve-sdk.mjs`) and the host-map preload (`host-map.cjs`); `runtimes/python/`: the
+//!   venv's `sitecustomize.py` (the host map).
+//! - `network`: what the processes are told about the network: the CA bundle variables (with a
+//!   combined bundle of the machine's roots and the local CA) and [`HOST_MAP_VAR`].
 //! - `runtime_api`: the Runtime API routes, served to one process and refused to any other.
 //! - `peer`: which process a loopback connection comes from (Linux `/proc`).
 //! - `environment`: one process and its own listener (so the host knows which process holds
@@ -35,6 +40,7 @@
 mod environment;
 pub mod error;
 pub mod function;
+mod network;
 mod peer;
 mod pool;
 mod runtime_api;
@@ -50,6 +56,7 @@ use dynamowave_core::integration::{Integration, IntegrationError};
 
 pub use error::HostError;
 pub use function::{HostSettings, LambdaFunction};
+pub use network::HOST_MAP_VAR;
 pub use pool::FunctionStats;
 pub use runtimes::{Runtime, RuntimeError, RuntimeTools};
 
@@ -81,6 +88,7 @@ impl LambdaHost {
     /// Checks the functions (unique names, an executable bootstrap, concurrency and timeout
     /// above zero) and gets ready to run them.
     pub async fn start_with(functions: Vec<LambdaFunction>, settings: HostSettings) -> Result<LambdaHost, HostError> {
+        let network = Arc::new(network::ProcessNetwork::new(&settings)?);
         let settings = Arc::new(settings);
         if !peer::CAN_CHECK {
             tracing::warn!(
@@ -95,7 +103,7 @@ impl LambdaHost {
             }
             tracing::info!(function = %function.name, bootstrap = %function.bootstrap.display(),
                 concurrency = function.concurrency, timeout_ms = function.timeout.as_millis() as u64, "function registered");
-            pools.insert(function.name.clone(), FunctionPool::new(function, settings.clone()));
+            pools.insert(function.name.clone(), FunctionPool::new(function, settings.clone(), network.clone()));
         }
         Ok(LambdaHost { pools })
     }

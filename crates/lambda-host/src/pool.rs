@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::environment::{Environment, Hooks, RunError};
 use crate::function::{HostSettings, LambdaFunction};
+use crate::network::ProcessNetwork;
 use crate::runtime_api::InvocationResult;
 
 /// How long shutdown waits for a killed process to be reaped.
@@ -53,6 +54,7 @@ struct Counters {
 pub(crate) struct FunctionPool {
     function: LambdaFunction,
     settings: Arc<HostSettings>,
+    network: Arc<ProcessNetwork>,
     /// One permit per environment allowed to be busy: reserved concurrency.
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Arc<Environment>>>,
@@ -62,11 +64,16 @@ pub(crate) struct FunctionPool {
 }
 
 impl FunctionPool {
-    pub(crate) fn new(function: LambdaFunction, settings: Arc<HostSettings>) -> Arc<Self> {
+    pub(crate) fn new(
+        function: LambdaFunction,
+        settings: Arc<HostSettings>,
+        network: Arc<ProcessNetwork>,
+    ) -> Arc<Self> {
         Arc::new(FunctionPool {
             permits: Arc::new(Semaphore::new(function.concurrency)),
             function,
             settings,
+            network,
             idle: Mutex::new(Vec::new()),
             all: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -185,7 +192,7 @@ impl FunctionPool {
                 }
             }),
         };
-        let env = Environment::spawn(id, &self.function, &self.settings, hooks)
+        let env = Environment::spawn(id, &self.function, &self.settings, &self.network.env, hooks)
             .await
             .map_err(|e| IntegrationError::Failed(e.to_string()))?;
         // The process may already have died; `forget` then finds nothing, and `is_alive` says so.
