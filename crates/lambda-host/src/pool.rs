@@ -1,5 +1,7 @@
-//! A function's execution environments: started on demand up to its concurrency, reused while
-//! warm, replaced when they crash or time out, and counted.
+//! A function's execution environments: concurrency counted as Lambda counts it (throttled past
+//! the reserved or the account's unreserved concurrency), processes started on demand up to the
+//! local cap (past it an invocation waits), reused while warm, replaced when they crash or time
+//! out, and counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +12,7 @@ use axum::body::Bytes;
 use dynamowave_core::integration::IntegrationError;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::environment::{Environment, Hooks, RunError};
 use crate::function::{HostSettings, LambdaFunction};
@@ -29,7 +31,17 @@ pub struct FunctionStats {
     /// Invocations the function answered with an error (`/error`).
     pub errors: u64,
     pub timeouts: u64,
+    /// Invocations refused at once: reserved concurrency, or the account's unreserved pool,
+    /// in use.
     pub throttles: u64,
+    /// Invocations that waited for a free process (the function was at its local cap).
+    pub environment_waits: u64,
+    /// Of those, the ones that gave up after `queue_timeout` (failed with `Timeout`).
+    pub environment_wait_timeouts: u64,
+    /// The function's `ReservedConcurrentExecutions`, if any.
+    pub reserved_concurrency: Option<usize>,
+    /// The most processes it runs at once here.
+    pub max_environments: usize,
     /// Processes that exited without being asked to (in flight or idle).
     pub crashes: u64,
     /// Processes started, i.e. cold starts.
@@ -46,6 +58,8 @@ struct Counters {
     errors: AtomicU64,
     timeouts: AtomicU64,
     throttles: AtomicU64,
+    environment_waits: AtomicU64,
+    environment_wait_timeouts: AtomicU64,
     crashes: AtomicU64,
     started: AtomicU64,
     init_durations: Mutex<Vec<Duration>>,
@@ -55,8 +69,12 @@ pub(crate) struct FunctionPool {
     function: LambdaFunction,
     settings: Arc<HostSettings>,
     network: Arc<ProcessNetwork>,
-    /// One permit per environment allowed to be busy: reserved concurrency.
-    permits: Arc<Semaphore>,
+    /// Lambda's concurrency: the function's reserved concurrency, or the account's unreserved
+    /// pool shared with the other functions without one. Empty means throttled.
+    concurrency: Arc<Semaphore>,
+    /// One permit per process allowed to run at once here; empty means wait.
+    environments: Arc<Semaphore>,
+    max_environments: usize,
     idle: Mutex<Vec<Arc<Environment>>>,
     all: Mutex<HashMap<u64, Arc<Environment>>>,
     next_id: AtomicU64,
@@ -68,9 +86,16 @@ impl FunctionPool {
         function: LambdaFunction,
         settings: Arc<HostSettings>,
         network: Arc<ProcessNetwork>,
+        unreserved: Arc<Semaphore>,
     ) -> Arc<Self> {
+        let max_environments = settings.max_environments_for(&function).min(Semaphore::MAX_PERMITS);
         Arc::new(FunctionPool {
-            permits: Arc::new(Semaphore::new(function.concurrency)),
+            concurrency: match function.reserved_concurrency {
+                Some(reserved) => Arc::new(Semaphore::new(reserved.min(Semaphore::MAX_PERMITS))),
+                None => unreserved,
+            },
+            environments: Arc::new(Semaphore::new(max_environments)),
+            max_environments,
             function,
             settings,
             network,
@@ -104,14 +129,40 @@ impl FunctionPool {
                 payload.len()
             )));
         }
-        let permit = match tokio::time::timeout(self.settings.queue_timeout, self.permits.clone().acquire_owned()).await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(IntegrationError::Failed("the Lambda host is shutting down".into())),
-            Err(_) => {
+        let shutting_down = || IntegrationError::Failed("the Lambda host is shutting down".into());
+        // Lambda's count: an invocation holds one unit of concurrency from start to answer,
+        // including while it waits for a local process below (in Lambda it would be running).
+        let concurrency = match self.concurrency.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+            Err(TryAcquireError::NoPermits) => {
                 self.counters.throttles.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(function = %name, concurrency = self.function.concurrency, "throttled");
+                match self.function.reserved_concurrency {
+                    Some(reserved) => {
+                        tracing::warn!(function = %name, reserved, "throttled: reserved concurrency in use")
+                    }
+                    None => tracing::warn!(function = %name, account = self.settings.account_concurrency,
+                        "throttled: the account's unreserved concurrency is in use"),
+                }
                 return Err(IntegrationError::Throttled);
+            }
+        };
+        let environment = match self.environments.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+            Err(TryAcquireError::NoPermits) => {
+                self.counters.environment_waits.fetch_add(1, Ordering::Relaxed);
+                let wait = self.settings.queue_timeout;
+                match tokio::time::timeout(wait, self.environments.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(shutting_down()),
+                    Err(_) => {
+                        self.counters.environment_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(function = %name, max_environments = self.max_environments,
+                            waited_ms = wait.as_millis() as u64, "no environment became free in time");
+                        return Err(IntegrationError::Timeout);
+                    }
+                }
             }
         };
         let env = match self.take_idle() {
@@ -158,7 +209,8 @@ impl FunctionPool {
                 Err(IntegrationError::Failed(format!("the function's process failed: {why}")))
             }
         };
-        drop(permit);
+        drop(environment);
+        drop(concurrency);
         answer
     }
 
@@ -229,6 +281,10 @@ impl FunctionPool {
             errors: c.errors.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
             throttles: c.throttles.load(Ordering::Relaxed),
+            environment_waits: c.environment_waits.load(Ordering::Relaxed),
+            environment_wait_timeouts: c.environment_wait_timeouts.load(Ordering::Relaxed),
+            reserved_concurrency: self.function.reserved_concurrency,
+            max_environments: self.max_environments,
             crashes: c.crashes.load(Ordering::Relaxed),
             processes_started: c.started.load(Ordering::Relaxed),
             live_processes: self.all.lock().len(),
@@ -244,7 +300,8 @@ impl FunctionPool {
 
     /// Refuses new invocations and stops every process.
     pub(crate) async fn shutdown(&self) {
-        self.permits.close();
+        // Not the concurrency semaphore: the account's pool is shared with the other functions.
+        self.environments.close();
         let envs: Vec<Arc<Environment>> = self.all.lock().values().cloned().collect();
         self.idle.lock().clear();
         for env in &envs {
