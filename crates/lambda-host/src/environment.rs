@@ -40,6 +40,8 @@ pub(crate) struct Hooks {
 
 pub(crate) struct Environment {
     pub(crate) id: u64,
+    /// The generation of the function's code it was started from.
+    pub(crate) generation: u64,
     pub(crate) pid: Option<u32>,
     api: Arc<ApiState>,
     queue: mpsc::Sender<Invocation>,
@@ -67,6 +69,7 @@ impl Stopper {
 impl Environment {
     pub(crate) async fn spawn(
         id: u64,
+        generation: u64,
         function: &LambdaFunction,
         settings: &HostSettings,
         network_env: &[(String, String)],
@@ -195,7 +198,7 @@ impl Environment {
             let _ = exit_tx.send(Some(how));
         });
 
-        Ok(Arc::new(Environment { id, pid, api, queue: queue_tx, exited: exit_rx, stopper, server }))
+        Ok(Arc::new(Environment { id, generation, pid, api, queue: queue_tx, exited: exit_rx, stopper, server }))
     }
 
     pub(crate) fn is_alive(&self) -> bool {

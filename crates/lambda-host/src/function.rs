@@ -101,6 +101,13 @@ pub struct HostSettings {
     /// `DYNAMOWAVE_HOST_MAP` and honoured by the Node.js and Python runtimes (not by `provided.*`
     /// bootstraps, which the host cannot hook). Empty: nothing is mapped.
     pub host_map: Vec<(String, SocketAddr)>,
+    /// Watch each function's code (its task root, or its bootstrap file when it has none) and
+    /// run the next invocation after a change in a new environment, as a deploy does; warm
+    /// ones are retired once their current invocation ends.
+    pub watch_code: bool,
+    /// How long the code must be quiet after a change before a new environment starts from it,
+    /// so that a save or a build in progress is not loaded half-written.
+    pub code_settle: Duration,
 }
 
 impl HostSettings {
@@ -145,6 +152,8 @@ impl Default for HostSettings {
             .to_vec(),
             ca_bundle: None,
             host_map: Vec::new(),
+            watch_code: true,
+            code_settle: Duration::from_millis(200),
         }
     }
 }

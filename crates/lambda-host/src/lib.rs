@@ -12,12 +12,15 @@
 //! # Layout
 //!
 //! - [`function`]: [`LambdaFunction`] (what to run) and [`HostSettings`] (queue and init
-//!   timeouts, memory size, region, payload limit, inherited environment, CA bundle, host map).
+//!   timeouts, memory size, region, payload limit, inherited environment, CA bundle, host map,
+//!   concurrency, code watching).
 //! - [`runtimes`]: [`Runtime`] and [`RuntimeTools`]: `provided.*` bootstraps, `python3.x`
 //!   through awslambdaric in a venv, `nodejs20.x`+ through our loop in `runtimes/node/`.
 //! - `runtimes/node/`: the Node.js loop (`runtime.mjs`), its SDK resolve hook
 //!   (`resolve-sdk.mjs`) and the host-map preload (`host-map.cjs`); `runtimes/python/`: the
 //!   venv's `sitecustomize.py` (the host map).
+//! - `code_watch`: notices a function's code changing (`notify`), so that the next invocation
+//!   runs in a new environment, as after a deploy.
 //! - `network`: what the processes are told about the network: the CA bundle variables (with a
 //!   combined bundle of the machine's roots and the local CA) and [`HOST_MAP_VAR`].
 //! - `runtime_api`: the Runtime API routes, served to one process and refused to any other.
@@ -39,6 +42,7 @@
 //! The Runtime API's handlers in `runtime_api` share their axum signatures (state, request id,
 //! headers, body): that is the shape of an axum handler, not shared logic.
 
+mod code_watch;
 mod environment;
 pub mod error;
 pub mod function;

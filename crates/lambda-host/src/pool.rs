@@ -1,7 +1,7 @@
 //! A function's execution environments: concurrency counted as Lambda counts it (throttled past
 //! the reserved or the account's unreserved concurrency), processes started on demand up to the
-//! local cap (past it an invocation waits), reused while warm, replaced when they crash or time
-//! out, and counted.
+//! local cap (past it an invocation waits), reused while warm, retired when the code changes,
+//! replaced when they crash or time out, and counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{Semaphore, TryAcquireError};
 
+use crate::code_watch::CodeWatch;
 use crate::environment::{Environment, Hooks, RunError};
 use crate::function::{HostSettings, LambdaFunction};
 use crate::network::ProcessNetwork;
@@ -42,6 +43,8 @@ pub struct FunctionStats {
     pub reserved_concurrency: Option<usize>,
     /// The most processes it runs at once here.
     pub max_environments: usize,
+    /// Environments stopped because the function's code changed after they started.
+    pub retired_for_code_change: u64,
     /// Processes that exited without being asked to (in flight or idle).
     pub crashes: u64,
     /// Processes started, i.e. cold starts.
@@ -60,6 +63,7 @@ struct Counters {
     throttles: AtomicU64,
     environment_waits: AtomicU64,
     environment_wait_timeouts: AtomicU64,
+    retired: AtomicU64,
     crashes: AtomicU64,
     started: AtomicU64,
     init_durations: Mutex<Vec<Duration>>,
@@ -75,6 +79,7 @@ pub(crate) struct FunctionPool {
     /// One permit per process allowed to run at once here; empty means wait.
     environments: Arc<Semaphore>,
     max_environments: usize,
+    code: CodeWatch,
     idle: Mutex<Vec<Arc<Environment>>>,
     all: Mutex<HashMap<u64, Arc<Environment>>>,
     next_id: AtomicU64,
@@ -96,6 +101,7 @@ impl FunctionPool {
             },
             environments: Arc::new(Semaphore::new(max_environments)),
             max_environments,
+            code: if settings.watch_code { CodeWatch::start(&function) } else { CodeWatch::off() },
             function,
             settings,
             network,
@@ -165,9 +171,12 @@ impl FunctionPool {
                 }
             }
         };
-        let env = match self.take_idle() {
+        // After a change, let the code settle before anything starts from it.
+        self.code.settled(self.settings.code_settle).await;
+        let generation = self.code.generation();
+        let env = match self.take_idle(generation) {
             Some(env) => env,
-            None => self.start_environment().await?,
+            None => self.start_environment(generation).await?,
         };
         let result = env.run(payload, self.function.timeout, self.settings.init_timeout).await;
         let answer = match result {
@@ -214,11 +223,14 @@ impl FunctionPool {
         answer
     }
 
-    fn take_idle(&self) -> Option<Arc<Environment>> {
+    /// A warm environment running the current code. Older ones are retired on the way.
+    fn take_idle(&self, generation: u64) -> Option<Arc<Environment>> {
         let mut idle = self.idle.lock();
         // Most recently used first: it is the warmest, and the others may be reaped idle.
         while let Some(env) = idle.pop() {
-            if env.is_alive() {
+            if env.generation < generation {
+                self.retire(&env);
+            } else if env.is_alive() {
                 return Some(env);
             }
         }
@@ -226,12 +238,23 @@ impl FunctionPool {
     }
 
     fn put_idle(&self, env: Arc<Environment>) {
-        if env.is_alive() {
+        if env.generation < self.code.generation() {
+            self.retire(&env);
+        } else if env.is_alive() {
             self.idle.lock().push(env);
         }
     }
 
-    async fn start_environment(self: &Arc<Self>) -> Result<Arc<Environment>, IntegrationError> {
+    /// Stops an environment started from code that has changed since (as a deploy does).
+    fn retire(&self, env: &Environment) {
+        if env.is_alive() {
+            tracing::info!(function = %self.function.name, pid = env.pid, "code changed: retiring the environment");
+            self.counters.retired.fetch_add(1, Ordering::Relaxed);
+            env.stop();
+        }
+    }
+
+    async fn start_environment(self: &Arc<Self>, generation: u64) -> Result<Arc<Environment>, IntegrationError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.counters.started.fetch_add(1, Ordering::Relaxed);
         let counters = self.counters.clone();
@@ -244,7 +267,7 @@ impl FunctionPool {
                 }
             }),
         };
-        let env = Environment::spawn(id, &self.function, &self.settings, &self.network.env, hooks)
+        let env = Environment::spawn(id, generation, &self.function, &self.settings, &self.network.env, hooks)
             .await
             .map_err(|e| IntegrationError::Failed(e.to_string()))?;
         // The process may already have died; `forget` then finds nothing, and `is_alive` says so.
@@ -283,6 +306,7 @@ impl FunctionPool {
             throttles: c.throttles.load(Ordering::Relaxed),
             environment_waits: c.environment_waits.load(Ordering::Relaxed),
             environment_wait_timeouts: c.environment_wait_timeouts.load(Ordering::Relaxed),
+            retired_for_code_change: c.retired.load(Ordering::Relaxed),
             reserved_concurrency: self.function.reserved_concurrency,
             max_environments: self.max_environments,
             crashes: c.crashes.load(Ordering::Relaxed),
