@@ -18,7 +18,7 @@
 //!   through awslambdaric in a venv, `nodejs20.x`+ through our loop in `runtimes/node/`.
 //! - `runtimes/node/`: the Node.js loop (`runtime.mjs`), its SDK resolve hook
 //!   (`resolve-sdk.mjs`) and the host-map preload (`host-map.cjs`); `runtimes/python/`: the
-//!   venv's `sitecustomize.py` (the host map).
+//!   host-map hook the venv imports at start-up (`dynamowave_host_map.py`).
 //! - `code_watch`: notices a function's code changing (`notify`), so that the next invocation
 //!   runs in a new environment, as after a deploy.
 //! - `network`: what the processes are told about the network: the CA bundle variables (with a

@@ -9,7 +9,8 @@
 //!   installed once under the tools dir and found after the function's own packages.
 //!
 //! Both managed runtimes honour [`crate::HostSettings::host_map`]: `runtimes/node/host-map.cjs`
-//! is preloaded into Node, `runtimes/python/sitecustomize.py` sits in the venv.
+//! is preloaded into Node, `runtimes/python/dynamowave_host_map.py` is imported by a `.pth` line
+//! in the venv.
 //!
 //! The interpreters are the machine's (`python3`, `node`): a template asking for `python3.12`
 //! runs on whatever `python3` is (docs/lambda-local.md lists this among the differences).
@@ -24,8 +25,8 @@ const NODE_RUNTIME: &str = include_str!("../runtimes/node/runtime.mjs");
 const NODE_RESOLVE_SDK: &str = include_str!("../runtimes/node/resolve-sdk.mjs");
 /// Preloaded into every Node.js function: the host map (see [`crate::HostSettings::host_map`]).
 const NODE_HOST_MAP: &str = include_str!("../runtimes/node/host-map.cjs");
-/// Put in the venv's site-packages, where Python imports it at start-up: the host map.
-const PYTHON_SITECUSTOMIZE: &str = include_str!("../runtimes/python/sitecustomize.py");
+/// Put in the venv's site-packages with a `.pth` line that imports it at start-up: the host map.
+const PYTHON_HOST_MAP: &str = include_str!("../runtimes/python/dynamowave_host_map.py");
 
 /// What Lambda's Python runtime offers besides the standard library.
 const PYTHON_PACKAGES: &[&str] = &["awslambdaric", "boto3"];
@@ -171,7 +172,7 @@ impl RuntimeTools {
         let ready = venv.join(".installed");
         let setup = |what, message: String| RuntimeError::Setup { runtime: runtime.id().to_string(), what, message };
         if ready.is_file() {
-            write_sitecustomize(&venv).map_err(|m| setup("the venv's sitecustomize", m))?;
+            write_python_hooks(&venv).map_err(|m| setup("the venv's host-map hook", m))?;
             return Ok(python);
         }
         progress(&format!(
@@ -187,7 +188,7 @@ impl RuntimeTools {
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .args(PYTHON_PACKAGES))
         .map_err(|m| setup("awslambdaric and boto3 (pip)", m))?;
-        write_sitecustomize(&venv).map_err(|m| setup("the venv's sitecustomize", m))?;
+        write_python_hooks(&venv).map_err(|m| setup("the venv's host-map hook", m))?;
         std::fs::write(&ready, PYTHON_PACKAGES.join("\n")).map_err(|e| setup("the venv", e.to_string()))?;
         progress(&format!("{} ready", runtime.id()));
         Ok(python)
@@ -224,9 +225,9 @@ impl RuntimeTools {
     }
 }
 
-/// Writes our `sitecustomize.py` into the venv's site-packages (every time: it is part of this
-/// program, and must match it).
-fn write_sitecustomize(venv: &Path) -> Result<(), String> {
+/// Writes the host-map hook and the `.pth` line that imports it into the venv's site-packages
+/// (every time: they are part of this program, and must match it).
+fn write_python_hooks(venv: &Path) -> Result<(), String> {
     let lib = venv.join("lib");
     let entries = std::fs::read_dir(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
     let site = entries
@@ -234,9 +235,13 @@ fn write_sitecustomize(venv: &Path) -> Result<(), String> {
         .map(|e| e.path().join("site-packages"))
         .find(|p| p.is_dir())
         .ok_or_else(|| format!("no site-packages under {}", lib.display()))?;
-    let path = site.join("sitecustomize.py");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(PYTHON_SITECUSTOMIZE) {
-        std::fs::write(&path, PYTHON_SITECUSTOMIZE).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (file, text) in
+        [("dynamowave_host_map.py", PYTHON_HOST_MAP), ("dynamowave_host_map.pth", "import dynamowave_host_map\n")]
+    {
+        let path = site.join(file);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
     }
     Ok(())
 }

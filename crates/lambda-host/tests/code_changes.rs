@@ -3,29 +3,17 @@
 //! Python's own bytecode cache and unrelated files beside a bootstrap start nothing new.
 //! Needs python3 and node (the runtimes' tools are cached in DW_TOOLS_DIR).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
-use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeTools};
+use common::managed;
+use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost};
 use serde_json::{Value, json};
 
 /// Longer than the host's settle time and the watch's delivery.
 const AFTER_A_CHANGE: Duration = Duration::from_millis(600);
-
-fn tools() -> RuntimeTools {
-    let dir =
-        std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"));
-    RuntimeTools::new(dir)
-}
-
-fn managed(name: &str, runtime: &str, dir: &Path, handler: &str) -> LambdaFunction {
-    let runtime = Runtime::parse(runtime).expect("a supported runtime");
-    let mut f = tools()
-        .function(name, &runtime, dir, Some(handler), &|line| eprintln!("{line}"))
-        .expect("the runtime is set up");
-    f.timeout = Duration::from_secs(10);
-    f
-}
 
 async fn start(functions: Vec<LambdaFunction>) -> LambdaHost {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();

@@ -1,5 +1,6 @@
-"""Imported at start-up by every Python function the local Lambda host runs (it sits in the
-venv's site-packages): sends connections for mapped host names to the local gateway, so that
+"""Imported at start-up by every Python function the local Lambda host runs (a `.pth` file in
+the venv's site-packages imports it; a `sitecustomize.py` there would be shadowed by the one some
+distributions put in the standard library's directory): sends connections for mapped host names to the local gateway, so that
 code building AWS's URLs (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`) reaches
 it without editing /etc/hosts.
 
