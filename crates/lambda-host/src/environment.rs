@@ -40,6 +40,8 @@ pub(crate) struct Hooks {
 
 pub(crate) struct Environment {
     pub(crate) id: u64,
+    /// The generation of the function's code it was started from.
+    pub(crate) generation: u64,
     pub(crate) pid: Option<u32>,
     api: Arc<ApiState>,
     queue: mpsc::Sender<Invocation>,
@@ -67,8 +69,10 @@ impl Stopper {
 impl Environment {
     pub(crate) async fn spawn(
         id: u64,
+        generation: u64,
         function: &LambdaFunction,
         settings: &HostSettings,
+        network_env: &[(String, String)],
         hooks: Hooks,
     ) -> Result<Arc<Environment>, HostError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(HostError::Bind)?;
@@ -136,6 +140,7 @@ impl Environment {
             .env("LAMBDA_TASK_ROOT", &task_root)
             .env("_HANDLER", handler)
             .env("TZ", ":UTC")
+            .envs(network_env.iter().map(|(k, v)| (k, v)))
             .envs(function.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -193,7 +198,7 @@ impl Environment {
             let _ = exit_tx.send(Some(how));
         });
 
-        Ok(Arc::new(Environment { id, pid, api, queue: queue_tx, exited: exit_rx, stopper, server }))
+        Ok(Arc::new(Environment { id, generation, pid, api, queue: queue_tx, exited: exit_rx, stopper, server }))
     }
 
     pub(crate) fn is_alive(&self) -> bool {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub enum HostError {
     #[error("function `{name}`: {problem}")]
     InvalidFunction { name: String, problem: String },
+    #[error("setting `{setting}`: {problem}")]
+    InvalidSetting { setting: &'static str, problem: String },
     #[error("two functions are named `{0}`")]
     DuplicateFunction(String),
     #[error("could not open a Runtime API listener on 127.0.0.1: {0}")]

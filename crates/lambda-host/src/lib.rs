@@ -3,23 +3,33 @@
 //! Does what AWS's runtime interface emulator does, for several functions at once: it serves
 //! the Lambda Runtime API (`/2018-06-01/runtime/...`) on loopback and starts each function's
 //! `bootstrap` with `AWS_LAMBDA_RUNTIME_API` pointing at it, so the very binaries deployed to
-//! Lambda answer the local gateway. Each function gets up to `concurrency` processes (its
-//! execution environments), started on demand and reused while warm; a timed-out process is
-//! killed and a crashed one replaced, as Lambda does. `docs/lambda-local.md` has the whole
+//! Lambda answer the local gateway. Concurrency is counted as Lambda counts it (reserved
+//! concurrency, the account's unreserved pool, throttling past them); each function's processes
+//! (its execution environments) are capped to suit the machine, started on demand and reused
+//! while warm; a timed-out process is killed and a crashed one replaced, as Lambda does. `docs/lambda-local.md` has the whole
 //! picture and how it differs from AWS.
 //!
 //! # Layout
 //!
 //! - [`function`]: [`LambdaFunction`] (what to run) and [`HostSettings`] (queue and init
-//!   timeouts, memory size, region, payload limit, inherited environment).
+//!   timeouts, memory size, region, payload limit, inherited environment, CA bundle, host map,
+//!   concurrency, code watching).
 //! - [`runtimes`]: [`Runtime`] and [`RuntimeTools`]: `provided.*` bootstraps, `python3.x`
 //!   through awslambdaric in a venv, `nodejs20.x`+ through our loop in `runtimes/node/`.
+//! - `runtimes/node/`: the Node.js loop (`runtime.mjs`), its SDK resolve hook
+//!   (`resolve-sdk.mjs`) and the host-map preload (`host-map.cjs`); `runtimes/python/`: the
+//!   host-map hook the venv imports at start-up (`dynamowave_host_map.py`).
+//! - `code_watch`: notices a function's code changing (`notify`), so that the next invocation
+//!   runs in a new environment, as after a deploy.
+//! - `network`: what the processes are told about the network: the CA bundle variables (with a
+//!   combined bundle of the machine's roots and the local CA) and [`HOST_MAP_VAR`].
 //! - `runtime_api`: the Runtime API routes, served to one process and refused to any other.
 //! - `peer`: which process a loopback connection comes from (Linux `/proc`).
 //! - `environment`: one process and its own listener (so the host knows which process holds
 //!   which invocation), its output forwarded to `tracing`, its exit watched.
-//! - `pool`: a function's environments: concurrency limit, throttling, warm reuse, timeouts,
-//!   crash replacement, and [`FunctionStats`] (including each cold start's init time).
+//! - `pool`: a function's environments: reserved and account concurrency (throttling), the cap
+//!   on processes (waiting), warm reuse, timeouts, crash replacement, and [`FunctionStats`]
+//!   (including each cold start's init time).
 //! - [`error`]: [`HostError`], for starting the host. Invocations fail with the core's
 //!   [`IntegrationError`].
 //! - `src/bin/echo-bootstrap.rs`: a `lambda_runtime` function that echoes its event and can be
@@ -32,9 +42,11 @@
 //! The Runtime API's handlers in `runtime_api` share their axum signatures (state, request id,
 //! headers, body): that is the shape of an axum handler, not shared logic.
 
+mod code_watch;
 mod environment;
 pub mod error;
 pub mod function;
+mod network;
 mod peer;
 mod pool;
 mod runtime_api;
@@ -47,9 +59,11 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use axum::body::Bytes;
 use dynamowave_core::integration::{Integration, IntegrationError};
+use tokio::sync::Semaphore;
 
 pub use error::HostError;
 pub use function::{HostSettings, LambdaFunction};
+pub use network::HOST_MAP_VAR;
 pub use pool::FunctionStats;
 pub use runtimes::{Runtime, RuntimeError, RuntimeTools};
 
@@ -79,14 +93,17 @@ impl LambdaHost {
     }
 
     /// Checks the functions (unique names, an executable bootstrap, concurrency and timeout
-    /// above zero) and gets ready to run them.
+    /// above zero, reservations the account can grant) and the settings, and gets ready to run
+    /// them.
     pub async fn start_with(functions: Vec<LambdaFunction>, settings: HostSettings) -> Result<LambdaHost, HostError> {
+        let network = Arc::new(network::ProcessNetwork::new(&settings)?);
         let settings = Arc::new(settings);
         if !peer::CAN_CHECK {
             tracing::warn!(
                 "this platform cannot tell which process calls the Runtime API: any local process can take and answer invocations"
             );
         }
+        let unreserved = Arc::new(Semaphore::new(unreserved_pool(&functions, &settings)?));
         let mut pools = HashMap::new();
         for function in functions {
             check(&function)?;
@@ -94,8 +111,11 @@ impl LambdaHost {
                 return Err(HostError::DuplicateFunction(function.name));
             }
             tracing::info!(function = %function.name, bootstrap = %function.bootstrap.display(),
-                concurrency = function.concurrency, timeout_ms = function.timeout.as_millis() as u64, "function registered");
-            pools.insert(function.name.clone(), FunctionPool::new(function, settings.clone()));
+                reserved_concurrency = function.reserved_concurrency,
+                max_environments = settings.max_environments_for(&function),
+                timeout_ms = function.timeout.as_millis() as u64, "function registered");
+            let pool = FunctionPool::new(function, settings.clone(), network.clone(), unreserved.clone());
+            pools.insert(pool.name().to_owned(), pool);
         }
         Ok(LambdaHost { pools })
     }
@@ -140,6 +160,36 @@ impl LambdaHost {
             pool.shutdown().await;
         }
     }
+}
+
+/// What the account leaves to functions without reserved concurrency, after checking that the
+/// reservations leave at least `min_unreserved_concurrency`, as Lambda's
+/// `PutFunctionConcurrency` does.
+fn unreserved_pool(functions: &[LambdaFunction], settings: &HostSettings) -> Result<usize, HostError> {
+    let account = settings.account_concurrency;
+    let keep = settings.min_unreserved_concurrency;
+    if keep > account {
+        return Err(HostError::InvalidSetting {
+            setting: "min_unreserved_concurrency",
+            problem: format!("{keep} is more than the account's concurrency ({account})"),
+        });
+    }
+    let mut reserved = 0usize;
+    for function in functions {
+        let Some(own) = function.reserved_concurrency else { continue };
+        reserved = reserved.saturating_add(own);
+        if reserved > account - keep {
+            return Err(HostError::InvalidFunction {
+                name: function.name.clone(),
+                problem: format!(
+                    "reserved concurrency {own} brings the reservations to {reserved}, which leaves less than the \
+                     {keep} unreserved executions the account keeps (account concurrency {account})"
+                ),
+            });
+        }
+    }
+    // Lambda counts nothing against a semaphore this large; keep within what tokio allows.
+    Ok((account - reserved).min(Semaphore::MAX_PERMITS))
 }
 
 fn check(function: &LambdaFunction) -> Result<(), HostError> {

@@ -8,6 +8,10 @@
 //!   `aws-lambda-ric` needs Node 22 and a native build), with the AWS SDK for JavaScript v3
 //!   installed once under the tools dir and found after the function's own packages.
 //!
+//! Both managed runtimes honour [`crate::HostSettings::host_map`]: `runtimes/node/host-map.cjs`
+//! is preloaded into Node, `runtimes/python/dynamowave_host_map.py` is imported by a `.pth` line
+//! in the venv.
+//!
 //! The interpreters are the machine's (`python3`, `node`): a template asking for `python3.12`
 //! runs on whatever `python3` is (docs/lambda-local.md lists this among the differences).
 
@@ -19,6 +23,10 @@ use crate::function::LambdaFunction;
 /// The runtime loop for Node.js, written into the tools dir at first use.
 const NODE_RUNTIME: &str = include_str!("../runtimes/node/runtime.mjs");
 const NODE_RESOLVE_SDK: &str = include_str!("../runtimes/node/resolve-sdk.mjs");
+/// Preloaded into every Node.js function: the host map (see [`crate::HostSettings::host_map`]).
+const NODE_HOST_MAP: &str = include_str!("../runtimes/node/host-map.cjs");
+/// Put in the venv's site-packages with a `.pth` line that imports it at start-up: the host map.
+const PYTHON_HOST_MAP: &str = include_str!("../runtimes/python/dynamowave_host_map.py");
 
 /// What Lambda's Python runtime offers besides the standard library.
 const PYTHON_PACKAGES: &[&str] = &["awslambdaric", "boto3"];
@@ -135,14 +143,18 @@ impl RuntimeTools {
             }
             Runtime::Node(_) => {
                 let handler = needs_handler()?;
-                let (runtime_file, sdk) = self.node(runtime, progress)?;
+                let (loop_dir, sdk) = self.node(runtime, progress)?;
                 let node = which::which("node").map_err(|e| RuntimeError::Setup {
                     runtime: runtime.id().to_string(),
                     what: "Node.js",
                     message: format!("no `node` on the PATH ({e}); install Node.js 20 or later"),
                 })?;
                 let mut f = LambdaFunction::new(name, node);
-                f.args = vec![runtime_file.to_string_lossy().into_owned()];
+                f.args = vec![
+                    "--require".into(),
+                    loop_dir.join("host-map.cjs").to_string_lossy().into_owned(),
+                    loop_dir.join("runtime.mjs").to_string_lossy().into_owned(),
+                ];
                 f.env.push(("DYNAMOWAVE_NODE_SDK_DIR".into(), sdk.to_string_lossy().into_owned()));
                 f.handler = Some(handler);
                 f
@@ -158,10 +170,11 @@ impl RuntimeTools {
         let venv = self.dir.join("lambda-python");
         let python = venv.join("bin").join("python");
         let ready = venv.join(".installed");
+        let setup = |what, message: String| RuntimeError::Setup { runtime: runtime.id().to_string(), what, message };
         if ready.is_file() {
+            write_python_hooks(&venv).map_err(|m| setup("the venv's host-map hook", m))?;
             return Ok(python);
         }
-        let setup = |what, message: String| RuntimeError::Setup { runtime: runtime.id().to_string(), what, message };
         progress(&format!(
             "setting up {} (a venv with {}) in {}",
             runtime.id(),
@@ -175,18 +188,21 @@ impl RuntimeTools {
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .args(PYTHON_PACKAGES))
         .map_err(|m| setup("awslambdaric and boto3 (pip)", m))?;
+        write_python_hooks(&venv).map_err(|m| setup("the venv's host-map hook", m))?;
         std::fs::write(&ready, PYTHON_PACKAGES.join("\n")).map_err(|e| setup("the venv", e.to_string()))?;
         progress(&format!("{} ready", runtime.id()));
         Ok(python)
     }
 
-    /// The Node loop's file and the SDK's `node_modules`.
+    /// The Node loop's dir (the loop and its preload) and the SDK's `node_modules`.
     fn node(&self, runtime: &Runtime, progress: &dyn Fn(&str)) -> Result<(PathBuf, PathBuf), RuntimeError> {
         let setup = |what, message: String| RuntimeError::Setup { runtime: runtime.id().to_string(), what, message };
         let loop_dir = self.dir.join("lambda-node-runtime");
         std::fs::create_dir_all(&loop_dir).map_err(|e| setup("the runtime dir", e.to_string()))?;
         // Written every time: the loop is part of this program, and must match it.
-        for (file, text) in [("runtime.mjs", NODE_RUNTIME), ("resolve-sdk.mjs", NODE_RESOLVE_SDK)] {
+        for (file, text) in
+            [("runtime.mjs", NODE_RUNTIME), ("resolve-sdk.mjs", NODE_RESOLVE_SDK), ("host-map.cjs", NODE_HOST_MAP)]
+        {
             let path = loop_dir.join(file);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
                 std::fs::write(&path, text).map_err(|e| setup("the runtime loop", e.to_string()))?;
@@ -205,8 +221,29 @@ impl RuntimeTools {
             std::fs::write(&ready, NODE_SDK_PACKAGES.join("\n")).map_err(|e| setup("the SDK dir", e.to_string()))?;
             progress(&format!("{} ready", runtime.id()));
         }
-        Ok((loop_dir.join("runtime.mjs"), sdk.join("node_modules")))
+        Ok((loop_dir, sdk.join("node_modules")))
     }
+}
+
+/// Writes the host-map hook and the `.pth` line that imports it into the venv's site-packages
+/// (every time: they are part of this program, and must match it).
+fn write_python_hooks(venv: &Path) -> Result<(), String> {
+    let lib = venv.join("lib");
+    let entries = std::fs::read_dir(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+    let site = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| format!("no site-packages under {}", lib.display()))?;
+    for (file, text) in
+        [("dynamowave_host_map.py", PYTHON_HOST_MAP), ("dynamowave_host_map.pth", "import dynamowave_host_map\n")]
+    {
+        let path = site.join(file);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn run(command: &mut Command) -> Result<(), String> {

@@ -116,27 +116,6 @@ async fn timeout_kills_the_process_and_the_next_call_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrency_limit_throttles_after_the_queue_timeout() {
-    let mut f = echo("sendmessage");
-    f.concurrency = 1;
-    let host = std::sync::Arc::new(start(vec![f]).await);
-    pid_of(&host, "sendmessage").await; // warm, so the slow call below starts at once
-    let busy = {
-        let host = host.clone();
-        tokio::spawn(async move { host.invoke_json("sendmessage", json!({"echo": {"sleep_ms": 1500}})).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let throttled = host.invoke_json("sendmessage", json!({})).await;
-    assert!(matches!(throttled, Err(IntegrationError::Throttled)), "{throttled:?}");
-    let slow = busy.await.expect("task");
-    assert!(slow.is_ok(), "the busy invocation still completes: {slow:?}");
-    // With the environment free again, calls go through.
-    assert!(host.invoke_json("sendmessage", json!({})).await.is_ok());
-    let s = host.stats().function("sendmessage").cloned().expect("stats");
-    assert_eq!((s.throttles, s.processes_started), (1, 1));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_start_more_processes_up_to_the_limit() {
     let host = std::sync::Arc::new(start(vec![echo("fanout")]).await);
     let calls: Vec<_> = (0..2)

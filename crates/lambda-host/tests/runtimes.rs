@@ -2,29 +2,19 @@
 //! modules and CommonJS, the AWS SDK v3 found as on Lambda) run real handlers through the host.
 //! Needs python3, node and npm, and the package registries on first run (cached in DW_TOOLS_DIR).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
+use common::{fixture, managed, tools};
+
 use dynamowave_core::integration::IntegrationError;
-use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeError, RuntimeTools};
+use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeError};
 use serde_json::{Value, json};
 
-fn tools() -> RuntimeTools {
-    let dir =
-        std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"));
-    RuntimeTools::new(dir)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
 fn function(name: &str, runtime: &str, dir: &str, handler: &str) -> LambdaFunction {
-    let runtime = Runtime::parse(runtime).expect("a supported runtime");
-    let mut f = tools()
-        .function(name, &runtime, &fixture(dir), Some(handler), &|line| eprintln!("{line}"))
-        .expect("the runtime is set up");
-    f.timeout = Duration::from_secs(10);
+    let mut f = managed(name, runtime, &fixture(dir), handler);
     f.concurrency = 1;
     f
 }
