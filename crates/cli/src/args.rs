@@ -253,9 +253,12 @@ pub struct ServeArgs {
     /// `BuildProperties.Binary`, else its logical id), built with cargo when absent.
     #[arg(long, env = "DYNAMOWAVE_LAMBDA_DIR", default_value = "target/lambda")]
     pub lambda_dir: PathBuf,
-    /// Lambda mode: execution environments per function (reserved concurrency).
-    #[arg(long, env = "DYNAMOWAVE_LAMBDA_CONCURRENCY", default_value_t = 4)]
-    pub lambda_concurrency: usize,
+    /// Lambda and template modes: most processes (execution environments) per function; past
+    /// them an invocation waits for one, as Lambda would start another (default: sized to the
+    /// machine, 4 per CPU for `provided.*`, 2 per CPU for Node.js and Python). A function's
+    /// `ReservedConcurrentExecutions` still throttles past it.
+    #[arg(long, env = "DYNAMOWAVE_LAMBDA_CONCURRENCY")]
+    pub lambda_concurrency: Option<usize>,
     /// Lambda mode: function timeout, seconds.
     #[arg(long, env = "DYNAMOWAVE_LAMBDA_TIMEOUT_SECS", default_value_t = 10)]
     pub lambda_timeout_secs: u64,

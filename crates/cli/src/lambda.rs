@@ -114,7 +114,9 @@ pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Resul
             f.env.extend(authorizer_env.iter().cloned());
         }
         f.timeout = Duration::from_secs(args.lambda_timeout_secs);
-        f.concurrency = args.lambda_concurrency.max(1);
+        if let Some(n) = args.lambda_concurrency {
+            f.concurrency = n.max(1);
+        }
         functions.push(f);
     }
     let host = Arc::new(LambdaHost::start(functions).await.context("starting the Lambda host")?);

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dynamowave_gateway::settings::{Bucket, Concurrency, Throttling};
+use dynamowave_gateway::settings::{Bucket, Throttling};
 use dynamowave_template::{Model, RouteSettings, Stage, WebSocketApi};
 
 /// What a stage gives the gateway's settings; flags override it (`ServeArgs::gateway_settings_with`).
@@ -70,7 +70,9 @@ impl StageDefaults {
             default_concurrency: per_route_concurrency
                 .get("$default")
                 .copied()
-                .unwrap_or(Concurrency::default().default_route),
+                // No reservation: the account's pool, as on AWS (the Lambda host caps the
+                // processes and queues past them).
+                .unwrap_or(dynamowave_lambda_host::HostSettings::default().account_concurrency),
             per_route_concurrency,
         }
     }

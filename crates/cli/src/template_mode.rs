@@ -443,11 +443,13 @@ fn lambda_function(
         }
     }
     lambda.timeout = Duration::from_secs(f.timeout.max(1));
-    lambda.concurrency = f
-        .reserved_concurrent_executions
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-        .unwrap_or(args.lambda_concurrency)
-        .max(1);
+    // Past its reservation a function is throttled; without one it draws on the account's
+    // pool, with at most `--lambda-concurrency` processes here (the host's machine-sized cap
+    // when not given) and invocations waiting for one, as Lambda would start another.
+    lambda.reserved_concurrency = f.reserved_concurrent_executions.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if let Some(n) = args.lambda_concurrency {
+        lambda.concurrency = n.max(1);
+    }
     Ok(lambda)
 }
 
@@ -533,7 +535,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let host_settings = HostSettings { region: region.clone(), ..HostSettings::default() };
+    // The functions trust the local CA, and their calls to an API's AWS host names reach its
+    // listener here.
+    let mut host_map = Vec::new();
+    for (plan, listener) in plans.iter().zip(&listeners) {
+        let addr = listener.local_addr()?;
+        host_map.extend(plan.domain_names.iter().map(|name| (name.clone(), addr)));
+    }
+    let host_settings = HostSettings {
+        region: region.clone(),
+        ca_bundle: Some(ca.ca_pem_path()),
+        host_map,
+        ..HostSettings::default()
+    };
     let host = Arc::new(LambdaHost::start_with(functions, host_settings).await.context("starting the Lambda host")?);
 
     let mut gateways = Vec::new();
