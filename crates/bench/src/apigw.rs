@@ -323,19 +323,9 @@ fn fill_load(
         }
     }
     tally.expected = expected_deliveries(&sent, &members);
-    load.expected = tally.expected;
-    load.delivered = tally.received;
-    load.lost = tally.lost();
-    load.duplicated = tally.duplicated;
-    load.out_of_order = tally.out_of_order;
-    load.offered_per_second = load.sent as f64 / window_seconds.max(1e-9);
-    load.delivered_per_second = load.delivered as f64 / window_seconds.max(1e-9);
+    load.set_totals(&tally, window_seconds);
     load.latency = LatencySummary::from_histogram(&shared.latency.merged());
-    if let Some(s) = report.server.as_mut()
-        && load.delivered > 0
-    {
-        s.cpu_seconds_per_million_deliveries = Some(s.cpu_seconds / (load.delivered as f64 / 1e6));
-    }
+    report.set_cpu_per_delivery(load.delivered);
     report.notes.push(
         "protocol apigw-sample: `acked` counts the senders' own copies (the app acknowledges nothing); order is per sender"
             .to_owned(),
@@ -466,9 +456,7 @@ impl Conn {
         result
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, ConnectError> {
+    async fn connect(&self) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, ConnectError> {
         let request = self.url.as_str().into_client_request().map_err(|e| ConnectError::Target(e.to_string()))?;
         let stream = self.target.tcp(self.source).await?;
         let config = WebSocketConfig::default().read_buffer_size(8 * 1024);

@@ -691,7 +691,12 @@ async fn stop_all(tasks: Vec<(JoinHandle<ConnReport>, oneshot::Sender<()>)>) -> 
     results
 }
 
-pub(crate) fn fill_generator(report: &mut Report, start: Option<ProcSample>, end: Option<ProcSample>, window_seconds: f64) {
+pub(crate) fn fill_generator(
+    report: &mut Report,
+    start: Option<ProcSample>,
+    end: Option<ProcSample>,
+    window_seconds: f64,
+) {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let cpu_seconds = start.zip(end).map_or(0.0, |(s, e)| s.cpu_seconds_until(&e));
     let utilisation = cpu_seconds / (window_seconds.max(1e-9) * cores as f64);
@@ -736,19 +741,9 @@ fn fill_load(args: &BenchArgs, report: &mut Report, results: &[ConnReport], wind
         }
     }
     tally.expected = expected_deliveries(&sent_per_room, &members);
-    load.expected = tally.expected;
-    load.delivered = tally.received;
-    load.lost = tally.lost();
-    load.duplicated = tally.duplicated;
-    load.out_of_order = tally.out_of_order;
-    load.offered_per_second = load.sent as f64 / window_seconds.max(1e-9);
-    load.delivered_per_second = load.delivered as f64 / window_seconds.max(1e-9);
+    load.set_totals(&tally, window_seconds);
     load.send_lag_max_ms = max_lag_ns as f64 / 1e6;
-    if let Some(s) = report.server.as_mut()
-        && load.delivered > 0
-    {
-        s.cpu_seconds_per_million_deliveries = Some(s.cpu_seconds / (load.delivered as f64 / 1e6));
-    }
+    report.set_cpu_per_delivery(load.delivered);
     if !drained {
         report
             .notes
