@@ -101,6 +101,24 @@ pub struct BenchArgs {
     /// No progress line on stderr.
     #[arg(long, env = "DYNAMOWAVE_BENCH_QUIET")]
     pub quiet: bool,
+
+    /// What the server speaks: `dynamowave-v1` (protocol v1's JSON framing, `join`, acknowledged
+    /// sends) or `apigw-sample` (an app written like AWS's WebSocket chat sample: the room is the
+    /// `room` query parameter of the connect URL, a send is `{"action":"sendmessage","data":…}`
+    /// and every member of the room, the sender included, receives `data` as a raw frame).
+    #[arg(long, env = "DYNAMOWAVE_BENCH_PROTOCOL", value_enum, default_value_t = Protocol::DynamowaveV1)]
+    pub protocol: Protocol,
+}
+
+/// The server's wire protocol (`--protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Protocol v1's JSON framing (subprotocol `dynamowave.v1`).
+    #[default]
+    DynamowaveV1,
+    /// AWS's WebSocket chat sample with rooms (`?room=R`, `sendmessage`, raw broadcast frames).
+    ApigwSample,
 }
 
 impl Default for BenchArgs {
@@ -128,6 +146,7 @@ impl Default for BenchArgs {
             json: None,
             label: None,
             quiet: false,
+            protocol: Protocol::DynamowaveV1,
         }
     }
 }
@@ -193,6 +212,9 @@ impl BenchArgs {
         }
         if self.connect_concurrency == 0 {
             return Err(ArgsError::Invalid("--connect-concurrency must be at least 1"));
+        }
+        if self.protocol == Protocol::ApigwSample && self.mode() != Mode::Load {
+            return Err(ArgsError::Invalid("--protocol apigw-sample runs the load mode only"));
         }
         Ok(())
     }
@@ -276,6 +298,19 @@ mod tests {
         assert_eq!(floor.mode(), Mode::SendFloor);
         assert!(floor.validate().is_ok());
         assert!(BenchArgs { rate: 0.0, ..floor }.validate().is_err());
+    }
+
+    #[test]
+    fn the_sample_protocol_is_a_load_mode_only() {
+        let sample = match Cli::try_parse_from(["bench", "--protocol", "apigw-sample", "--rooms", "10"]) {
+            Ok(c) => c.args,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(sample.protocol, Protocol::ApigwSample);
+        assert!(sample.validate().is_ok());
+        assert!(BenchArgs { idle: true, ..sample.clone() }.validate().is_err());
+        assert!(BenchArgs { churn: true, ..sample }.validate().is_err());
+        assert!(Cli::try_parse_from(["bench", "--protocol", "socket.io"]).is_err());
     }
 
     #[test]

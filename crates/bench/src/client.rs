@@ -121,7 +121,7 @@ impl Target {
     }
 
     /// TCP connect from `source` (None: let the kernel choose), with no Nagle delay.
-    async fn tcp(&self, source: Option<IpAddr>) -> Result<TcpStream, ConnectError> {
+    pub(crate) async fn tcp(&self, source: Option<IpAddr>) -> Result<TcpStream, ConnectError> {
         let socket = match self.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),

@@ -12,10 +12,16 @@
 //! - **send floor** (`--send-floor`): no server; one pinned thread writes a small WebSocket frame to
 //!   each of many loopback sockets per round and reports its CPU seconds per 1,000,000 writes.
 //!
+//! With `--protocol apigw-sample` the load mode speaks to apps written like AWS's WebSocket chat
+//! sample instead (`?room=R` on connect, `sendmessage` with a `data` field, raw broadcast frames):
+//! the generator numbers its messages itself and counts loss, duplicates and order per sender.
+//!
 //! With `--server-pid` the server's CPU seconds and RSS over the measured window come from `/proc`;
 //! the generator reports its own CPU use too, and says when it saturated its cores.
 //!
 //! # Layout
+//! - [`apigw`]: the load mode for sample-style apps (`--protocol apigw-sample`): message format,
+//!   connection tasks and accounting.
 //! - [`args`]: [`BenchArgs`] (clap derive, `DYNAMOWAVE_BENCH_*` environment), duration parsing.
 //! - [`event`]: the frames written and read; a zero-allocation fast path for `message` and `ack`.
 //! - [`accounting`]: sequence tracking, loss arithmetic, latency histograms (pure, unit-tested).
@@ -32,6 +38,9 @@
 //!
 //! - `lean`'s masked-frame encoder is RFC 6455's client framing, as the gateway's frame-parser
 //!   tests also write it: the generator must not depend on the server it measures.
+//! - `apigw`'s `fill_load` sums its connections' counters in the shape of the runner's, over its own
+//!   counters (a sender's own copies stand for acknowledgements); the totals and rates they lead
+//!   to are computed once, in [`report`].
 //! - The report's structs (one per mode) and the runner's mode functions share their shapes
 //!   (documented fields; `(args, target, sources, report)`), not their logic.
 //!
@@ -51,6 +60,7 @@
 //! ```
 
 pub mod accounting;
+pub mod apigw;
 pub mod args;
 mod client;
 pub mod event;
@@ -60,7 +70,7 @@ pub mod procfs;
 pub mod report;
 mod runner;
 
-pub use args::{BenchArgs, Mode};
+pub use args::{BenchArgs, Mode, Protocol};
 pub use report::Report;
 
 /// Runs one benchmark and returns its report (also written to `--json` when given). Progress goes

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::accounting::LatencySummary;
+use crate::accounting::{LatencySummary, Tally};
 use crate::args::Mode;
 
 /// Everything one run measured. Rates are per second of the measured window; latencies are in
@@ -182,6 +182,30 @@ pub struct SendFloorStats {
     pub bytes_written: u64,
     /// Bytes the drainer read over the whole run (equal to `bytes_written` when it kept up).
     pub bytes_drained: u64,
+}
+
+impl LoadStats {
+    /// The window's delivery totals and rates from its tally (`sent` already counted).
+    pub(crate) fn set_totals(&mut self, tally: &Tally, window_seconds: f64) {
+        self.expected = tally.expected;
+        self.delivered = tally.received;
+        self.lost = tally.lost();
+        self.duplicated = tally.duplicated;
+        self.out_of_order = tally.out_of_order;
+        self.offered_per_second = self.sent as f64 / window_seconds.max(1e-9);
+        self.delivered_per_second = self.delivered as f64 / window_seconds.max(1e-9);
+    }
+}
+
+impl Report {
+    /// The watched server's CPU seconds per million of the window's `delivered` deliveries.
+    pub(crate) fn set_cpu_per_delivery(&mut self, delivered: u64) {
+        if let Some(s) = self.server.as_mut()
+            && delivered > 0
+        {
+            s.cpu_seconds_per_million_deliveries = Some(s.cpu_seconds / (delivered as f64 / 1e6));
+        }
+    }
 }
 
 /// The server process over the measured window.

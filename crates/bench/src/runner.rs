@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::accounting::{LatencyShards, LatencySummary, Seen, SeqTracker, Tally, expected_deliveries, new_histogram};
-use crate::args::{BenchArgs, Mode};
+use crate::args::{BenchArgs, Mode, Protocol};
 use crate::client::{ConnectError, Target};
 use crate::event::{self, Event};
 use crate::lean::{Drained, LeanWs};
@@ -434,6 +434,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let resolve = || async { Target::resolve(&args.url).await.with_context(|| format!("resolving {}", args.url)) };
     match args.mode() {
         Mode::Churn => run_churn(&args, resolve().await?, sources, &mut report).await?,
+        Mode::Load if args.protocol == Protocol::ApigwSample => {
+            crate::apigw::run(&args, resolve().await?, &mut report).await?;
+        }
         Mode::Load | Mode::Idle => run_connected(&args, resolve().await?, sources, &mut report).await?,
         Mode::SendFloor => crate::floor::run(&args, &mut report).await?,
     }
@@ -688,7 +691,12 @@ async fn stop_all(tasks: Vec<(JoinHandle<ConnReport>, oneshot::Sender<()>)>) -> 
     results
 }
 
-fn fill_generator(report: &mut Report, start: Option<ProcSample>, end: Option<ProcSample>, window_seconds: f64) {
+pub(crate) fn fill_generator(
+    report: &mut Report,
+    start: Option<ProcSample>,
+    end: Option<ProcSample>,
+    window_seconds: f64,
+) {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let cpu_seconds = start.zip(end).map_or(0.0, |(s, e)| s.cpu_seconds_until(&e));
     let utilisation = cpu_seconds / (window_seconds.max(1e-9) * cores as f64);
@@ -733,19 +741,9 @@ fn fill_load(args: &BenchArgs, report: &mut Report, results: &[ConnReport], wind
         }
     }
     tally.expected = expected_deliveries(&sent_per_room, &members);
-    load.expected = tally.expected;
-    load.delivered = tally.received;
-    load.lost = tally.lost();
-    load.duplicated = tally.duplicated;
-    load.out_of_order = tally.out_of_order;
-    load.offered_per_second = load.sent as f64 / window_seconds.max(1e-9);
-    load.delivered_per_second = load.delivered as f64 / window_seconds.max(1e-9);
+    load.set_totals(&tally, window_seconds);
     load.send_lag_max_ms = max_lag_ns as f64 / 1e6;
-    if let Some(s) = report.server.as_mut()
-        && load.delivered > 0
-    {
-        s.cpu_seconds_per_million_deliveries = Some(s.cpu_seconds / (load.delivered as f64 / 1e6));
-    }
+    report.set_cpu_per_delivery(load.delivered);
     if !drained {
         report
             .notes
