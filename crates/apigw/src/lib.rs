@@ -14,14 +14,17 @@
 //!   errors ([`ConnectionsApiError`]) and GetConnection's answer ([`ConnectionInfo`]).
 //! - [`routes`]: [`RouteTable`], route key → integration with the `$default` fallback, and the
 //!   reserved route keys ([`routes::route_key`]).
+//! - [`payload`]: [`lambda_payload`], an event as API Gateway sends it to a Lambda function.
 //! - [`app`]: [`App`], everything an app gives the gateway: routes, [`ErrorFrames`], [`Asset`]s.
 
 pub mod app;
 pub mod connections_api;
 pub mod integration;
+pub mod payload;
 pub mod routes;
 
 pub use app::{ApiGatewayErrorFrames, App, Asset, ErrorFrame, ErrorFrames, ErrorKind};
 pub use connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 pub use integration::{Integration, IntegrationError};
+pub use payload::lambda_payload;
 pub use routes::RouteTable;

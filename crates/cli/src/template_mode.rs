@@ -402,7 +402,6 @@ fn target_dir(cargo: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
 /// The hosted function for `f`, with `env` on top of the template's variables.
 fn lambda_function(
     args: &ServeArgs,
-    model: &Model,
     tools: &RuntimeTools,
     f: &Function,
     env: &[(String, String)],
@@ -411,10 +410,8 @@ fn lambda_function(
     let runtime_id = f.runtime.as_deref().with_context(|| format!("function {}: no Runtime", f.logical_id))?;
     let runtime = Runtime::parse(runtime_id).with_context(|| format!("function {}", f.logical_id))?;
     let code_dir = match &f.code {
-        Code::Local { path, .. } => match &model.base_dir {
-            Some(base) if path.is_relative() => base.join(path),
-            _ => path.clone(),
-        },
+        // Already joined to the template's directory by the template crate.
+        Code::Local { path, .. } => path.clone(),
         Code::Inline { .. } => bail!("function {}: inline code is not run locally: give it a CodeUri", f.logical_id),
         Code::Image { .. } => bail!("function {}: a container image is not run locally (no Docker here)", f.logical_id),
     };
@@ -526,7 +523,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut functions = Vec::new();
     for f in reached_functions(&model, &plans) {
-        match lambda_function(&args, &model, &tools, f, &env, &overrides) {
+        match lambda_function(&args, &tools, f, &env, &overrides) {
             Ok(l) => functions.push(l),
             Err(e) => {
                 let why = format!("{e:#}");

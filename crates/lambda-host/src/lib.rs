@@ -30,7 +30,7 @@
 //! - `pool`: a function's environments: reserved and account concurrency (throttling), the cap
 //!   on processes (waiting), warm reuse, timeouts, crash replacement, and [`FunctionStats`]
 //!   (including each cold start's init time).
-//! - [`error`]: [`HostError`], for starting the host. Invocations fail with the core's
+//! - [`error`]: [`HostError`], for starting the host. Invocations fail with the ports crate's
 //!   [`IntegrationError`].
 //! - `src/bin/echo-bootstrap.rs`: a `lambda_runtime` function that echoes its event and can be
 //!   told to fail, panic, sleep or exit; the tests run it.
@@ -58,7 +58,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use axum::body::Bytes;
-use dynamowave_core::integration::{Integration, IntegrationError};
+use dynamowave_apigw::{Integration, IntegrationError};
 use tokio::sync::Semaphore;
 
 pub use error::HostError;
@@ -230,7 +230,7 @@ impl Integration for LambdaIntegration {
         &self,
         event: ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
-        let payload = serde_json::to_vec(&event)
+        let payload = dynamowave_apigw::lambda_payload(&event)
             .map_err(|e| IntegrationError::Failed(format!("the event does not serialize: {e}")))?;
         let body = self.pool.invoke(Bytes::from(payload)).await?;
         serde_json::from_slice(&body).map_err(|e| {

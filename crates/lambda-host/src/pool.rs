@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use dynamowave_core::integration::IntegrationError;
+use dynamowave_apigw::IntegrationError;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{Semaphore, TryAcquireError};

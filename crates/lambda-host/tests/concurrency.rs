@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dynamowave_core::integration::IntegrationError;
+use dynamowave_apigw::IntegrationError;
 use dynamowave_lambda_host::{HostError, HostSettings, LambdaFunction, LambdaHost};
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use dynamowave_core::integration::IntegrationError;
+use dynamowave_apigw::IntegrationError;
 use dynamowave_lambda_host::{HostError, HostSettings, LambdaFunction, LambdaHost};
 use serde_json::{Value, json};
 

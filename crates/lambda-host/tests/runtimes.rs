@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{fixture, managed, tools};
 
-use dynamowave_core::integration::IntegrationError;
+use dynamowave_apigw::IntegrationError;
 use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeError};
 use serde_json::{Value, json};
 
