@@ -1,12 +1,11 @@
-//! Test harness: a moto server (DynamoDB and `@connections`), the SDK config pointing at it, and
-//! fresh tables per test. With `DW_MOTO_URL` set, that server is used; otherwise each test starts
-//! its own `scripts/moto` on a free port and kills it when the guard drops (also on panic).
-
-#![allow(dead_code, unreachable_pub)]
+//! moto (DynamoDB and `@connections`), the SDK config pointing at it, and fresh tables per
+//! test. With `DW_MOTO_URL` set, that server is used; otherwise each test starts its own
+//! `scripts/moto` on a free port and kills it when the guard drops (also on panic).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use dynamowave_aws::{DynamoDbSettings, DynamoDbStore, Tables, schema};
@@ -56,22 +55,48 @@ pub fn moto() -> Moto {
 
 /// SDK config for moto: fixed test credentials and region, every service at moto's URL.
 pub async fn sdk_config(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(&moto.url)
-        .load()
-        .await
+    sdk_config_at(&moto.url, None).await
 }
 
+/// SDK config with moto's test credentials and region, every service at `endpoint` (moto, or a
+/// proxy in front of it), with `timeouts` if given (the SDK's defaults otherwise).
+pub async fn sdk_config_at(endpoint: &str, timeouts: Option<TimeoutConfig>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .endpoint_url(endpoint);
+    if let Some(timeouts) = timeouts {
+        loader = loader.timeout_config(timeouts);
+    }
+    loader.load().await
+}
+
+/// `prefix-` and a new UUID: table prefixes that no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The three tables under a new prefix starting with `prefix`, created in moto through `config`.
+pub async fn create_tables(config: &SdkConfig, prefix: &str) -> Tables {
+    let tables = Tables::with_prefix(&unique(prefix));
+    schema::create_tables(&aws_sdk_dynamodb::Client::new(config), &tables).await.expect("create tables");
+    tables
+}
+
 /// A store on three new tables.
 pub async fn store(config: &SdkConfig, settings: DynamoDbSettings) -> DynamoDbStore {
-    let tables = Tables::with_prefix(&unique("dw"));
-    let store = DynamoDbStore::new(config, tables.clone(), settings);
-    schema::create_tables(store.client(), &tables).await.expect("create tables");
-    store
+    let tables = create_tables(config, "dw").await;
+    DynamoDbStore::new(config, tables, settings)
+}
+
+/// A DynamoDB client's count of the items of `table` (a `Scan` with `Select::Count`).
+pub async fn count(client: &aws_sdk_dynamodb::Client, table: &str) -> i32 {
+    client
+        .scan()
+        .table_name(table)
+        .select(aws_sdk_dynamodb::types::Select::Count)
+        .send()
+        .await
+        .expect("scan")
+        .count
 }

@@ -1,0 +1,64 @@
+//! # dynamowave-testkit: what the tests of every crate share
+//!
+//! A dev-dependency only (`publish = false`): the real-socket clients, the spawners of the real
+//! server (as a process, or in this process), and the AWS test rig. A test file says what it
+//! checks; how to start a server or wait for a frame is written here, once.
+//!
+//! # Layout
+//!
+//! - [`ws`]: the one WebSocket client ([`ws::Client`]): connect with or without the JSON
+//!   subprotocol (or over a resetting or small-buffer socket), send JSON, text, frames and
+//!   fragmented messages, wait for text, events, silence and close codes; [`ws::wait_gone`]
+//!   polls GetConnection until the gateway has closed a connection.
+//! - [`binary`]: the `dynamowave` binary: [`binary::Serve`] (`serve` on port 0, waits for
+//!   `DYNAMOWAVE_LISTENING`, kills on drop, keeps its stderr), [`binary::spawn_app`] (on a
+//!   temporary data dir), one-shot runs of its other commands, and where the built binaries are.
+//! - [`in_process`]: the only module that builds the chat's dependencies ([`in_process::chat_deps`])
+//!   or a gateway (feature `gateway`: the chat on a temporary redb store, or any route table),
+//!   and so the only one to change when they are built differently.
+//! - [`raw`]: a raw WebSocket client that writes frames byte by byte (conformance tests).
+//! - [`events`]: API Gateway's WebSocket event as JSON, for calling functions directly.
+//! - [`temp`]: a temporary path that does not exist yet.
+//! - `moto` (feature `aws`): moto started or reused (`DW_MOTO_URL`), the SDK config for it,
+//!   fresh tables.
+//! - `fault_proxy` (feature `aws`): a fault-injecting HTTP proxy between the SDK and moto.
+//!
+//! The features keep what a test crate builds to what it uses: `aws` brings the AWS SDK (only
+//! `dynamowave-aws` and `dynamowave-lambda` ask for it), `gateway` the gateway and the
+//! embedded store.
+//!
+//! Every wait has one bound, [`TIMEOUT`], unless a test passes its own.
+//!
+//! # Repeated on purpose
+//!
+//! The places in the tests that still share six or more lines of the same shape, and why each
+//! stays:
+//!
+//! - The AWS tutorial session (two plain clients, `sendmessage`, then `$default`) in
+//!   `crates/cli/tests/gateway.rs` and `crates/aws/tests/lambda_mode.rs`: the same documented
+//!   session against the in-process handlers and against the Lambda binaries; each file reads
+//!   as the tutorial does.
+//! - Tests that differ only in their data (the conformance cases of
+//!   `crates/gateway/tests/conformance.rs`, the host's cases in
+//!   `crates/lambda-host/tests/host.rs`, the DynamoDB contract runs, the browser tests): one
+//!   case per test, so a failure names its case.
+//! - The `@connections` constants of the raw client ([`raw`]) beside the gateway's own: the
+//!   client must not take the server's word for the protocol's numbers.
+
+use std::time::Duration;
+
+pub mod binary;
+pub mod events;
+pub mod in_process;
+pub mod raw;
+pub mod temp;
+pub mod ws;
+
+#[cfg(feature = "aws")]
+pub mod fault_proxy;
+#[cfg(feature = "aws")]
+pub mod moto;
+
+/// How long a test waits for any one frame, handshake or answer. Lambda mode goes through a
+/// process and moto per request, and the machine is shared, so this is generous.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
