@@ -8,42 +8,23 @@
 //!   hold those replays (its RSS stays bounded), and everyone else is still served;
 //! - a send queue over its byte limit is a slow consumer: closed with 1008.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{App, Client, close_code, spawn_app, wait_gone};
-use futures_util::SinkExt;
+use dynamowave_testkit::binary::{App, spawn_app};
+use dynamowave_testkit::ws::{Client, wait_gone};
 use serde_json::{Value, json};
-use tokio_tungstenite::MaybeTlsStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 /// Sends `body` as one message in frames of at most 25 KiB (API Gateway takes frames of 32 KiB
 /// at most, messages of 128 KiB).
 async fn send_fragmented(c: &mut Client, body: &str) {
-    let parts: Vec<&[u8]> = body.as_bytes().chunks(25 * 1024).collect();
-    for (i, part) in parts.iter().enumerate() {
-        let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-        let header = FrameHeader { is_final: i == parts.len() - 1, opcode, ..FrameHeader::default() };
-        c.ws.send(Message::Frame(Frame::from_payload(header, part.to_vec().into()))).await.expect("send frame");
-    }
+    c.send_fragmented(body.as_bytes(), 25 * 1024).await;
 }
 
 /// A JSON client whose socket takes in only a few KiB: when it does not read, the server's
 /// queue for it fills at once instead of the kernel's buffers.
 async fn connect_small_buffer(app: &App) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let stream = socket.connect(app.addr.parse().expect("addr")).await.expect("connect");
-    let mut req = app.url.as_str().into_client_request().expect("request");
-    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("dynamowave.v1"));
-    let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await.expect("handshake");
-    Client { ws }
+    Client::connect_with_recv_buffer(&app.url, true, 4096).await
 }
 
 /// The server's resident memory, bytes (`VmRSS` of its process).
@@ -192,8 +173,8 @@ async fn readers_that_never_read_cannot_make_the_server_hold_their_replays() {
     // before would let its replay go on: it would no longer be slow).
     let app = &app;
     let codes = futures_util::future::join_all(readers.iter_mut().map(|(r, id)| async move {
-        wait_gone(app, id, Duration::from_secs(20)).await;
-        close_code(r, Duration::from_secs(20)).await
+        wait_gone(&app.addr, id, Duration::from_secs(20)).await;
+        r.close_code(Duration::from_secs(20)).await
     }))
     .await;
     assert!(codes.iter().all(|c| *c == Some(1008)), "every stalled reader is closed 1008: {codes:?}");
@@ -230,8 +211,8 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
     };
     // The slow client reads only once the server has closed it, while its close frame is flushed.
     let closing = async {
-        wait_gone(&app, &slow_id, Duration::from_secs(60)).await;
-        close_code(&mut slow, Duration::from_secs(20)).await
+        wait_gone(&app.addr, &slow_id, Duration::from_secs(60)).await;
+        slow.close_code(Duration::from_secs(20)).await
     };
     let ((), code) = tokio::join!(witnessing, closing);
     let _sender = sending.await.expect("sender");

@@ -1,11 +1,10 @@
 //! The slow-consumer policy: a client that does not read is disconnected with 1008 once its send
 //! queue is full, and the room's other members keep receiving everything.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{close_code, spawn_app, wait_gone};
+use dynamowave_testkit::binary::spawn_app;
+use dynamowave_testkit::ws::wait_gone;
 use serde_json::json;
 
 #[tokio::test]
@@ -40,8 +39,8 @@ async fn a_client_that_does_not_read_is_closed_1008_and_nobody_else_slows_down()
     // server's close frame, 1008. (The server flushes a closed connection for a few seconds only,
     // so the slow client must not wait for the whole flood to reach the witness first.)
     let closing = async {
-        wait_gone(&app, &slow_id, Duration::from_secs(60)).await;
-        close_code(&mut slow, Duration::from_secs(20)).await
+        wait_gone(&app.addr, &slow_id, Duration::from_secs(60)).await;
+        slow.close_code(Duration::from_secs(20)).await
     };
     let ((), code) = tokio::join!(witnessing, closing);
     let _sender = sending.await.unwrap();
