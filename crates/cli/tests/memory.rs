@@ -6,7 +6,8 @@
 //! - text over the cap is refused with `text_too_long` and nothing is stored;
 //! - readers that never read, each asking for a replay of large messages, do not make the server
 //!   hold those replays (its RSS stays bounded), and everyone else is still served;
-//! - a send queue over its byte limit is a slow consumer: closed with 1008.
+//! - a send queue over its byte limit, or its frame limit, is a slow consumer: closed with 1008,
+//!   and the room's other members keep receiving everything.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -194,12 +195,47 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
         c.send(json!({"action": "join", "room": "flood"})).await;
         c.recv_event("joined").await;
     }
-    let mut sender = app.connect(true).await;
-    let text = "f".repeat(30 * 1000);
-    let total = 300;
+    let sender = app.connect(true).await;
+    let code = flood_past_a_slow_reader(&app, (&mut slow, &slow_id), &mut witness, sender, "flood", &"f".repeat(30 * 1000), 300).await;
+    assert_eq!(code, Some(1008));
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_1008_and_nobody_else_slows_down() {
+    let app = spawn_app(&["--send-queue-frames", "16", "--connection-rate", "0"]);
+    let mut slow = app.connect(true).await;
+    let (slow_id, _) = slow.whoami().await;
+    let mut witness = app.connect(true).await;
+    let sender = app.connect(true).await;
+    // The sender stays out of the room and asks for no acks: it reads nothing either, and must
+    // not become a slow consumer itself.
+    for c in [&mut slow, &mut witness] {
+        c.send(json!({"action": "join", "room": "firehose"})).await;
+        c.recv_event("joined").await;
+    }
+    // 400 messages of 30 KB: far more than the slow client's socket buffers and queue hold.
+    let code = flood_past_a_slow_reader(&app, (&mut slow, &slow_id), &mut witness, sender, "firehose", &"z".repeat(30 * 1024), 400).await;
+    assert_eq!(code, Some(1008));
+}
+
+/// `sender` publishes `total` messages of `text` to `room`, where `witness` must get every one,
+/// in order, while `slow` (id `slow_id`) reads nothing; returns the code `slow` was closed with.
+/// The slow client reads only once the server has closed it: after what its buffers held, the
+/// server's close frame. (The server flushes a closed connection for a few seconds only, so the
+/// slow client must not wait for the whole flood to reach the witness first.)
+async fn flood_past_a_slow_reader(
+    app: &App,
+    (slow, slow_id): (&mut Client, &str),
+    witness: &mut Client,
+    mut sender: Client,
+    room: &str,
+    text: &str,
+    total: usize,
+) -> Option<u16> {
+    let (room, text) = (room.to_string(), text.to_string());
     let sending = tokio::spawn(async move {
         for i in 0..total {
-            sender.send(json!({"action": "sendmessage", "room": "flood", "message": format!("{i} {text}")})).await;
+            sender.send(json!({"action": "sendmessage", "room": room, "message": format!("{i} {text}")})).await;
         }
         sender
     });
@@ -209,12 +245,11 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
             assert_eq!(v["seq"].as_u64(), Some(seen as u64 + 1), "the witness gets everything, in order");
         }
     };
-    // The slow client reads only once the server has closed it, while its close frame is flushed.
     let closing = async {
-        wait_gone(&app.addr, &slow_id, Duration::from_secs(60)).await;
+        wait_gone(&app.addr, slow_id, Duration::from_secs(60)).await;
         slow.close_code(Duration::from_secs(20)).await
     };
     let ((), code) = tokio::join!(witnessing, closing);
     let _sender = sending.await.expect("sender");
-    assert_eq!(code, Some(1008));
+    code
 }

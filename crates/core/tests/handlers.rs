@@ -13,6 +13,7 @@ use dynamowave_core::{
     ApiGatewayProxyResponse, ChatDeps, ChatSettings, ConnectionInfo, ConnectionStore, MessageLog, SUBPROTOCOL, handle,
     is_warmup_event,
 };
+use dynamowave_testkit::in_process::chat_deps;
 use http::HeaderValue;
 use serde_json::{Value, json};
 
@@ -25,18 +26,7 @@ struct Harness {
 fn harness_with(settings: ChatSettings) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let api = Arc::new(RecordingApi::new());
-    let deps = ChatDeps {
-        connections: store.clone(),
-        messages: store.clone(),
-        connections_api: api.clone(),
-        presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second)),
-        room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
-            settings.room_create_per_minute,
-            settings.room_create_burst,
-        )),
-        settings,
-        sequencer: None,
-    };
+    let deps = chat_deps(store.clone(), store.clone(), api.clone(), settings);
     Harness { store, api, deps }
 }
 
@@ -511,18 +501,7 @@ async fn an_answer_too_large_to_post_is_an_error_event_not_silence() {
     // The handlers believe in a larger limit than the API enforces: what the API refuses must
     // still be answered.
     let settings = ChatSettings::default();
-    let deps = ChatDeps {
-        connections: store.clone(),
-        messages: store.clone(),
-        connections_api: Arc::new(LimitedApi { inner: api.clone(), limit: 300 }),
-        presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second)),
-        room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
-            settings.room_create_per_minute,
-            settings.room_create_burst,
-        )),
-        settings,
-        sequencer: None,
-    };
+    let deps = chat_deps(store.clone(), store.clone(), Arc::new(LimitedApi { inner: api.clone(), limit: 300 }), settings);
     let h = Harness { store, api, deps };
     h.connect("a", true).await;
     h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "z".repeat(400)})).await;

@@ -2,14 +2,14 @@
 //! 10), against the real gateway with an echo integration: every text message comes back to its
 //! sender through the `@connections` API, as a route whose Lambda posts the body back would.
 //!
-//! It needs the Python 3 port of the suite (`shared/tools/autobahn/`, built by its `build.sh`),
-//! so it is `#[ignore]`d in a plain `cargo test`; `scripts/test` builds the tool and runs it with
-//! `-- --ignored`, and a missing tool fails the test rather than skipping it. `AUTOBAHN_RUN`
-//! names the `run.sh` to use (default: `../shared/tools/autobahn/run.sh` beside the repository);
+//! It needs the Python 3 port of the suite (the Autobahn tool kept beside the repository, built
+//! by its `build.sh`), so it is `#[ignore]`d in a plain `cargo test`; `scripts/test` builds the
+//! tool and runs it with `-- --ignored`, and a missing tool fails the test rather than skipping
+//! it. `AUTOBAHN_RUN` names the `run.sh` to use (default: the tool's own, beside the repository);
 //! `AUTOBAHN_ROOT` is where `build.sh` put its venv. The result is recorded in
 //! `docs/conformance.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -19,7 +19,8 @@ use bytes::Bytes;
 use dynamowave_core::ConnectionsApi;
 use dynamowave_core::integration::{Integration, IntegrationError};
 use dynamowave_gateway::settings::Bucket;
-use dynamowave_gateway::{Backend, Gateway, GatewaySettings};
+use dynamowave_gateway::GatewaySettings;
+use dynamowave_testkit::in_process::routes_gateway;
 use serde_json::Value;
 
 /// Posts each message back to the connection that sent it.
@@ -84,18 +85,13 @@ async fn autobahn_fuzzingclient_cases_1_to_7_and_10() {
     assert!(run.is_file(), "Autobahn's run.sh not found at {} (set AUTOBAHN_RUN)", run.display());
 
     let echo = Arc::new(Echo { api: OnceLock::new() });
-    let routes: HashMap<String, Arc<dyn Integration>> = HashMap::from([("$default".to_owned(), echo.clone() as _)]);
-    let mut settings =
-        GatewaySettings { listen: "127.0.0.1:0".parse().expect("addr"), handle_signals: false, ..Default::default() };
+    let mut settings = GatewaySettings::default();
     // The suite sends its cases back to back from one client; API Gateway's per-connection
     // rate is not what is under test here.
     settings.throttling.per_connection = Bucket { rate: 100_000.0, burst: 100_000 };
-    let gateway = Gateway::build(settings, Backend::routes(routes)).await.expect("gateway builds");
-    let api: Arc<dyn ConnectionsApi> = gateway.connections_api();
-    let _ = echo.api.set(api);
-    let url = format!("ws://{}/production", gateway.local_addr());
-    let stop = gateway.shutdown_handle();
-    let server = tokio::spawn(gateway.run_until_stopped());
+    let gateway = routes_gateway(settings, vec![("$default", echo.clone() as Arc<dyn Integration>)]).await;
+    let _ = echo.api.set(gateway.connections_api.clone());
+    let url = gateway.url();
 
     let outdir = std::env::temp_dir().join(format!("dw-autobahn-{}", uuid_like()));
     let (run_sh, out) = (run.clone(), outdir.clone());
@@ -105,8 +101,7 @@ async fn autobahn_fuzzingclient_cases_1_to_7_and_10() {
     .await
     .expect("run.sh task")
     .expect("run.sh starts");
-    stop.shutdown();
-    let _ = server.await;
+    drop(gateway);
     let index = std::fs::read_to_string(outdir.join("index.json"))
         .unwrap_or_else(|e| panic!("no report in {} ({e}); run.sh exited {status}", outdir.display()));
     let index: Value = serde_json::from_str(&index).expect("index.json is JSON");

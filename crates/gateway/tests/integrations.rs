@@ -1,7 +1,6 @@
 //! The gateway in front of custom integrations: how it treats what a route's backend answers,
 //! and the seed's reserved concurrency.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +9,8 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use dynamowave_core::integration::{Integration, IntegrationError};
 use dynamowave_gateway::settings::{Bucket, Concurrency};
-use dynamowave_gateway::{Backend, Gateway, GatewaySettings, ShutdownHandle};
+use dynamowave_gateway::GatewaySettings;
+use dynamowave_testkit::in_process::{RunningGateway, routes_gateway};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -61,14 +61,10 @@ impl Integration for Scripted {
     }
 }
 
-async fn start(routes: Vec<(&str, Arc<dyn Integration>)>, settings: GatewaySettings) -> (String, ShutdownHandle) {
-    let routes: HashMap<String, Arc<dyn Integration>> = routes.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    let settings = GatewaySettings { listen: "127.0.0.1:0".parse().unwrap(), handle_signals: false, ..settings };
-    let gw = Gateway::build(settings, Backend::routes(routes)).await.unwrap();
-    let url = format!("ws://{}/production", gw.local_addr());
-    let stop = gw.shutdown_handle();
-    tokio::spawn(gw.run_until_stopped());
-    (url, stop)
+/// A gateway with `routes`; its URL, and the gateway (stopped when dropped).
+async fn start(routes: Vec<(&str, Arc<dyn Integration>)>, settings: GatewaySettings) -> (String, RunningGateway) {
+    let gateway = routes_gateway(settings, routes).await;
+    (gateway.url(), gateway)
 }
 
 #[tokio::test]

@@ -2,12 +2,14 @@
 //! test. With `DW_MOTO_URL` set, that server is used; otherwise each test starts its own
 //! `scripts/moto` on a free port and kills it when the guard drops (also on panic).
 
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::AttributeValue;
 use dynamowave_aws::{DynamoDbSettings, DynamoDbStore, Tables, schema};
 
 pub struct Moto {
@@ -99,4 +101,34 @@ pub async fn count(client: &aws_sdk_dynamodb::Client, table: &str) -> i32 {
         .await
         .expect("scan")
         .count
+}
+
+/// The item of `table` under `key` (attribute name and value of each key attribute), read
+/// consistently, as moto holds it.
+pub async fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &[(&str, AttributeValue)],
+) -> Option<HashMap<String, AttributeValue>> {
+    let mut request = client.get_item().table_name(table).consistent_read(true);
+    for (name, value) in key {
+        request = request.key(*name, value.clone());
+    }
+    request.send().await.unwrap_or_else(|e| panic!("GetItem on {table}: {e}")).item
+}
+
+/// moto, the SDK config for it, and a store on three new tables there.
+pub struct MotoStore {
+    pub store: DynamoDbStore,
+    pub config: SdkConfig,
+    // Dropped last: the store's server goes after the store.
+    pub moto: Moto,
+}
+
+/// A new [`MotoStore`] with `settings`.
+pub async fn moto_store(settings: DynamoDbSettings) -> MotoStore {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let store = store(&config, settings).await;
+    MotoStore { store, config, moto }
 }
