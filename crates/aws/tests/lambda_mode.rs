@@ -15,7 +15,7 @@ use dynamowave_aws::Tables;
 use dynamowave_testkit::binary::{self, App, Serve, bin_dir, require_bin, require_bin_in};
 use dynamowave_testkit::moto::{self, Moto};
 use dynamowave_testkit::ws::Client;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The real `dynamowave serve --handlers lambda`, on its own three tables in moto.
 struct LambdaApp {
@@ -67,7 +67,8 @@ impl LambdaApp {
 
     /// The ConnectionsTable item of `id`, read consistently.
     async fn connection_item(&self, id: &str) -> Option<HashMap<String, AttributeValue>> {
-        moto::get_item(&self.ddb, &self.tables.connections, &[("connectionId", AttributeValue::S(id.to_string()))]).await
+        moto::get_item(&self.ddb, &self.tables.connections, &[("connectionId", AttributeValue::S(id.to_string()))])
+            .await
     }
 
     /// Waits until `id`'s item is gone (or panics after `within`).

@@ -5,7 +5,6 @@
 //! only accepts signed calls lets the SDK in with the right credentials and refuses it (403
 //! `ForbiddenException`) with a wrong secret or none.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

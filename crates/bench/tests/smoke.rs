@@ -1,9 +1,9 @@
 //! CI smoke: a few seconds of load against a real server, asserting zero loss.
 //!
 //! The server is `DYNAMOWAVE_BENCH_SMOKE_URL` when set (e.g. our own server, started by the caller);
-//! otherwise the Node.js peer from `../shared/peers/node-ws-chat`, copied to a temporary folder and
-//! npm-installed. Without `node`/`npm` (or the peer's folder) the test says so and passes: the
-//! generator's logic is covered by the unit tests, and this test is about a real socket path.
+//! otherwise the Node.js benchmark peer kept beside the repository, copied to a temporary folder
+//! and npm-installed. Without `node`/`npm` (or the peer's folder) the test fails and says what is
+//! missing (`scripts/test` installs them): a skipped smoke would pass without measuring anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,7 +39,8 @@ impl Drop for Peer {
     }
 }
 
-/// Starts the peer on a free port; None (with the reason printed) when it cannot.
+/// Starts the peer on a free port. Panics when node, npm or the peer is missing, its install
+/// fails or it does not start; `None` when copying it or finding a port fails.
 async fn start_peer() -> Option<(Peer, String)> {
     let source = peer_dir();
     if !source.join("server.js").exists() || !tool_present("node").await || !tool_present("npm").await {

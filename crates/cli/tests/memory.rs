@@ -196,7 +196,16 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
         c.recv_event("joined").await;
     }
     let sender = app.connect(true).await;
-    let code = flood_past_a_slow_reader(&app, (&mut slow, &slow_id), &mut witness, sender, "flood", &"f".repeat(30 * 1000), 300).await;
+    let code = flood_past_a_slow_reader(
+        &app,
+        (&mut slow, &slow_id),
+        &mut witness,
+        sender,
+        "flood",
+        &"f".repeat(30 * 1000),
+        300,
+    )
+    .await;
     assert_eq!(code, Some(1008));
 }
 
@@ -214,7 +223,16 @@ async fn a_client_that_does_not_read_is_closed_1008_and_nobody_else_slows_down()
         c.recv_event("joined").await;
     }
     // 400 messages of 30 KB: far more than the slow client's socket buffers and queue hold.
-    let code = flood_past_a_slow_reader(&app, (&mut slow, &slow_id), &mut witness, sender, "firehose", &"z".repeat(30 * 1024), 400).await;
+    let code = flood_past_a_slow_reader(
+        &app,
+        (&mut slow, &slow_id),
+        &mut witness,
+        sender,
+        "firehose",
+        &"z".repeat(30 * 1024),
+        400,
+    )
+    .await;
     assert_eq!(code, Some(1008));
 }
 

@@ -501,7 +501,8 @@ async fn an_answer_too_large_to_post_is_an_error_event_not_silence() {
     // The handlers believe in a larger limit than the API enforces: what the API refuses must
     // still be answered.
     let settings = ChatSettings::default();
-    let deps = chat_deps(store.clone(), store.clone(), Arc::new(LimitedApi { inner: api.clone(), limit: 300 }), settings);
+    let deps =
+        chat_deps(store.clone(), store.clone(), Arc::new(LimitedApi { inner: api.clone(), limit: 300 }), settings);
     let h = Harness { store, api, deps };
     h.connect("a", true).await;
     h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "z".repeat(400)})).await;

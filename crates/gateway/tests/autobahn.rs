@@ -18,8 +18,8 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use bytes::Bytes;
 use dynamowave_core::ConnectionsApi;
 use dynamowave_core::integration::{Integration, IntegrationError};
-use dynamowave_gateway::settings::Bucket;
 use dynamowave_gateway::GatewaySettings;
+use dynamowave_gateway::settings::Bucket;
 use dynamowave_testkit::in_process::routes_gateway;
 use serde_json::Value;
 

@@ -8,8 +8,8 @@ use chrono::TimeZone;
 
 use dynamowave_core::MessageLog;
 use dynamowave_core::model::NewMessage;
-use dynamowave_testkit::temp::TempPath;
 use dynamowave_store_redb::{FILE_NAME, RedbSettings, RedbStore, restore};
+use dynamowave_testkit::temp::TempPath;
 use redb::{Database, TableDefinition};
 
 // The store's tables, as named in its on-disk format (src/tables.rs).

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use dynamowave_core::contract::{connection_store_contract, message_log_contract};
 use dynamowave_core::model::NewMessage;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, MessageLog, StoreError};
-use dynamowave_testkit::temp::TempPath;
 use dynamowave_store_redb::{RedbSettings, RedbStore, restore};
+use dynamowave_testkit::temp::TempPath;
 
 fn open(dir: &Path) -> RedbStore {
     RedbStore::open(dir, RedbSettings::default()).expect("open store")

@@ -8,8 +8,8 @@ use dynamowave_core::contract::{room_claims_contract, room_index_contract};
 use dynamowave_core::model::NewMessage;
 use dynamowave_core::store::RoomClaim;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, MessageLog};
-use dynamowave_testkit::temp::TempPath;
 use dynamowave_store_redb::{RedbSettings, RedbStore};
+use dynamowave_testkit::temp::TempPath;
 
 const TTL: Duration = Duration::from_secs(1);
 

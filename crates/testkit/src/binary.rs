@@ -130,7 +130,10 @@ impl Serve {
                 let status = app.child.try_wait().ok().flatten();
                 let _ = app.child.kill();
                 let _ = app.child.wait();
-                panic!("dynamowave serve did not print DYNAMOWAVE_LISTENING (exit: {status:?}); its logs:\n{}", app.logs());
+                panic!(
+                    "dynamowave serve did not print DYNAMOWAVE_LISTENING (exit: {status:?}); its logs:\n{}",
+                    app.logs()
+                );
             }
         }
     }

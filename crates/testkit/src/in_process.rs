@@ -111,7 +111,10 @@ mod gateway {
     }
 
     /// A gateway whose routes are `routes` (route key → integration).
-    pub async fn routes_gateway(settings: GatewaySettings, routes: Vec<(&str, Arc<dyn Integration>)>) -> RunningGateway {
+    pub async fn routes_gateway(
+        settings: GatewaySettings,
+        routes: Vec<(&str, Arc<dyn Integration>)>,
+    ) -> RunningGateway {
         let routes: HashMap<String, Arc<dyn Integration>> =
             routes.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         start(settings, Backend::routes(routes), None).await

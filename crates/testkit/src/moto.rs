@@ -93,14 +93,7 @@ pub async fn store(config: &SdkConfig, settings: DynamoDbSettings) -> DynamoDbSt
 
 /// A DynamoDB client's count of the items of `table` (a `Scan` with `Select::Count`).
 pub async fn count(client: &aws_sdk_dynamodb::Client, table: &str) -> i32 {
-    client
-        .scan()
-        .table_name(table)
-        .select(aws_sdk_dynamodb::types::Select::Count)
-        .send()
-        .await
-        .expect("scan")
-        .count
+    client.scan().table_name(table).select(aws_sdk_dynamodb::types::Select::Count).send().await.expect("scan").count
 }
 
 /// The item of `table` under `key` (attribute name and value of each key attribute), read

@@ -231,9 +231,8 @@ impl Client {
     pub async fn default_route_info(&mut self) -> Value {
         self.send_text("test").await;
         let answer = self.recv_text().await;
-        let info = answer
-            .strip_prefix(DEFAULT_ROUTE_ANSWER)
-            .unwrap_or_else(|| panic!("unexpected $default answer: {answer}"));
+        let info =
+            answer.strip_prefix(DEFAULT_ROUTE_ANSWER).unwrap_or_else(|| panic!("unexpected $default answer: {answer}"));
         serde_json::from_str(info).expect("info is JSON")
     }
 }
