@@ -31,18 +31,24 @@
 //!
 //! # Repeated on purpose
 //!
-//! The places in the tests that still share six or more lines of the same shape, and why each
-//! stays:
+//! The places in the tests that still share six or more lines of the same shape (as
+//! `duplicates` lists them), and why each stays:
 //!
-//! - The AWS tutorial session (two plain clients, `sendmessage`, then `$default`) in
-//!   `crates/cli/tests/gateway.rs` and `crates/aws/tests/lambda_mode.rs`: the same documented
+//! - The AWS tutorial session (two plain clients, `sendmessage` with `message` and with `data`)
+//!   in `crates/cli/tests/gateway.rs` and `crates/aws/tests/lambda_mode.rs`: the same documented
 //!   session against the in-process handlers and against the Lambda binaries; each file reads
-//!   as the tutorial does.
-//! - Tests that differ only in their data (the conformance cases of
-//!   `crates/gateway/tests/conformance.rs`, the host's cases in
-//!   `crates/lambda-host/tests/host.rs`, the DynamoDB contract runs, the browser tests): one
-//!   case per test, so a failure names its case.
-//! - The `@connections` constants of the raw client ([`raw`]) beside the gateway's own: the
+//!   as the tutorial does, and what each then checks differs (the `$default` answer, the item in
+//!   the ConnectionsTable).
+//! - A test's opening (start a server, connect two or three clients, send a first message) in
+//!   `crates/cli/tests/gateway.rs`: each test states its own set-up, so it reads on its own.
+//! - Scripted sessions that differ only in their data: the terminal session of
+//!   `crates/client/tests/chat.rs` (type a line, expect a line), the cases of
+//!   `crates/lambda-host/tests/host.rs` (start a function, break it one way, read its stats)
+//!   and of `crates/gateway/tests/conformance.rs` (frames in, close code out): one case per test,
+//!   so a failure names its case.
+//! - `PageSpy` in `crates/core/tests/handlers.rs` beside the `MessageLog` trait and the DynamoDB
+//!   adapter: a spy delegates each method of the trait, with the trait's signature.
+//! - The opcodes of [`raw`] beside the gateway's close codes: constants of the same shape; the
 //!   client must not take the server's word for the protocol's numbers.
 
 use std::time::Duration;
