@@ -188,68 +188,35 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
     // The default limits: 4096 frames, 4 MiB. 300 messages of 30 KB are far fewer frames than
     // the frame limit but over twice the byte limit.
     let app = spawn_app(&["--connection-rate", "0"]);
-    let mut slow = connect_small_buffer(&app).await;
-    let (slow_id, _) = slow.whoami().await;
-    let mut witness = app.connect(true).await;
-    for c in [&mut slow, &mut witness] {
-        c.send(json!({"action": "join", "room": "flood"})).await;
-        c.recv_event("joined").await;
-    }
-    let sender = app.connect(true).await;
-    let code = flood_past_a_slow_reader(
-        &app,
-        (&mut slow, &slow_id),
-        &mut witness,
-        sender,
-        "flood",
-        &"f".repeat(30 * 1000),
-        300,
-    )
-    .await;
+    let slow = connect_small_buffer(&app).await;
+    let code = flood_past_a_slow_reader(&app, slow, "flood", &"f".repeat(30 * 1000), 300).await;
     assert_eq!(code, Some(1008));
 }
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_closed_1008_and_nobody_else_slows_down() {
     let app = spawn_app(&["--send-queue-frames", "16", "--connection-rate", "0"]);
-    let mut slow = app.connect(true).await;
-    let (slow_id, _) = slow.whoami().await;
-    let mut witness = app.connect(true).await;
-    let sender = app.connect(true).await;
-    // The sender stays out of the room and asks for no acks: it reads nothing either, and must
-    // not become a slow consumer itself.
-    for c in [&mut slow, &mut witness] {
-        c.send(json!({"action": "join", "room": "firehose"})).await;
-        c.recv_event("joined").await;
-    }
+    let slow = app.connect(true).await;
     // 400 messages of 30 KB: far more than the slow client's socket buffers and queue hold.
-    let code = flood_past_a_slow_reader(
-        &app,
-        (&mut slow, &slow_id),
-        &mut witness,
-        sender,
-        "firehose",
-        &"z".repeat(30 * 1024),
-        400,
-    )
-    .await;
+    let code = flood_past_a_slow_reader(&app, slow, "firehose", &"z".repeat(30 * 1024), 400).await;
     assert_eq!(code, Some(1008));
 }
 
-/// `sender` publishes `total` messages of `text` to `room`, where `witness` must get every one,
-/// in order, while `slow` (id `slow_id`) reads nothing; returns the code `slow` was closed with.
-/// The slow client reads only once the server has closed it: after what its buffers held, the
-/// server's close frame. (The server flushes a closed connection for a few seconds only, so the
-/// slow client must not wait for the whole flood to reach the witness first.)
-async fn flood_past_a_slow_reader(
-    app: &App,
-    (slow, slow_id): (&mut Client, &str),
-    witness: &mut Client,
-    mut sender: Client,
-    room: &str,
-    text: &str,
-    total: usize,
-) -> Option<u16> {
+/// `slow` and a witness join `room`; a sender publishes `total` messages of `text` there, of
+/// which the witness must get every one, in order, while `slow` reads nothing; returns the code
+/// `slow` was closed with. The sender stays out of the room and asks for no acks: it reads
+/// nothing either, and must not become a slow consumer itself. The slow client reads only once
+/// the server has closed it: after what its buffers held, the server's close frame. (The server
+/// flushes a closed connection for a few seconds only, so the slow client must not wait for the
+/// whole flood to reach the witness first.)
+async fn flood_past_a_slow_reader(app: &App, mut slow: Client, room: &str, text: &str, total: usize) -> Option<u16> {
+    let (slow_id, _) = slow.whoami().await;
+    let mut witness = app.connect(true).await;
+    for c in [&mut slow, &mut witness] {
+        c.send(json!({"action": "join", "room": room})).await;
+        c.recv_event("joined").await;
+    }
+    let mut sender = app.connect(true).await;
     let (room, text) = (room.to_string(), text.to_string());
     let sending = tokio::spawn(async move {
         for i in 0..total {
@@ -264,7 +231,7 @@ async fn flood_past_a_slow_reader(
         }
     };
     let closing = async {
-        wait_gone(&app.addr, slow_id, Duration::from_secs(60)).await;
+        wait_gone(&app.addr, &slow_id, Duration::from_secs(60)).await;
         slow.close_code(Duration::from_secs(20)).await
     };
     let ((), code) = tokio::join!(witnessing, closing);
