@@ -1,6 +1,6 @@
 //! The management API's path handling (`/{stage}/@connections/{id}`, percent-decoded, as the
 //! SDKs send it) through the only public door: a real gateway on 127.0.0.1, one HTTP request per
-//! input. The matching is private to the gateway (`dispatch` in crates/gateway/src/lib.rs);
+//! input. The matching is private to the gateway (`dispatch` in crates/gateway/src/router.rs);
 //! a panic there kills the request task, which this target sees as a reset connection.
 //!
 //! Input: the first byte picks the method, the rest is the path; bytes HTTP forbids in a
@@ -8,13 +8,13 @@
 //! malformed escapes get through too).
 #![no_main]
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use dynamowave_gateway::{Backend, Gateway, GatewaySettings};
+use dynamowave_apigw::{App, RouteTable};
+use dynamowave_gateway::{Gateway, GatewaySettings};
 use libfuzzer_sys::fuzz_target;
 
 /// One gateway for the whole run, on its own runtime thread.
@@ -36,9 +36,9 @@ fn gateway() -> SocketAddr {
                 settings.throttling.account.rate = 1e12;
                 settings.throttling.default_route.burst = u32::MAX;
                 settings.throttling.default_route.rate = 1e12;
-                let gw = Gateway::build(settings, Backend::routes(HashMap::new())).await.expect("gateway");
+                let gw = Gateway::bind(settings).await.expect("gateway");
                 tx.send(gw.local_addr()).expect("send addr");
-                let _ = gw.run_until_stopped().await;
+                let _ = gw.serve(App::new(RouteTable::new()), None).await;
             });
         });
         rx.recv().expect("gateway started")

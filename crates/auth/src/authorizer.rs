@@ -8,12 +8,14 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 
 use crate::error::AuthError;
-use crate::error::TokenRejection;
 use crate::settings::AuthSettings;
 use crate::verify::{Claims, token_from, verify_token};
 
 /// The principal when only the origin is checked (no keys configured).
 pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+
+/// The principal of a [`deny`] policy.
+pub const DENIED_PRINCIPAL: &str = "denied";
 
 /// Authorizes a `$connect`. `Ok` is an Allow policy for the request's `methodArn`, with
 /// `principalId` and (when known) `name` in the context; `Err` says why not, and
@@ -61,36 +63,39 @@ pub async fn authorize_refreshing(
     settings: &AuthSettings,
     req: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthError> {
-    match authorize(settings, req) {
-        Err(AuthError::InvalidToken(TokenRejection::UnknownKey(_))) if settings.remote_jwks.is_some() => {
-            if let Some(remote) = &settings.remote_jwks {
-                remote.refetch(settings.jwks_refetch_interval).await;
-            }
-            authorize(settings, req)
-        }
-        other => other,
-    }
+    crate::jwks::with_refetch(settings, || authorize(settings, req)).await
+}
+
+/// An explicit Deny policy for `method_arn`, principal [`DENIED_PRINCIPAL`], no context: what
+/// an authorizer answers when it refuses a request outright (API Gateway then answers 403).
+pub fn deny(method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {
+    policy(IamPolicyEffect::Deny, DENIED_PRINCIPAL, method_arn)
 }
 
 fn allow(claims: &Claims, method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {
-    // The event types are non_exhaustive: build from Default and fill in.
-    let mut statement = IamPolicyStatement::default();
-    statement.action = vec!["execute-api:Invoke".to_owned()];
-    statement.effect = IamPolicyEffect::Allow;
-    statement.resource = vec![method_arn.to_owned()];
-    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
-    policy.version = Some("2012-10-17".to_owned());
-    policy.statement = vec![statement];
-
     // Context values must be strings, numbers or booleans: leave `name` out rather than null.
     let mut context = serde_json::Map::new();
     context.insert("principalId".into(), claims.principal_id.clone().into());
     if let Some(name) = &claims.name {
         context.insert("name".into(), name.clone().into());
     }
-    let mut response = ApiGatewayCustomAuthorizerResponse::default();
-    response.principal_id = Some(claims.principal_id.clone());
-    response.policy_document = policy;
+    let mut response = policy(IamPolicyEffect::Allow, &claims.principal_id, method_arn);
     response.context = serde_json::Value::Object(context);
+    response
+}
+
+/// A one-statement policy: `effect` on `execute-api:Invoke` of `method_arn`, for `principal_id`.
+fn policy(effect: IamPolicyEffect, principal_id: &str, method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {
+    // The event types are non_exhaustive: build from Default and fill in.
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_owned()];
+    statement.effect = effect;
+    statement.resource = vec![method_arn.to_owned()];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_owned());
+    policy.statement = vec![statement];
+    let mut response = ApiGatewayCustomAuthorizerResponse::default();
+    response.principal_id = Some(principal_id.to_owned());
+    response.policy_document = policy;
     response
 }

@@ -5,11 +5,13 @@
 //! again, but at most once per refetch interval, so that tokens with made-up kids cannot turn
 //! the authorizer into a flood of requests to the provider. A failed fetch keeps the keys held.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::AuthError;
-use crate::settings::{JwksKey, parse_jwks};
+use parking_lot::RwLock;
+
+use crate::error::{AuthError, TokenRejection};
+use crate::settings::{AuthSettings, JwksKey, parse_jwks};
 
 /// How long one fetch of the JWKS document may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +47,7 @@ impl RemoteJwks {
     }
 
     pub(crate) fn keys(&self) -> Arc<Vec<JwksKey>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.keys.read().clone()
     }
 
     /// Fetches the document again unless that was tried less than `interval` ago. The new set
@@ -61,10 +63,26 @@ impl RemoteJwks {
             Ok(keys) => {
                 let kids: Vec<_> = keys.iter().map(|k| k.kid.clone().unwrap_or_default()).collect();
                 tracing::info!(url = %self.url, ?kids, "JWKS refetched for an unknown kid");
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+                *self.keys.write() = Arc::new(keys);
             }
             Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS refetch failed; keeping the keys held"),
         }
+    }
+}
+
+/// Runs `attempt` (a verification against `settings`' keys); when it fails because the token
+/// names an unknown `kid` and a JWKS URL is configured, refetches the JWKS (rate-limited, see
+/// [`RemoteJwks::refetch`]) and runs it once more.
+pub(crate) async fn with_refetch<T>(
+    settings: &AuthSettings,
+    attempt: impl Fn() -> Result<T, AuthError>,
+) -> Result<T, AuthError> {
+    match (attempt(), &settings.remote_jwks) {
+        (Err(AuthError::InvalidToken(TokenRejection::UnknownKey(_))), Some(remote)) => {
+            remote.refetch(settings.jwks_refetch_interval).await;
+            attempt()
+        }
+        (other, _) => other,
     }
 }
 

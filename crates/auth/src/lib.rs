@@ -11,15 +11,20 @@
 //! - [`settings`]: [`AuthSettings`] (keys, audience, issuer, leeway, origin secret, JWKS
 //!   refetch interval), read from the environment by [`AuthSettings::from_env`]; [`Secret`],
 //!   which never prints itself; [`check_hs256_secret`] (at least 32 bytes).
-//! - `jwks`: a JWKS URL's keys, refetched (rate-limited) when a token names an unknown `kid`.
+//! - `jwks`: a JWKS URL's keys, refetched (rate-limited) when a token names an unknown `kid`;
+//!   the one retry both `*_refreshing` functions make.
 //! - [`verify`]: [`token_from`], [`verify_token`] (and [`verify_token_refreshing`]) and the
 //!   [`Claims`] they yield; [`mint_hs256`] for tests and local use.
 //! - [`authorizer`]: [`authorize`] (and [`authorize_refreshing`]), the REQUEST authorizer from
-//!   event to policy.
+//!   event to policy; [`deny`], the policy of a refusal.
 //! - [`origin`]: [`check_origin`], which browser pages may open a WebSocket ([`AllowedOrigins`])
 //!   and which `Host`s are the API's own ([`DomainNames`]); shared by the local gateway and the
 //!   Lambda functions.
 //! - [`error`]: [`AuthError`] and [`TokenRejection`], with the HTTP status each maps to.
+//!
+//! Repeated on purpose: [`DomainNames::new`] and [`AllowedOrigins::new`] both take any list of
+//! strings and skip empty entries, but parse each entry differently (a host and port, an origin
+//! or `*`).
 //!
 //! # Rules
 //!
@@ -38,7 +43,7 @@ pub mod origin;
 pub mod settings;
 pub mod verify;
 
-pub use authorizer::{authorize, authorize_refreshing};
+pub use authorizer::{authorize, authorize_refreshing, deny};
 pub use error::{AuthError, TokenRejection};
 pub use origin::{AllowedOrigins, DomainNames, OriginAccepted, OriginError, check_origin};
 pub use settings::{AuthSettings, MIN_HS256_SECRET_BYTES, Secret, check_hs256_secret};

@@ -180,6 +180,9 @@ impl AllowedOrigins {
         Ok(out)
     }
 
+    /// The variable [`AllowedOrigins::from_env`] reads.
+    pub const ALLOWED_ORIGINS_ENV: &'static str = "ALLOWED_ORIGINS";
+
     /// From a comma-separated list (`ALLOWED_ORIGINS`, the template's `AllowedOrigins`).
     pub fn parse(list: &str) -> Result<AllowedOrigins, OriginError> {
         AllowedOrigins::new(list.split(','))
@@ -187,7 +190,7 @@ impl AllowedOrigins {
 
     /// From the environment variable `ALLOWED_ORIGINS` (unset or empty: none).
     pub fn from_env() -> Result<AllowedOrigins, OriginError> {
-        AllowedOrigins::parse(&std::env::var("ALLOWED_ORIGINS").unwrap_or_default())
+        AllowedOrigins::parse(&std::env::var(Self::ALLOWED_ORIGINS_ENV).unwrap_or_default())
     }
 
     pub fn allows_any(&self) -> bool {

@@ -127,6 +127,21 @@ impl fmt::Debug for AuthSettings {
 }
 
 impl AuthSettings {
+    /// The HS256 secret's variable.
+    pub const JWT_SECRET_ENV: &'static str = "JWT_SECRET";
+    /// A JWKS document's variable (the document itself, not a path).
+    pub const JWKS_JSON_ENV: &'static str = "JWKS_JSON";
+    /// The accepted audiences' variable (a comma list).
+    pub const JWT_AUDIENCE_ENV: &'static str = "JWT_AUDIENCE";
+    /// The accepted issuers' variable (a comma list).
+    pub const JWT_ISSUER_ENV: &'static str = "JWT_ISSUER";
+    /// The leeway's variable (whole seconds).
+    pub const JWT_LEEWAY_SECS_ENV: &'static str = "JWT_LEEWAY_SECS";
+    /// The JWKS refetch interval's variable (whole seconds).
+    pub const JWKS_REFETCH_SECS_ENV: &'static str = "JWKS_REFETCH_SECS";
+    /// The `X-Origin-Verify` secret's variable.
+    pub const ORIGIN_VERIFY_SECRET_ENV: &'static str = "ORIGIN_VERIFY_SECRET";
+
     /// Reads `JWT_SECRET`, `JWKS_JSON`, `JWT_AUDIENCE`, `JWT_ISSUER` (comma lists),
     /// `JWT_LEEWAY_SECS`, `JWKS_REFETCH_SECS` and `ORIGIN_VERIFY_SECRET`. Unset and empty mean
     /// "not configured"; a `JWT_SECRET` shorter than [`MIN_HS256_SECRET_BYTES`] is refused.
@@ -138,33 +153,38 @@ impl AuthSettings {
     /// changing the process environment is unsafe in a threaded program).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AuthError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get_secs = |name: &str| -> Result<Option<u64>, AuthError> {
+            get(name)
+                .map(|value| {
+                    value.parse().map_err(|_| {
+                        AuthError::Config(format!("{name} must be a whole number of seconds, got `{value}`"))
+                    })
+                })
+                .transpose()
+        };
         let mut settings = AuthSettings::default();
-        if let Some(secret) = get("JWT_SECRET") {
-            check_hs256_secret(&secret).map_err(|e| AuthError::Config(format!("JWT_SECRET: {e}")))?;
+        if let Some(secret) = get(Self::JWT_SECRET_ENV) {
+            check_hs256_secret(&secret).map_err(|e| AuthError::Config(format!("{}: {e}", Self::JWT_SECRET_ENV)))?;
             settings = settings.with_hs256_secret(secret);
         }
-        if let Some(jwks) = get("JWKS_JSON") {
-            settings = settings.with_jwks_json(&jwks).map_err(|e| AuthError::Config(format!("JWKS_JSON: {e}")))?;
+        if let Some(jwks) = get(Self::JWKS_JSON_ENV) {
+            settings = settings
+                .with_jwks_json(&jwks)
+                .map_err(|e| AuthError::Config(format!("{}: {e}", Self::JWKS_JSON_ENV)))?;
         }
-        if let Some(aud) = get("JWT_AUDIENCE") {
+        if let Some(aud) = get(Self::JWT_AUDIENCE_ENV) {
             settings = settings.with_audience(comma_list(&aud));
         }
-        if let Some(iss) = get("JWT_ISSUER") {
+        if let Some(iss) = get(Self::JWT_ISSUER_ENV) {
             settings = settings.with_issuer(comma_list(&iss));
         }
-        if let Some(leeway) = get("JWT_LEEWAY_SECS") {
-            let secs: u64 = leeway.parse().map_err(|_| {
-                AuthError::Config(format!("JWT_LEEWAY_SECS must be a whole number of seconds, got `{leeway}`"))
-            })?;
+        if let Some(secs) = get_secs(Self::JWT_LEEWAY_SECS_ENV)? {
             settings = settings.with_leeway(Duration::from_secs(secs));
         }
-        if let Some(refetch) = get("JWKS_REFETCH_SECS") {
-            let secs: u64 = refetch.parse().map_err(|_| {
-                AuthError::Config(format!("JWKS_REFETCH_SECS must be a whole number of seconds, got `{refetch}`"))
-            })?;
+        if let Some(secs) = get_secs(Self::JWKS_REFETCH_SECS_ENV)? {
             settings = settings.with_jwks_refetch_interval(Duration::from_secs(secs));
         }
-        if let Some(origin) = get("ORIGIN_VERIFY_SECRET") {
+        if let Some(origin) = get(Self::ORIGIN_VERIFY_SECRET_ENV) {
             settings = settings.with_origin_secret(origin);
         }
         Ok(settings)

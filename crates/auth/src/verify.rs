@@ -44,15 +44,7 @@ pub fn token_from(headers: &http::HeaderMap, query: &HashMap<String, String>) ->
 /// [`verify_token`], and when the token names a `kid` that no key has and a JWKS URL is
 /// configured, refetches the JWKS (at most once per refetch interval) and tries again.
 pub async fn verify_token_refreshing(settings: &AuthSettings, token: &str) -> Result<Claims, AuthError> {
-    match verify_token(settings, token) {
-        Err(AuthError::InvalidToken(TokenRejection::UnknownKey(_))) if settings.remote_jwks.is_some() => {
-            if let Some(remote) = &settings.remote_jwks {
-                remote.refetch(settings.jwks_refetch_interval).await;
-            }
-            verify_token(settings, token)
-        }
-        other => other,
-    }
+    crate::jwks::with_refetch(settings, || verify_token(settings, token)).await
 }
 
 /// Verifies `token` against `settings` (see the crate docs for the rules).

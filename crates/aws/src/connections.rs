@@ -21,13 +21,14 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use dynamowave_core::model::Page;
 use dynamowave_core::names::name_key;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, StoreError};
 use tracing::{debug, warn};
 
-use crate::store::{DynamoDbStore, Item, get_n, get_s, map_sdk_error, n, opt_s, s};
+use crate::store::{DynamoDbStore, Item, get_n, get_s, map_sdk_error, n, opt_s, rooms_key, s};
 
 pub(crate) const ROOM_INDEX: &str = "RoomIndex";
 pub(crate) const NAME_INDEX: &str = "NameIndex";
@@ -142,7 +143,7 @@ impl DynamoDbStore {
     async fn update_existing(
         &self,
         connection_id: &str,
-        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        update: UpdateItemFluentBuilder,
         returning: ReturnValue,
     ) -> Result<ConnectionRecord, StoreError> {
         let out = update
@@ -163,34 +164,40 @@ impl DynamoDbStore {
 
 impl DynamoDbStore {
     fn claim_key(key: &str) -> Item {
-        Item::from([("room".to_string(), s(format!("{CLAIM_PREFIX}{key}")))])
+        rooms_key(format!("{CLAIM_PREFIX}{key}"))
+    }
+
+    /// An UpdateItem of the claim on `key` with the names and values both ways of claiming it
+    /// (joining, taking over) use: `#owner`, `#display`, `#exp`, `#holders`, `#version`, and
+    /// `:owner`, `:display`, `:exp`, `:me` (this connection as a one-id set) and `:one`.
+    fn claim_update(&self, key: &str, record: &ConnectionRecord, owner: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.rooms)
+            .set_key(Some(Self::claim_key(key)))
+            .expression_attribute_names("#owner", "claimOwner")
+            .expression_attribute_names("#display", "displayName")
+            .expression_attribute_names("#exp", "expiresAt")
+            .expression_attribute_names("#holders", "holders")
+            .expression_attribute_names("#version", "claimVersion")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":display", s(&record.name))
+            .expression_attribute_values(":exp", n(record.expires_at))
+            .expression_attribute_values(":me", AttributeValue::Ss(vec![record.connection_id.clone()]))
+            .expression_attribute_values(":one", n(1))
     }
 
     /// Claims `key` for the owner of `record` (whose name has that key), adding it to the
     /// holders; `NameTaken` if another owner's connection holds it.
     async fn claim_name(&self, key: &str, record: &ConnectionRecord) -> Result<(), StoreError> {
         let owner = record.name_owner().as_key();
-        let me = AttributeValue::Ss(vec![record.connection_id.clone()]);
         for _ in 0..CLAIM_ROUNDS {
             let joined = self
-                .client
-                .update_item()
-                .table_name(&self.tables.rooms)
-                .set_key(Some(Self::claim_key(key)))
+                .claim_update(key, record, &owner)
                 .update_expression(
                     "SET #owner = :owner, #display = :display, #exp = :exp ADD #holders :me, #version :one",
                 )
                 .condition_expression("attribute_not_exists(#holders) OR #owner = :owner")
-                .expression_attribute_names("#owner", "claimOwner")
-                .expression_attribute_names("#display", "displayName")
-                .expression_attribute_names("#exp", "expiresAt")
-                .expression_attribute_names("#holders", "holders")
-                .expression_attribute_names("#version", "claimVersion")
-                .expression_attribute_values(":owner", s(&owner))
-                .expression_attribute_values(":display", s(&record.name))
-                .expression_attribute_values(":exp", n(record.expires_at))
-                .expression_attribute_values(":me", me.clone())
-                .expression_attribute_values(":one", n(1))
                 .send()
                 .await;
             match joined.map_err(|e| map_sdk_error("UpdateItem name claim", e)) {
@@ -204,24 +211,11 @@ impl DynamoDbStore {
                 return Err(StoreError::NameTaken(format!("the name key {key:?} is held by {holder}")));
             }
             let took = self
-                .client
-                .update_item()
-                .table_name(&self.tables.rooms)
-                .set_key(Some(Self::claim_key(key)))
+                .claim_update(key, record, &owner)
                 .update_expression(
                     "SET #owner = :owner, #display = :display, #exp = :exp, #holders = :me ADD #version :one",
                 )
                 .condition_expression("#version = :seen")
-                .expression_attribute_names("#owner", "claimOwner")
-                .expression_attribute_names("#display", "displayName")
-                .expression_attribute_names("#exp", "expiresAt")
-                .expression_attribute_names("#holders", "holders")
-                .expression_attribute_names("#version", "claimVersion")
-                .expression_attribute_values(":owner", s(&owner))
-                .expression_attribute_values(":display", s(&record.name))
-                .expression_attribute_values(":exp", n(record.expires_at))
-                .expression_attribute_values(":me", me.clone())
-                .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":seen", AttributeValue::N(claim.version.clone()))
                 .send()
                 .await;
@@ -238,16 +232,8 @@ impl DynamoDbStore {
     }
 
     async fn read_claim(&self, key: &str) -> Result<Option<Claim>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.rooms)
-            .set_key(Some(Self::claim_key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetItem name claim", e))?;
-        let Some(item) = out.item.filter(|i| !i.is_empty()) else { return Ok(None) };
+        let item = self.get_item(&self.tables.rooms, Self::claim_key(key), "GetItem name claim").await?;
+        let Some(item) = item.filter(|i| !i.is_empty()) else { return Ok(None) };
         let holders = match item.get("holders") {
             Some(AttributeValue::Ss(ids)) => ids.clone(),
             None => Vec::new(),
@@ -369,16 +355,8 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.connections)
-            .set_key(Some(Self::key(connection_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetItem", e))?;
-        out.item.as_ref().map(from_item).transpose()
+        let item = self.get_item(&self.tables.connections, Self::key(connection_id), "GetItem").await?;
+        item.as_ref().map(from_item).transpose()
     }
 
     async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {

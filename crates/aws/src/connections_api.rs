@@ -3,7 +3,7 @@
 //! event came through and keeps one client per endpoint for the life of the Lambda container.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -14,6 +14,7 @@ use aws_sdk_apigatewaymanagement::primitives::{Blob, DateTime};
 use bytes::Bytes;
 use dynamowave_core::{ConnectionInfo, ConnectionsApi, ConnectionsApiError, HandlerError};
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 
 /// Overrides the `@connections` endpoint for every event: e.g. the local gateway's
 /// `http://127.0.0.1:PORT/{stage}` (`{stage}` is replaced by the event's stage).
@@ -174,9 +175,8 @@ impl ConnectionsApiPool {
     ) -> Result<Arc<ApiGatewayConnectionsApi>, HandlerError> {
         let endpoint = endpoint_for_event(event, self.override_endpoint.as_deref())
             .ok_or(HandlerError::BadEvent("requestContext.domainName and requestContext.stage"))?;
-        // A std Mutex: held only for a map lookup, never across an await. A poisoned map is
-        // still a valid cache.
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        // A blocking mutex: held only for a map lookup, never across an await.
+        let mut clients = self.clients.lock();
         let api = clients
             .entry(endpoint.clone())
             .or_insert_with(|| Arc::new(ApiGatewayConnectionsApi::new(&self.sdk_config, endpoint)));

@@ -21,6 +21,16 @@
 //!   RoomsTable: the gap-free seq allocation transaction and idempotency).
 //! - [`connections_api`]: [`ApiGatewayConnectionsApi`] and [`ConnectionsApiPool`], which picks
 //!   the `@connections` endpoint for an event and caches one client per endpoint.
+//!
+//! # Repeated on purpose
+//!
+//! - The port methods' signatures (`members`, `read_before`, `claim_room`, `post_to_many`, …)
+//!   stand again in each adapter of the port (`dynamowave-store-redb`, core's `testing`): each
+//!   implements the one trait in its own storage's terms.
+//! - The SDK request chains (`update_item()…`, `query()…`, `delete_item()…`) share their opening
+//!   lines: each request states its own table, key, expressions and condition. The parts that
+//!   were truly the same have one place each: [`DynamoDbStore`]'s consistent GetItem, the name
+//!   claim's UpdateItem (joining and taking over), and the on-demand CreateTable of `schema`.
 
 pub mod config;
 pub mod connections_api;

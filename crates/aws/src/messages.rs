@@ -30,12 +30,14 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use dynamowave_core::model::{Appended, NewMessage, RoomState, StoredMessage};
+use dynamowave_core::model::{Appended, NewMessage, RoomState, StoredMessage, now_ms};
 use dynamowave_core::store::{RoomClaim, RoomsCursor, RoomsPage};
 use dynamowave_core::{MessageLog, StoreError};
 use tracing::{debug, warn};
 
-use crate::store::{DynamoDbStore, Item, get_n, get_s, is_throttling_code, map_sdk_error, n, now_secs, opt_s, s};
+use crate::store::{
+    DynamoDbStore, Item, get_n, get_s, is_throttling_code, map_sdk_error, n, now_secs, opt_s, rooms_key, s,
+};
 
 /// What the RoomsTable holds for a room.
 struct Meta {
@@ -75,13 +77,6 @@ fn meta_from_item(item: &Item) -> Result<Meta, StoreError> {
             Some(_) => Some(get_n(item, "expiresAt")?),
         },
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn claims_key(connection_id: &str) -> String {
@@ -150,16 +145,8 @@ enum Lost {
 
 impl DynamoDbStore {
     async fn read_meta(&self, room: &str) -> Result<Option<Meta>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.rooms)
-            .key("room", s(room))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetItem room meta", e))?;
-        out.item.as_ref().map(meta_from_item).transpose()
+        let item = self.get_item(&self.tables.rooms, rooms_key(room), "GetItem room meta").await?;
+        item.as_ref().map(meta_from_item).transpose()
     }
 
     /// The seq of the newest message item of `room`, 0 if none. A room whose meta item TTL
@@ -242,31 +229,14 @@ impl DynamoDbStore {
     }
 
     async fn get_message_item(&self, room: &str, seq: u64) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.messages)
-            .key("room", s(room))
-            .key("seq", n(seq))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetItem message", e))?;
-        Ok(out.item)
+        let key = Item::from([("room".to_string(), s(room)), ("seq".to_string(), n(seq))]);
+        self.get_item(&self.tables.messages, key, "GetItem message").await
     }
 
     /// The message a stored idempotency key points at.
     async fn stored_duplicate(&self, room: &str, key: &str) -> Result<StoredMessage, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.rooms)
-            .key("room", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetItem idempotency", e))?;
-        let item = out.item.ok_or_else(|| StoreError::Unavailable(format!("idempotency item {key} vanished")))?;
+        let item = self.get_item(&self.tables.rooms, rooms_key(key), "GetItem idempotency").await?;
+        let item = item.ok_or_else(|| StoreError::Unavailable(format!("idempotency item {key} vanished")))?;
         let seq: u64 = get_n(&item, "seq")?;
         self.get_message(room, seq)
             .await?

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TableStatus, TimeToLiveSpecification,
@@ -43,33 +44,29 @@ fn gsi(name: &str, hash: &str) -> Result<GlobalSecondaryIndex, StoreError> {
         .map_err(build_err)
 }
 
+/// A CreateTable of `name` with on-demand billing, as all three tables are.
+fn on_demand_table(client: &Client, name: &str) -> CreateTableFluentBuilder {
+    client.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest)
+}
+
 /// Creates the ConnectionsTable (with `RoomIndex` and `NameIndex`), MessagesTable and
 /// RoomsTable (with `ActivityIndex`, which `rooms` queries), on-demand billing, TTL on `expiresAt`. Tables that exist already are left as
 /// they are, so this is safe to run at every start.
 pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
     use ScalarAttributeType::{N, S};
-    let connections = client
-        .create_table()
-        .table_name(&tables.connections)
-        .billing_mode(BillingMode::PayPerRequest)
+    let connections = on_demand_table(client, &tables.connections)
         .attribute_definitions(attr("connectionId", S)?)
         .attribute_definitions(attr("room", S)?)
         .attribute_definitions(attr("name", S)?)
         .key_schema(key("connectionId", KeyType::Hash)?)
         .global_secondary_indexes(gsi(ROOM_INDEX, "room")?)
         .global_secondary_indexes(gsi(NAME_INDEX, "name")?);
-    let messages = client
-        .create_table()
-        .table_name(&tables.messages)
-        .billing_mode(BillingMode::PayPerRequest)
+    let messages = on_demand_table(client, &tables.messages)
         .attribute_definitions(attr("room", S)?)
         .attribute_definitions(attr("seq", N)?)
         .key_schema(key("room", KeyType::Hash)?)
         .key_schema(key("seq", KeyType::Range)?);
-    let rooms = client
-        .create_table()
-        .table_name(&tables.rooms)
-        .billing_mode(BillingMode::PayPerRequest)
+    let rooms = on_demand_table(client, &tables.rooms)
         .attribute_definitions(attr("room", S)?)
         .attribute_definitions(attr(ROOMS_PK, S)?)
         .attribute_definitions(attr(ACTIVE_AT, N)?)

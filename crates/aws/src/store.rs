@@ -45,6 +45,27 @@ impl DynamoDbStore {
     pub fn tables(&self) -> &Tables {
         &self.tables
     }
+
+    /// A strongly consistent GetItem of `key` in `table` (every read of ours must see the
+    /// writes before it); `operation` names it in errors.
+    pub(crate) async fn get_item(&self, table: &str, key: Item, operation: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(operation, e))?;
+        Ok(out.item)
+    }
+}
+
+/// The key of a RoomsTable item: a room's meta, an idempotency key, a name claim or a
+/// connection's room claims (`room` holds each kind's key).
+pub(crate) fn rooms_key(room: impl Into<String>) -> Item {
+    Item::from([("room".to_string(), s(room))])
 }
 
 /// DynamoDB's capacity errors: retryable, and already retried by the SDK when we see them.

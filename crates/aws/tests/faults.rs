@@ -23,10 +23,9 @@ use dynamowave_core::model::NewMessage;
 use dynamowave_core::testing::RecordingApi;
 use dynamowave_core::{
     ApiGatewayWebsocketProxyRequest, ChatDeps, ChatSettings, ConnectionRecord, ConnectionStore, Framing, HandlerError,
-    MessageLog, StoreError,
+    MessageLog, Placement, StoreError,
 };
 use dynamowave_testkit::fault_proxy::{Fault, FaultProxy};
-use dynamowave_testkit::in_process::chat_deps;
 use dynamowave_testkit::{events, moto};
 
 /// The SDK's per-attempt timeout in these tests; delays are longer than this.
@@ -196,7 +195,7 @@ impl Rig {
             room_create_burst: 0,
             ..ChatSettings::default()
         };
-        chat_deps(store.clone(), store, api, settings)
+        ChatDeps::new(store.clone(), store, api, settings, Placement::Lambda)
     }
 }
 

@@ -137,7 +137,7 @@ async fn plain_and_json_chat_through_the_lambda_binaries() {
     assert_eq!(stored.get("text"), Some(&AttributeValue::S("hi".into())));
 }
 
-/// History and `join` with `since` (issue 4 item 7) through the Lambda path.
+/// History and `join` with `since` through the Lambda path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_join_since_recover_through_lambda() {
     let app = LambdaApp::start(&[]).await;

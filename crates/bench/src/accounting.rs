@@ -1,9 +1,8 @@
 //! Delivery accounting without I/O: per-connection sequence tracking, loss arithmetic and the
 //! latency histograms.
 
-use std::sync::Mutex;
-
 use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 
 /// What a received room `seq` tells about one connection's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,18 +151,15 @@ impl LatencyShards {
     /// Records `ns` in the shard for `key` (a connection index).
     pub fn record(&self, key: usize, ns: u64) {
         let shard = &self.shards[key % self.shards.len()];
-        // A poisoned shard still holds valid counts: a panic cannot happen mid-record.
-        let mut h = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        h.saturating_record(ns.min(MAX_LATENCY_NS));
+        shard.lock().saturating_record(ns.min(MAX_LATENCY_NS));
     }
 
     /// All shards added together.
     pub fn merged(&self) -> Histogram<u64> {
         let mut all = new_histogram();
         for shard in &self.shards {
-            let h = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // Same bounds everywhere, so adding cannot fail.
-            let _ = all.add(&*h);
+            let _ = all.add(&*shard.lock());
         }
         all
     }

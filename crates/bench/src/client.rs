@@ -13,11 +13,10 @@ use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use dynamowave_core::SUBPROTOCOL;
+
 use crate::event::{self, Event};
 use crate::lean::{Drained, HandshakeError, LeanWs};
-
-/// The JSON-events subprotocol of protocol v1.
-pub const SUBPROTOCOL: &str = "dynamowave.v1";
 
 /// A connected benchmark client.
 pub type Ws = WebSocketStream<TcpStream>;

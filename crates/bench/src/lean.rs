@@ -293,6 +293,7 @@ fn encode_masked(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dynamowave_core::SUBPROTOCOL;
 
     fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
@@ -352,14 +353,14 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: {accept}\r\nsec-websocket-protocol: dynamowave.v1\r\n\r\n"
         );
-        assert!(check_response(ok.as_bytes(), key, "dynamowave.v1").is_ok());
+        assert!(check_response(ok.as_bytes(), key, SUBPROTOCOL).is_ok());
         assert!(matches!(check_response(ok.as_bytes(), key, "other"), Err(HandshakeError::Subprotocol(_))));
         assert!(matches!(
-            check_response(ok.as_bytes(), "AAAAAAAAAAAAAAAAAAAAAA==", "dynamowave.v1"),
+            check_response(ok.as_bytes(), "AAAAAAAAAAAAAAAAAAAAAA==", SUBPROTOCOL),
             Err(HandshakeError::Bad(_))
         ));
         let refused = b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\n\r\n";
-        assert!(matches!(check_response(refused, key, "dynamowave.v1"), Err(HandshakeError::Status(429))));
+        assert!(matches!(check_response(refused, key, SUBPROTOCOL), Err(HandshakeError::Status(429))));
     }
 
     /// A real loopback socket: the server side writes frames in awkward pieces.
@@ -401,7 +402,7 @@ mod tests {
             assert_eq!(body, b"ping!");
         });
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let mut ws = LeanWs::handshake(stream, "127.0.0.1", "/", "dynamowave.v1").await.expect("handshake");
+        let mut ws = LeanWs::handshake(stream, "127.0.0.1", "/", SUBPROTOCOL).await.expect("handshake");
         let mut got: Vec<String> = Vec::new();
         let mut keep = |t: &str| {
             got.push(t.to_owned());

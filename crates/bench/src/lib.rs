@@ -26,6 +26,14 @@
 //! - `runner`: connection tasks and the controller for the load, idle and churn modes.
 //! - `floor`: the send floor's writer and drainer threads, pinned with `taskset`.
 //! - [`report`]: [`Report`], serialisable and printable.
+//! - `main.rs`: the `dynamowave-bench` binary ([`BenchArgs`] from the command line, then [`run_blocking`]).
+//!
+//! # Repeated on purpose
+//!
+//! - `lean`'s masked-frame encoder is RFC 6455's client framing, as the gateway's frame-parser
+//!   tests also write it: the generator must not depend on the server it measures.
+//! - The report's structs (one per mode) and the runner's mode functions share their shapes
+//!   (documented fields; `(args, target, sources, report)`), not their logic.
 //!
 //! # Use
 //! Call [`run`] from a multi-thread tokio runtime (or [`run_blocking`] outside any runtime):

@@ -28,7 +28,7 @@ use crate::report::{ConnectStats, GeneratorStats, IdleStats, LoadStats, Report, 
 /// Utilisation of its cores above which the generator is called saturated.
 const SATURATION: f64 = 0.9;
 
-/// The run's timeline in nanoseconds on `Shared::anchor`'s clock, fixed before any sender starts
+/// The run's timeline in nanoseconds on `RunState::anchor`'s clock, fixed before any sender starts
 /// so that senders and receivers classify a message by the same timestamp.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -59,14 +59,15 @@ struct Live {
     state: AtomicU8,
 }
 
-struct Shared {
+/// What every connection task of a run shares: the clock, the plan, latency and live counts.
+struct RunState {
     anchor: Instant,
     plan: OnceLock<Plan>,
     latency: LatencyShards,
     live: Vec<Live>,
 }
 
-impl Shared {
+impl RunState {
     fn now_ns(&self) -> u64 {
         u64::try_from(self.anchor.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -139,16 +140,17 @@ struct ConnReport {
 }
 
 /// A connection's outcome of the connect phase.
-type Outcome = Result<Duration, String>;
+type ConnectResult = Result<Duration, String>;
 
-struct Session<'a> {
-    shared: &'a Shared,
+/// One load connection's receiving side: its sequence tracker and its counts.
+struct ConnState<'a> {
+    shared: &'a RunState,
     idx: usize,
     tracker: SeqTracker,
     report: ConnReport,
 }
 
-impl Session<'_> {
+impl ConnState<'_> {
     fn on_text(&mut self, frame: &str) {
         let live = &self.shared.live[self.idx];
         match event::parse_event(frame) {
@@ -188,11 +190,11 @@ impl Session<'_> {
 }
 
 async fn connection_task(
-    shared: Arc<Shared>,
+    shared: Arc<RunState>,
     cfg: Arc<TaskConfig>,
     idx: usize,
     permit: tokio::sync::OwnedSemaphorePermit,
-    outcomes: mpsc::UnboundedSender<Outcome>,
+    outcomes: mpsc::UnboundedSender<ConnectResult>,
     mut start: watch::Receiver<bool>,
     mut stop: oneshot::Receiver<()>,
 ) -> ConnReport {
@@ -214,7 +216,7 @@ async fn connection_task(
     let _ = outcomes.send(Ok(began.elapsed()));
     drop(outcomes);
 
-    let mut session = Session {
+    let mut conn = ConnState {
         shared: &shared,
         idx,
         tracker: SeqTracker::default(),
@@ -223,13 +225,13 @@ async fn connection_task(
     // Frames that came in the same read as `joined` are already buffered: count them now, not
     // after the next read.
     let leftovers = ws.drain(|text| {
-        session.on_text(text);
+        conn.on_text(text);
         true
     });
     if !matches!(leftovers, Ok(Drained::Open)) {
-        session.report.closed_early = true;
+        conn.report.closed_early = true;
         live.state.store(STATE_CLOSED, Ordering::Relaxed);
-        return session.report;
+        return conn.report;
     }
     let is_sender = idx < cfg.senders;
     let mut waiting_for_start = is_sender;
@@ -242,7 +244,7 @@ async fn connection_task(
     tokio::pin!(sleep);
 
     loop {
-        let in_flight = session.report.sent_total.saturating_sub(session.report.acked);
+        let in_flight = conn.report.sent_total.saturating_sub(conn.report.acked);
         let may_send_now = sending && cfg.interval.is_none() && in_flight < cfg.window;
         tokio::select! {
             biased;
@@ -268,19 +270,19 @@ async fn connection_task(
                 // turn of this loop.
                 let drained = match read {
                     Ok(true) => ws.drain(|text| {
-                        session.on_text(text);
+                        conn.on_text(text);
                         true
                     }),
                     Ok(false) | Err(_) => Ok(Drained::Closed),
                 };
                 if !matches!(drained, Ok(Drained::Open)) || ws.flush_pongs().await.is_err() {
-                    session.report.closed_early = true;
+                    conn.report.closed_early = true;
                     break;
                 }
             },
             () = &mut sleep, if sending && cfg.interval.is_some() => {
-                if !send_one(&shared, &cfg, idx, &mut ws, &mut session.report, &mut payload, &mut seq, window_end_ns, scheduled_ns, &mut sending).await {
-                    session.report.closed_early = true;
+                if !send_one(&shared, &cfg, idx, &mut ws, &mut conn.report, &mut payload, &mut seq, window_end_ns, scheduled_ns, &mut sending).await {
+                    conn.report.closed_early = true;
                     break;
                 }
                 let interval = cfg.interval.map_or(0, |i| i.as_nanos() as u64);
@@ -289,21 +291,21 @@ async fn connection_task(
             }
             () = std::future::ready(()), if may_send_now => {
                 let now = shared.now_ns();
-                if !send_one(&shared, &cfg, idx, &mut ws, &mut session.report, &mut payload, &mut seq, window_end_ns, now, &mut sending).await {
-                    session.report.closed_early = true;
+                if !send_one(&shared, &cfg, idx, &mut ws, &mut conn.report, &mut payload, &mut seq, window_end_ns, now, &mut sending).await {
+                    conn.report.closed_early = true;
                     break;
                 }
             }
         }
     }
     live.state.store(STATE_CLOSED, Ordering::Relaxed);
-    session.report
+    conn.report
 }
 
 /// Sends one message unless the window is over; false when the connection is gone.
 #[allow(clippy::too_many_arguments)]
 async fn send_one(
-    shared: &Shared,
+    shared: &RunState,
     cfg: &TaskConfig,
     idx: usize,
     ws: &mut LeanWs,
@@ -456,7 +458,7 @@ async fn run_connected(
 ) -> anyhow::Result<()> {
     let n = args.connections;
     let mode = args.mode();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RunState {
         anchor: Instant::now(),
         plan: OnceLock::new(),
         latency: LatencyShards::new(32),
@@ -478,7 +480,7 @@ async fn run_connected(
     }
 
     // Connect phase: a spawner task paces attempts while this task collects outcomes.
-    let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel::<Outcome>();
+    let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel::<ConnectResult>();
     let (start_tx, start_rx) = watch::channel(false);
     let semaphore = Arc::new(Semaphore::new(args.connect_concurrency));
     let connect_rate = args.connect_rate;
@@ -627,7 +629,7 @@ async fn run_connected(
 }
 
 async fn tick_until(
-    shared: &Shared,
+    shared: &RunState,
     ticker: &mut tokio::time::Interval,
     progress: &mut Progress,
     phase: &str,
@@ -645,7 +647,7 @@ async fn tick_until(
 }
 
 /// Waits until every sent message is acknowledged and deliveries have stopped for a moment.
-async fn drain(shared: &Shared, limit: Duration, progress: &mut Progress, n: usize) -> bool {
+async fn drain(shared: &RunState, limit: Duration, progress: &mut Progress, n: usize) -> bool {
     let deadline = Instant::now() + limit;
     let quiet_for = Duration::from_millis(300);
     let mut last = shared.totals();

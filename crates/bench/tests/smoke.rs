@@ -1,9 +1,10 @@
 //! CI smoke: a few seconds of load against a real server, asserting zero loss.
 //!
 //! The server is `DYNAMOWAVE_BENCH_SMOKE_URL` when set (e.g. our own server, started by the caller);
-//! otherwise the Node.js benchmark peer kept beside the repository, copied to a temporary folder
-//! and npm-installed. Without `node`/`npm` (or the peer's folder) the test fails and says what is
-//! missing (`scripts/test` installs them): a skipped smoke would pass without measuring anything.
+//! otherwise the Node.js benchmark peer (the `ws` chat kept beside the repository, as
+//! `scripts/bench-compare` uses it), copied to a temporary folder and npm-installed. Without
+//! `node`/`npm` or the peer's folder the test fails, saying what is missing: a skipped smoke would
+//! pass without measuring anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,24 +1,36 @@
 //! `dynamowave serve --handlers lambda`: the real Lambda binaries behind the local gateway — what
 //! `sam local` cannot do for WebSocket APIs. The gateway hosts the Lambda Runtime API (through
 //! `dynamowave-lambda-host`), starts the `bootstrap`s on demand, and maps routes to functions as
-//! `infra/template.yaml` does: `$connect` → connect, `$disconnect` → disconnect, `sendmessage` →
+//! `infra/template.yaml` does (the chat's one route table, `dynamowave_core::app`): `$connect` →
+//! connect, `$disconnect` → disconnect, `sendmessage` →
 //! sendmessage, every other route → default; `authorizer` guards `$connect` when JWT settings are
 //! given. The functions reach DynamoDB at `AWS_ENDPOINT_URL_DYNAMODB` (e.g. moto's server) and post
 //! through this gateway's own `@connections` API.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use dynamowave_auth::AllowedOrigins;
+use dynamowave_core::app::{self, Function};
 use dynamowave_core::integration::Integration;
-use dynamowave_gateway::{Backend, ConnectAuthorizer, Gateway};
+use dynamowave_gateway::{ConnectAuthorizer, Gateway};
 use dynamowave_lambda_host::{LambdaFunction, LambdaHost};
 use tracing::info;
 
-use crate::serve::ServeArgs;
+use crate::args::{JwtVerification, ServeArgs};
+
+/// The variables the functions find their tables and the `@connections` endpoint in. The
+/// functions read them through `dynamowave-aws` (`Tables::CONNECTIONS_ENV`, `MESSAGES_ENV`,
+/// `ROOMS_ENV`, `CONNECTIONS_ENDPOINT_ENV`), which this command does not link: only the
+/// adapters and the Lambda binaries link the AWS SDK. Lambda mode's end-to-end tests
+/// (crates/aws/tests/lambda_mode.rs) run the functions with these.
+const CONNECTIONS_TABLE_ENV: &str = "CONNECTIONS_TABLE";
+const MESSAGES_TABLE_ENV: &str = "MESSAGES_TABLE";
+const ROOMS_TABLE_ENV: &str = "ROOMS_TABLE";
+const CONNECTIONS_ENDPOINT_ENV: &str = "DYNAMOWAVE_CONNECTIONS_ENDPOINT";
 
 /// `DIR/NAME/bootstrap` (cargo lambda's layout) or `DIR/NAME` (a plain cargo build).
 fn find_bootstrap(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
@@ -34,18 +46,18 @@ fn find_bootstrap(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, jwt: Option<JwtVerification>) -> anyhow::Result<()> {
     let settings = args.gateway_settings()?;
-    let auth = args.auth_settings_for_lambda()?;
+    let authorizer_env = jwt.as_ref().map(JwtVerification::authorizer_env);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let mut env = vec![
-        ("CONNECTIONS_TABLE".to_string(), args.connections_table.clone()),
-        ("MESSAGES_TABLE".to_string(), args.messages_table.clone()),
-        ("ROOMS_TABLE".to_string(), args.rooms_table.clone()),
-        ("DYNAMOWAVE_CONNECTIONS_ENDPOINT".to_string(), format!("http://{addr}/{}", args.stage)),
+        (CONNECTIONS_TABLE_ENV.to_string(), args.connections_table.clone()),
+        (MESSAGES_TABLE_ENV.to_string(), args.messages_table.clone()),
+        (ROOMS_TABLE_ENV.to_string(), args.rooms_table.clone()),
+        (CONNECTIONS_ENDPOINT_ENV.to_string(), format!("http://{addr}/{}", args.stage)),
     ];
     if let (Some(id), Some(secret)) = (&args.management_access_key_id, &args.management_secret_access_key) {
         // The functions sign their `@connections` calls with their credentials, as with an
@@ -62,8 +74,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let mut names = vec!["connect", "disconnect", "sendmessage", "default"];
-    if auth.is_some() {
+    let mut names: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
+    if authorizer_env.is_some() {
         names.push("authorizer");
     }
     let mut functions = Vec::new();
@@ -73,39 +85,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if matches!(*name, "connect" | "authorizer") {
             // The gateway refuses foreign origins before `$connect`; the functions check again,
             // as they do on AWS, with the same list.
-            f.env.push(("ALLOWED_ORIGINS".to_string(), args.allowed_origins.join(",")));
+            f.env.push((AllowedOrigins::ALLOWED_ORIGINS_ENV.to_string(), args.allowed_origins.join(",")));
         }
         if *name == "authorizer"
-            && let Some(auth_env) = &auth
+            && let Some(authorizer_env) = &authorizer_env
         {
-            f.env.extend(auth_env.iter().cloned());
+            f.env.extend(authorizer_env.iter().cloned());
         }
         f.timeout = Duration::from_secs(args.lambda_timeout_secs);
         f.concurrency = args.lambda_concurrency.max(1);
         functions.push(f);
     }
     let host = Arc::new(LambdaHost::start(functions).await.context("starting the Lambda host")?);
-    let function = |name: &str| -> anyhow::Result<Arc<dyn Integration>> {
-        host.integration(name).with_context(|| format!("function {name} is not hosted"))
-    };
-    let mut routes: HashMap<String, Arc<dyn Integration>> = HashMap::new();
-    routes.insert("$connect".into(), function("connect")?);
-    routes.insert("$disconnect".into(), function("disconnect")?);
-    routes.insert("sendmessage".into(), function("sendmessage")?);
-    let default = function("default")?;
-    routes.insert("$default".into(), default.clone());
-    for action in dynamowave_core::protocol::ACTIONS.iter().filter(|a| **a != "sendmessage") {
-        routes.insert((*action).to_string(), default.clone());
-    }
-    let authorizer: Option<Arc<dyn ConnectAuthorizer>> = auth.as_ref().map(|_| {
+    // The chat's routes, each to its function's hosted binary.
+    let routes = app::route_table(|function| -> anyhow::Result<Arc<dyn Integration>> {
+        host.integration(function.name()).with_context(|| format!("function {} is not hosted", function.name()))
+    })?;
+    let authorizer: Option<Arc<dyn ConnectAuthorizer>> = authorizer_env.as_ref().map(|_| {
         Arc::new(crate::authorizer::LambdaAuthorizer { host: host.clone(), function: "authorizer".into() }) as _
     });
-    let gateway = Gateway::on_listener(listener, settings, Backend::routes(routes), authorizer)?;
+    let gateway = Gateway::on_listener(listener, settings)?;
     let url = format!("ws://{addr}/{}", args.stage);
     println!("DYNAMOWAVE_LISTENING {url}");
     std::io::stdout().flush()?;
     info!(lambda_dir = %args.lambda_dir.display(), functions = ?names, "Lambda mode: routes run the real binaries");
-    let served = gateway.run_until_stopped().await;
+    let served = gateway.serve(app::chat(routes), authorizer).await;
     for f in host.stats().functions {
         info!(function = %f.name, invocations = f.invocations, init = ?f.init_durations, "function stats");
     }
@@ -114,28 +118,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     served?;
     Ok(())
-}
-
-impl ServeArgs {
-    /// The authorizer binary's environment for the JWT flags, if any were given.
-    fn auth_settings_for_lambda(&self) -> anyhow::Result<Option<Vec<(String, String)>>> {
-        if self.jwt_secret.is_none() && self.jwks_file.is_none() {
-            return Ok(None);
-        }
-        let mut env = Vec::new();
-        if let Some(secret) = &self.jwt_secret {
-            env.push(("JWT_SECRET".to_string(), secret.clone()));
-        }
-        if let Some(path) = &self.jwks_file {
-            let jwks = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            env.push(("JWKS_JSON".to_string(), jwks));
-        }
-        if !self.jwt_audience.is_empty() {
-            env.push(("JWT_AUDIENCE".to_string(), self.jwt_audience.join(",")));
-        }
-        if !self.jwt_issuer.is_empty() {
-            env.push(("JWT_ISSUER".to_string(), self.jwt_issuer.join(",")));
-        }
-        Ok(Some(env))
-    }
 }

@@ -7,12 +7,18 @@
 //!
 //! # Layout
 //!
-//! - `main.rs`: the subcommands and logging.
-//! - `serve.rs`: `dynamowave serve`: flags (each with a `DYNAMOWAVE_*` variable) → settings →
-//!   gateway, then the store flushed on the way out.
+//! - `main.rs`: the subcommands and logging; `serve` goes to one of its two modes.
+//! - `args.rs`: `serve`'s flags (each with a `DYNAMOWAVE_*` variable, its default taken from
+//!   the settings struct it sets) and their conversion to settings: the gateway's, the chat's,
+//!   the store's, and the JWT flags read once for either mode's authorizer.
+//! - `serve.rs`: `serve` in-process: the gateway and the chat handlers on the embedded store,
+//!   flushed on the way out.
 //! - `lambda.rs`: `serve --handlers lambda`: the real Lambda binaries behind the gateway.
 //! - `authorizer.rs`: the `$connect` authorizers (JWT in-process, or the `authorizer` Lambda).
+//!
+//! `serve.rs` and `lambda.rs` depend on `args.rs` and `authorizer.rs`, never on each other.
 
+mod args;
 mod authorizer;
 mod lambda;
 mod serve;
@@ -54,7 +60,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the chat: the local API Gateway WebSocket on the embedded store, web client at `/`.
-    Serve(Box<serve::ServeArgs>),
+    Serve(Box<args::ServeArgs>),
     /// Chat from a terminal: `dynamowave chat ws://127.0.0.1:8080/production --name ada`.
     Chat(dynamowave_client::ChatArgs),
     /// Rebuild a data dir as it was at a past moment (point-in-time recovery).
@@ -142,12 +148,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => {
-            // Before anything starts (in-process or Lambda handlers alike): a short HS256 secret
-            // could be brute-forced from any token it signed.
-            if let Some(secret) = &args.jwt_secret {
-                dynamowave_auth::check_hs256_secret(secret).map_err(|e| anyhow::anyhow!("--jwt-secret: {e}"))?;
+            // Before anything starts, in either mode: the JWT flags are read (and a weak secret
+            // refused) once.
+            let jwt = args.jwt_verification()?;
+            match args.handlers {
+                args::Handlers::InProcess => runtime.block_on(serve::run(*args, jwt)),
+                args::Handlers::Lambda => runtime.block_on(lambda::run(*args, jwt)),
             }
-            runtime.block_on(serve::run(*args))
         }
         Command::Chat(args) => runtime.block_on(dynamowave_client::run(args)),
         Command::Restore(args) => {

@@ -19,13 +19,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use dynamowave_core::SUBPROTOCOL;
+use dynamowave_core::model::StoredMessage;
+
 use crate::ChatArgs;
 use crate::command::{Command, HELP, parse_line};
 use crate::render::{error_line, info_line, message_line, private_line, sanitize, status_line};
-
-/// The subprotocol that selects JSON events (`dynamowave_core::SUBPROTOCOL`; not imported, so
-/// the client does not build the server's domain crate).
-pub const SUBPROTOCOL: &str = "dynamowave.v1";
 
 /// What the user does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -553,15 +552,6 @@ fn percent_encode(value: &str) -> String {
 }
 
 #[derive(Deserialize)]
-struct WireMessage {
-    room: String,
-    seq: u64,
-    from: String,
-    text: String,
-    ts: i64,
-}
-
-#[derive(Deserialize)]
 struct WireMember {
     name: String,
 }
@@ -577,7 +567,8 @@ struct WireRoom {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Event {
-    Message(WireMessage),
+    /// The server writes a [`StoredMessage`] as it is stored; it reads back as one.
+    Message(StoredMessage),
     Ack {
         id: String,
     },
@@ -609,7 +600,7 @@ enum Event {
     },
     History {
         room: String,
-        messages: Vec<WireMessage>,
+        messages: Vec<StoredMessage>,
         #[serde(default)]
         more: bool,
     },

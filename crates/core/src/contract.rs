@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::StoreError;
-use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage};
+use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage, now_ms};
 use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor};
 use crate::testing::unique_suffix;
 
@@ -26,10 +26,6 @@ fn record(id: &str, name: &str, room: Option<&str>) -> ConnectionRecord {
         room: room.map(str::to_string),
         expires_at: 1_700_007_800,
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn new_message(room: &str, publisher: &str, id: Option<&str>, text: &str, ts: i64) -> NewMessage {

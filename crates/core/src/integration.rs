@@ -1,31 +1,12 @@
-//! The integration port: how the gateway invokes a route's backend, as API Gateway invokes a
-//! Lambda proxy integration. [`InProcess`] calls the handlers directly; the gateway's Lambda
-//! mode (`dynamowave serve --handlers lambda`) implements the same trait by hosting the Lambda
-//! Runtime API for real `bootstrap` binaries.
+//! The integration port ([`Integration`], from `dynamowave-apigw`) and [`InProcess`], the chat's
+//! handlers called in this process. The gateway's Lambda mode implements the same trait by
+//! hosting the Lambda Runtime API for real `bootstrap` binaries.
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+pub use dynamowave_apigw::integration::{Integration, IntegrationError};
 
 use crate::handlers::{ChatDeps, handle};
-
-/// Why an invocation produced no response. API Gateway answers each of these the same way: the
-/// client gets `{"message": "Internal server error", ...}` (or `$connect` fails with 500).
-#[derive(Debug, thiserror::Error)]
-pub enum IntegrationError {
-    #[error("the function failed: {0}")]
-    Failed(String),
-    #[error("the function timed out")]
-    Timeout,
-    #[error("the function was throttled (reserved concurrency exhausted)")]
-    Throttled,
-}
-
-/// A route's backend.
-#[async_trait]
-pub trait Integration: Send + Sync {
-    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest)
-    -> Result<ApiGatewayProxyResponse, IntegrationError>;
-}
 
 /// The handlers, called in this process.
 pub struct InProcess(pub ChatDeps);

@@ -9,22 +9,30 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: the chat as an app behind a gateway: its routes, defined once ([`app::Route`],
+//!   [`app::Function`], [`app::route_table`]), and what a gateway serves with them
+//!   ([`app::chat`]: the chat's error frames and its web client, `web/`); [`app::in_process`] for
+//!   the handlers in this process.
 //! - [`store`]: the storage ports, named by role: [`store::ConnectionStore`] (the seed's
 //!   ConnectionsTable) and [`store::MessageLog`] (durable per-room history).
 //! - [`connections_api`]: the delivery port, [`connections_api::ConnectionsApi`], mirroring API
 //!   Gateway's `@connections` API (PostToConnection, GetConnection, DeleteConnection) and its
-//!   errors (Gone, PayloadTooLarge, LimitExceeded, Forbidden).
+//!   errors (Gone, PayloadTooLarge, LimitExceeded, Forbidden); defined in `dynamowave-apigw`.
 //! - [`model`]: the records the ports carry.
 //! - [`protocol`]: the wire contract (`docs/protocol.md`): client actions in, server events out,
 //!   in both framings (plain, as in AWS's tutorial, and JSON events under `dynamowave.v1`).
 //! - [`names`]: display-name and room-name validation, the key under which a name is held
 //!   (confusable skeleton), and the invisible characters message text may not carry.
 //! - [`event`]: reading what the handlers need out of an API Gateway WebSocket event.
-//! - [`handlers`]: the handlers and the router that picks one by `routeKey`.
-//! - [`integration`]: how a gateway invokes a route (in-process here; Lambda elsewhere).
+//! - [`handlers`]: the handlers, [`ChatDeps`] (built by [`ChatDeps::new`]) and [`handle`], the
+//!   router that picks a handler by `routeKey`.
+//! - [`integration`]: how a gateway invokes a route (`dynamowave-apigw`'s `Integration`);
+//!   [`integration::InProcess`], the handlers in this process.
+//! - [`error`]: the domain's errors ([`StoreError`], [`HandlerError`]).
 //! - `testing` (feature `testing`): an in-memory store and a recording `ConnectionsApi` for unit
 //!   tests of pure logic, and [`contract`], the suite every storage adapter must pass.
 
+pub mod app;
 pub mod connections_api;
 pub mod error;
 pub mod event;
@@ -45,9 +53,10 @@ pub use aws_lambda_events::apigw::{
 };
 pub use connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 pub use error::{HandlerError, StoreError};
-pub use handlers::{ChatDeps, ChatSettings, handle, is_warmup_event};
+pub use handlers::{ChatDeps, ChatSettings, HandlerResult, Placement, handle, is_warmup_event};
 pub use model::{ConnectionRecord, Framing};
 pub use store::{ConnectionStore, MessageLog};
 
-/// The WebSocket subprotocol that selects JSON event framing.
+/// The WebSocket subprotocol that selects JSON event framing (the one definition: clients
+/// import it from here).
 pub const SUBPROTOCOL: &str = "dynamowave.v1";

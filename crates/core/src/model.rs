@@ -1,6 +1,13 @@
-//! The records that cross the storage ports.
+//! The records that cross the storage ports, and the clock they are stamped with.
 
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
+
+/// Now, in milliseconds since the epoch: the unit of every timestamp the records carry
+/// (`connected_at`, `ts`) and of API Gateway's `connectedAt`.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
 
 /// How a connection wants its frames: chosen at `$connect` by WebSocket subprotocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

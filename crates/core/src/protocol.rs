@@ -11,7 +11,12 @@ use serde_json::Value;
 use crate::model::StoredMessage;
 
 /// A client's request, decoded and type-checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Each variant is an action, routed by its route key: the variant's name in lower case
+/// ([`Action`], derived from this enum, names them; [`ACTIONS`] lists them).
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumDiscriminants)]
+#[strum_discriminants(name(Action), derive(strum::VariantNames, strum::IntoStaticStr, strum::EnumString))]
+#[strum_discriminants(strum(serialize_all = "lowercase"))]
 pub enum ClientAction {
     SendMessage { text: String, room: Option<String>, id: Option<String> },
     Join { room: String, since: Option<u64>, epoch: Option<String> },
@@ -25,9 +30,20 @@ pub enum ClientAction {
     WhoAmI,
 }
 
-/// The actions this server routes, besides `$connect`, `$disconnect` and `$default`.
-pub const ACTIONS: &[&str] =
-    &["sendmessage", "join", "leave", "setname", "history", "who", "sendprivate", "ping", "rooms", "whoami"];
+/// The route keys of the actions, besides `$connect`, `$disconnect` and `$default`.
+pub const ACTIONS: &[&str] = <Action as strum::VariantNames>::VARIANTS;
+
+impl Action {
+    /// The action of `route_key`, if it names one.
+    pub fn from_route_key(route_key: &str) -> Option<Action> {
+        route_key.parse().ok()
+    }
+
+    /// The action's route key (`sendmessage`, `join`, …): its `action` field in a frame.
+    pub fn route_key(self) -> &'static str {
+        self.into()
+    }
+}
 
 /// Why a client frame was refused. `code` is stable; `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,26 +151,29 @@ pub fn parse_action(action: &str, body: &str) -> Result<ClientAction, ProtocolEr
     let Value::Object(obj) = value else {
         return Err(ProtocolError::new("invalid_json", "the frame must be a JSON object"));
     };
-    Ok(match action {
-        "sendmessage" => ClientAction::SendMessage {
+    let Some(known) = Action::from_route_key(action) else {
+        return Err(ProtocolError::new("unknown_action", format!("unknown action `{action}`")));
+    };
+    Ok(match known {
+        Action::SendMessage => ClientAction::SendMessage {
             text: text_field(&obj)?,
             room: string_field(&obj, "room")?,
             id: id_field(&obj)?,
         },
-        "join" => ClientAction::Join {
+        Action::Join => ClientAction::Join {
             room: required_string(&obj, "room")?,
             since: u64_field(&obj, "since")?,
             epoch: string_field(&obj, "epoch")?,
         },
-        "leave" => ClientAction::Leave,
-        "setname" => ClientAction::SetName { name: required_string(&obj, "name")? },
-        "history" => ClientAction::History {
+        Action::Leave => ClientAction::Leave,
+        Action::SetName => ClientAction::SetName { name: required_string(&obj, "name")? },
+        Action::History => ClientAction::History {
             room: string_field(&obj, "room")?,
             before: u64_field(&obj, "before")?,
             limit: u64_field(&obj, "limit")?.map(|l| l.min(usize::MAX as u64) as usize),
         },
-        "who" => ClientAction::Who { room: string_field(&obj, "room")?, after: string_field(&obj, "after")? },
-        "sendprivate" => {
+        Action::Who => ClientAction::Who { room: string_field(&obj, "room")?, after: string_field(&obj, "after")? },
+        Action::SendPrivate => {
             let to = string_field(&obj, "to")?;
             let connection_id = string_field(&obj, "connectionId")?;
             if to.is_none() && connection_id.is_none() {
@@ -162,13 +181,12 @@ pub fn parse_action(action: &str, body: &str) -> Result<ClientAction, ProtocolEr
             }
             ClientAction::SendPrivate { to, connection_id, text: text_field(&obj)?, id: id_field(&obj)? }
         }
-        "ping" => ClientAction::Ping,
-        "rooms" => ClientAction::Rooms {
+        Action::Ping => ClientAction::Ping,
+        Action::Rooms => ClientAction::Rooms {
             next: string_field(&obj, "next")?,
             limit: u64_field(&obj, "limit")?.map(|l| l.min(usize::MAX as u64) as usize),
         },
-        "whoami" => ClientAction::WhoAmI,
-        other => return Err(ProtocolError::new("unknown_action", format!("unknown action `{other}`"))),
+        Action::WhoAmI => ClientAction::WhoAmI,
     })
 }
 
@@ -318,6 +336,19 @@ mod tests {
         // An array is not an object, even when serde could read it as a struct's fields.
         assert_eq!(action_of(r#"["sendmessage"]"#), None);
         assert_eq!(action_of(r#"  {"action":"join"}"#).as_deref(), Some("join"));
+    }
+
+    #[test]
+    fn every_action_has_its_lower_case_name_as_route_key() {
+        assert_eq!(
+            ACTIONS,
+            ["sendmessage", "join", "leave", "setname", "history", "who", "sendprivate", "ping", "rooms", "whoami"]
+        );
+        for key in ACTIONS {
+            assert_eq!(Action::from_route_key(key).map(Action::route_key), Some(*key));
+        }
+        assert_eq!(Action::from_route_key("Join"), None, "route keys are case-sensitive");
+        assert_eq!(Action::from_route_key("$default"), None);
     }
 
     #[test]

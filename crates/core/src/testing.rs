@@ -1,15 +1,18 @@
 //! Test doubles for unit tests of pure logic (feature `testing`).
 //!
-//! - [`MemoryStore`]: a [`ConnectionStore`] and [`MessageLog`] in a std `Mutex` (never held
-//!   across an `.await`), with the same observable semantics the adapters must have (it passes
+//! - [`MemoryStore`]: a [`ConnectionStore`] and [`MessageLog`] in a `Mutex` (parking_lot's,
+//!   which a panicking test cannot poison; never held across an `.await`), with the same observable semantics the adapters must have (it passes
 //!   [`crate::contract`]), so handler tests exercise the real rules: conditional puts, one owner
 //!   per display name, per-room gap-free seqs, idempotent appends, epochs.
 //! - [`RecordingApi`]: a [`ConnectionsApi`] that records every frame posted per connection id,
 //!   answers `Gone` for the ids it is told are gone, and answers GetConnection from a map.
+//!
+//! The port methods' signatures stand again in each storage adapter (`dynamowave-store-redb`,
+//! `dynamowave-aws`) on purpose: each implements the one trait in its own terms.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,12 +29,6 @@ pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{:x}{:x}{:x}", nanos, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Locks a mutex, carrying on if a panicking test poisoned it: the data is plain and still
-/// consistent (every critical section below is a single step).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct RoomLog {
@@ -82,7 +79,7 @@ impl MemoryState {
 
     /// The room's log, made anew if it has none or lapsed (empty and idle for `ttl_ms`).
     fn room(&mut self, room: &str, ttl_ms: i64) -> &mut RoomLog {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::model::now_ms();
         if self.rooms.get(room).is_some_and(|log| log.messages.is_empty() && log.active_ms() + ttl_ms <= now) {
             self.rooms.remove(room);
         }
@@ -91,7 +88,7 @@ impl MemoryState {
             first_seq: 1,
             last_seq: 0,
             last_ts: 0,
-            created_ms: chrono::Utc::now().timestamp_millis(),
+            created_ms: crate::model::now_ms(),
             messages: BTreeMap::new(),
         })
     }
@@ -99,7 +96,7 @@ impl MemoryState {
     /// No stored message, idle past the TTL, nobody in it.
     fn lapsed(&self, room: &str, log: &RoomLog, ttl_ms: i64) -> bool {
         log.messages.is_empty()
-            && log.active_ms().saturating_add(ttl_ms) <= chrono::Utc::now().timestamp_millis()
+            && log.active_ms().saturating_add(ttl_ms) <= crate::model::now_ms()
             && !self.connections.values().any(|c| c.room.as_deref() == Some(room))
     }
 }
@@ -130,7 +127,7 @@ impl MemoryStore {
     /// Drops the rooms that lapsed, as an adapter's expiry does; returns how many rooms are left.
     pub fn expire_rooms(&self) -> usize {
         let ttl = self.ttl_ms();
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         let doomed: Vec<String> =
             s.rooms.iter().filter(|(name, log)| s.lapsed(name, log, ttl)).map(|(name, _)| name.clone()).collect();
         for room in doomed {
@@ -141,19 +138,19 @@ impl MemoryStore {
 
     /// Every registered connection, by id (for assertions).
     pub fn connection_ids(&self) -> Vec<String> {
-        lock(&self.state).connections.keys().cloned().collect()
+        self.state.lock().connections.keys().cloned().collect()
     }
 
     /// Drops a room's log as a store reset would: the next use creates a new epoch.
     pub fn reset_room(&self, room: &str) {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         s.rooms.remove(room);
         s.idempotency.retain(|(r, _, _), _| r != room);
     }
 
     /// Forgets messages with seq < `first_seq`, as retention would.
     pub fn prune_room(&self, room: &str, first_seq: u64) {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         if let Some(log) = s.rooms.get_mut(room) {
             log.messages = log.messages.split_off(&first_seq);
             log.first_seq = log.first_seq.max(first_seq.min(log.last_seq + 1));
@@ -164,7 +161,7 @@ impl MemoryStore {
 #[async_trait]
 impl ConnectionStore for MemoryStore {
     async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         if s.connections.contains_key(&record.connection_id) {
             return Err(StoreError::Conflict(format!("connection {} exists", record.connection_id)));
         }
@@ -174,15 +171,15 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        Ok(lock(&self.state).connections.get(connection_id).cloned())
+        Ok(self.state.lock().connections.get(connection_id).cloned())
     }
 
     async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        Ok(lock(&self.state).connections.remove(connection_id))
+        Ok(self.state.lock().connections.remove(connection_id))
     }
 
     async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         for id in connection_ids {
             s.connections.remove(id);
         }
@@ -190,7 +187,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         let c = s.connections.get_mut(connection_id).ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
         let old = c.clone();
         c.room = room.map(str::to_string);
@@ -198,7 +195,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         let current =
             s.connections.get(connection_id).cloned().ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
         s.check_name_free(connection_id, current.name_owner(), name)?;
@@ -213,7 +210,7 @@ impl ConnectionStore for MemoryStore {
         next: Option<&str>,
         page_size: usize,
     ) -> Result<Page<ConnectionRecord>, StoreError> {
-        let s = lock(&self.state);
+        let s = self.state.lock();
         let page_size = page_size.max(1);
         let mut items: Vec<ConnectionRecord> = s
             .connections
@@ -234,14 +231,14 @@ impl ConnectionStore for MemoryStore {
 
     async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
         let key = name_key(name);
-        Ok(lock(&self.state).connections.values().filter(|c| name_key(&c.name) == key).cloned().collect())
+        Ok(self.state.lock().connections.values().filter(|c| name_key(&c.name) == key).cloned().collect())
     }
 }
 
 #[async_trait]
 impl MessageLog for MemoryStore {
     async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         if let Some(id) = &message.id {
             let key = (message.room.clone(), message.publisher.clone(), id.clone());
             if let Some(seq) = s.idempotency.get(&key).copied() {
@@ -272,7 +269,7 @@ impl MessageLog for MemoryStore {
     }
 
     async fn read_after(&self, room: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
-        let s = lock(&self.state);
+        let s = self.state.lock();
         Ok(s.rooms
             .get(room)
             .map(|r| r.messages.range(after.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
@@ -285,7 +282,7 @@ impl MessageLog for MemoryStore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let s = lock(&self.state);
+        let s = self.state.lock();
         let before = before.unwrap_or(u64::MAX);
         Ok(s.rooms
             .get(room)
@@ -294,19 +291,19 @@ impl MessageLog for MemoryStore {
     }
 
     async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
-        Ok(lock(&self.state).room(room, self.ttl_ms()).state(room))
+        Ok(self.state.lock().room(room, self.ttl_ms()).state(room))
     }
 
     async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
         let ttl = self.ttl_ms();
-        let s = lock(&self.state);
+        let s = self.state.lock();
         Ok(s.rooms.get(room).is_some_and(|log| !s.lapsed(room, log, ttl)))
     }
 
     // A test double may sort: the adapters read an index instead.
     async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
         let ttl = self.ttl_ms();
-        let s = lock(&self.state);
+        let s = self.state.lock();
         let mut rooms: Vec<(i64, &String, &RoomLog)> = s
             .rooms
             .iter()
@@ -332,7 +329,7 @@ impl MessageLog for MemoryStore {
         max: usize,
         _expires_at: i64,
     ) -> Result<RoomClaim, StoreError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         let mine = s.claims.entry(connection_id.to_string()).or_default();
         if mine.contains(room) {
             Ok(RoomClaim::Member)
@@ -345,7 +342,7 @@ impl MessageLog for MemoryStore {
     }
 
     async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
-        lock(&self.state).claims.remove(connection_id);
+        self.state.lock().claims.remove(connection_id);
         Ok(())
     }
 }
@@ -366,17 +363,17 @@ impl RecordingApi {
 
     /// From now on, posts and GetConnection for `connection_id` answer `Gone`.
     pub fn set_gone(&self, connection_id: &str) {
-        lock(&self.gone).insert(connection_id.to_string());
+        self.gone.lock().insert(connection_id.to_string());
     }
 
     /// What GetConnection answers for `connection_id`.
     pub fn set_info(&self, connection_id: &str, info: ConnectionInfo) {
-        lock(&self.infos).insert(connection_id.to_string(), info);
+        self.infos.lock().insert(connection_id.to_string(), info);
     }
 
     /// Every frame posted to `connection_id`, in order.
     pub fn frames(&self, connection_id: &str) -> Vec<Bytes> {
-        lock(&self.posted).get(connection_id).cloned().unwrap_or_default()
+        self.posted.lock().get(connection_id).cloned().unwrap_or_default()
     }
 
     /// The frames posted to `connection_id`, as text (lossy for non-UTF-8, which never happens
@@ -397,16 +394,16 @@ impl RecordingApi {
 
     /// Forgets every recorded frame (not the gone set or the infos).
     pub fn clear(&self) {
-        lock(&self.posted).clear();
+        self.posted.lock().clear();
     }
 
     /// The connections DeleteConnection was called for.
     pub fn deleted(&self) -> Vec<String> {
-        lock(&self.deleted).clone()
+        self.deleted.lock().clone()
     }
 
     fn is_gone(&self, connection_id: &str) -> bool {
-        lock(&self.gone).contains(connection_id)
+        self.gone.lock().contains(connection_id)
     }
 }
 
@@ -416,7 +413,7 @@ impl ConnectionsApi for RecordingApi {
         if self.is_gone(connection_id) {
             return Err(ConnectionsApiError::Gone);
         }
-        lock(&self.posted).entry(connection_id.to_string()).or_default().push(data);
+        self.posted.lock().entry(connection_id.to_string()).or_default().push(data);
         Ok(())
     }
 
@@ -424,14 +421,14 @@ impl ConnectionsApi for RecordingApi {
         if self.is_gone(connection_id) {
             return Err(ConnectionsApiError::Gone);
         }
-        lock(&self.infos).get(connection_id).cloned().ok_or(ConnectionsApiError::Gone)
+        self.infos.lock().get(connection_id).cloned().ok_or(ConnectionsApiError::Gone)
     }
 
     async fn delete_connection(&self, connection_id: &str) -> Result<(), ConnectionsApiError> {
         if self.is_gone(connection_id) {
             return Err(ConnectionsApiError::Gone);
         }
-        lock(&self.deleted).push(connection_id.to_string());
+        self.deleted.lock().push(connection_id.to_string());
         self.set_gone(connection_id);
         Ok(())
     }

@@ -10,10 +10,9 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::encodings::Body;
 use dynamowave_core::testing::{MemoryStore, RecordingApi};
 use dynamowave_core::{
-    ApiGatewayProxyResponse, ChatDeps, ChatSettings, ConnectionInfo, ConnectionStore, MessageLog, SUBPROTOCOL, handle,
-    is_warmup_event,
+    ApiGatewayProxyResponse, ChatDeps, ChatSettings, ConnectionInfo, ConnectionStore, MessageLog, Placement,
+    SUBPROTOCOL, handle, is_warmup_event,
 };
-use dynamowave_testkit::in_process::chat_deps;
 use http::HeaderValue;
 use serde_json::{Value, json};
 
@@ -26,7 +25,7 @@ struct Harness {
 fn harness_with(settings: ChatSettings) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let api = Arc::new(RecordingApi::new());
-    let deps = chat_deps(store.clone(), store.clone(), api.clone(), settings);
+    let deps = ChatDeps::new(store.clone(), store.clone(), api.clone(), settings, Placement::Lambda);
     Harness { store, api, deps }
 }
 
@@ -501,8 +500,8 @@ async fn an_answer_too_large_to_post_is_an_error_event_not_silence() {
     // The handlers believe in a larger limit than the API enforces: what the API refuses must
     // still be answered.
     let settings = ChatSettings::default();
-    let deps =
-        chat_deps(store.clone(), store.clone(), Arc::new(LimitedApi { inner: api.clone(), limit: 300 }), settings);
+    let limited = Arc::new(LimitedApi { inner: api.clone(), limit: 300 });
+    let deps = ChatDeps::new(store.clone(), store.clone(), limited, settings, Placement::Lambda);
     let h = Harness { store, api, deps };
     h.connect("a", true).await;
     h.send("sendmessage", "a", json!({"action": "sendmessage", "message": "z".repeat(400)})).await;

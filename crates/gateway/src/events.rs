@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::apigw::{ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::query_map::QueryMap;
 use base64::Engine;
 use http::HeaderMap;
 use rand::RngCore;
@@ -80,12 +81,17 @@ pub fn connect_event(
     e.request_context = context(conn, stage, api_id, "$connect", "CONNECT");
     e.headers = headers.clone();
     e.multi_value_headers = headers.clone();
-    let single: HashMap<String, String> =
-        query.iter().filter_map(|(k, v)| v.last().map(|last| (k.clone(), last.clone()))).collect();
-    e.query_string_parameters = single.into();
-    e.multi_value_query_string_parameters = query.clone().into();
+    (e.query_string_parameters, e.multi_value_query_string_parameters) = query_parameters(query);
     e.is_base64_encoded = false;
     e
+}
+
+/// The query string as API Gateway passes it: `queryStringParameters` (each name's last value)
+/// and `multiValueQueryStringParameters`.
+pub(crate) fn query_parameters(query: &HashMap<String, Vec<String>>) -> (QueryMap, QueryMap) {
+    let single: HashMap<String, String> =
+        query.iter().filter_map(|(k, v)| v.last().map(|last| (k.clone(), last.clone()))).collect();
+    (single.into(), query.clone().into())
 }
 
 /// A MESSAGE event for `route_key`, with a fresh `messageId`.

@@ -10,17 +10,13 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, TimeZone, Utc};
-use dynamowave_core::{ConnectionsApi, ConnectionsApiError};
+use dynamowave_apigw::connections_api::iso_time;
+use dynamowave_apigw::{ConnectionsApi, ConnectionsApiError};
 use tracing::{debug, info};
 
-use crate::Shared;
 use crate::events::aws_id;
 use crate::sigv4::Signed;
-
-fn iso(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+use crate::state::GatewayState;
 
 /// An API Gateway error: status, `x-amzn-errortype`, and `{"message": …}`.
 pub(crate) fn api_error(status: StatusCode, error_type: &str, message: &str, request_id: &str) -> Response {
@@ -59,7 +55,7 @@ const FORWARDING_HEADERS: [&str; 6] =
 /// request does not come from a browser page (no `Origin`, no `Sec-Fetch-Site` but `none`, a
 /// `Host` that is ours: DNS rebinding makes the attacker's page same-origin, without `Origin`)
 /// nor through a proxy (no forwarding header).
-fn not_local(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Option<&'static str> {
+fn not_local(state: &GatewayState, peer: SocketAddr, headers: &HeaderMap) -> Option<&'static str> {
     let loopback = match peer.ip() {
         std::net::IpAddr::V4(v4) => v4.is_loopback(),
         std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
@@ -68,7 +64,7 @@ fn not_local(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> Option<&
         return Some("the caller is not on this machine");
     }
     let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
-    if !host.is_some_and(|h| shared.settings.origins.domain_names.is_ours(h)) {
+    if !host.is_some_and(|h| state.settings.origins.domain_names.is_ours(h)) {
         return Some("the Host is neither a loopback name nor a configured domain name (DNS rebinding?)");
     }
     if headers.contains_key(http::header::ORIGIN) {
@@ -100,8 +96,12 @@ pub(crate) enum Access<'a> {
 /// Who may manage connections (and read `/metrics`): with credentials configured, only a
 /// SigV4 signature by them; without, an unsigned local caller (see [`not_local`]) unless
 /// `allow_loopback` is off. Decided from the headers alone.
-pub(crate) fn access<'a>(shared: &'a Shared, peer: SocketAddr, headers: &'a HeaderMap) -> Result<Access<'a>, String> {
-    let management = &shared.settings.management;
+pub(crate) fn access<'a>(
+    state: &'a GatewayState,
+    peer: SocketAddr,
+    headers: &'a HeaderMap,
+) -> Result<Access<'a>, String> {
+    let management = &state.settings.management;
     if let Some(creds) = &management.credentials {
         if !headers.contains_key(http::header::AUTHORIZATION) {
             return Err("a SigV4 signature by the configured credentials is required".into());
@@ -111,7 +111,7 @@ pub(crate) fn access<'a>(shared: &'a Shared, peer: SocketAddr, headers: &'a Head
     if !management.allow_loopback {
         return Err("unsigned calls are not allowed and no credentials are configured".into());
     }
-    match not_local(shared, peer, headers) {
+    match not_local(state, peer, headers) {
         None => Ok(Access::Local),
         Some(why) => Err(why.into()),
     }
@@ -186,7 +186,7 @@ fn forbidden(peer: SocketAddr, why: &str, request_id: &str) -> Response {
 /// call is decided from the headers, then the body is read (bounded in size and time), then a
 /// signature is verified over it.
 pub(crate) async fn handle(
-    shared: &Shared,
+    state: &GatewayState,
     peer: SocketAddr,
     method: Method,
     uri: &Uri,
@@ -195,16 +195,16 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Response {
     let request_id = aws_id();
-    let access = match access(shared, peer, headers) {
+    let access = match access(state, peer, headers) {
         Ok(access) => access,
         Err(why) => return with_close(forbidden(peer, &why, &request_id)),
     };
-    if shared.throttles.admit_message("@connections").is_err() {
+    if state.throttles.admit_message("@connections").is_err() {
         metrics::counter!("dynamowave_throttled_total", "kind" => "management", "route" => "@connections").increment(1);
         return api_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", "Rate exceeded", &request_id);
     }
-    let limit = shared.settings.limits.max_message_bytes;
-    let body = match read_body(body, headers, limit, shared.settings.management.body_read_timeout, &request_id).await {
+    let limit = state.settings.limits.max_message_bytes;
+    let body = match read_body(body, headers, limit, state.settings.management.body_read_timeout, &request_id).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -213,15 +213,15 @@ pub(crate) async fn handle(
     {
         return forbidden(peer, &why, &request_id);
     }
-    let api = &shared.api;
+    let api = &state.api;
     debug!(connection_id, %method, request_id, "@connections");
     let result = match method {
         Method::POST => api.post_to_connection(connection_id, body).await.map(|()| StatusCode::OK.into_response()),
         Method::GET => api.get_connection(connection_id).await.map(|info| {
             axum::Json(serde_json::json!({
-                "connectedAt": iso(info.connected_at),
+                "connectedAt": iso_time(info.connected_at),
                 "identity": { "sourceIp": info.source_ip, "userAgent": info.user_agent },
-                "lastActiveAt": iso(info.last_active_at),
+                "lastActiveAt": iso_time(info.last_active_at),
             }))
             .into_response()
         }),

@@ -17,30 +17,19 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::task::Context;
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
-use dynamowave_core::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
+use dynamowave_apigw::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
 use futures_util::task::AtomicWaker;
+use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpStream;
 
+use crate::close_code;
 use crate::events::ConnectionContext;
 use crate::wire;
-
-/// Close codes the gateway sends (RFC 6455 §7.4.1).
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    pub const NO_STATUS: u16 = 1005;
-    pub const ABNORMAL: u16 = 1006;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const POLICY_VIOLATION: u16 = 1008;
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-}
 
 /// Frames written to a socket in one `writev` when a queue is flushed.
 const FLUSH_BATCH: usize = 64;
@@ -103,7 +92,7 @@ pub struct LiveConnection {
     /// The socket, once upgraded. Frames posted before (a broadcast racing the upgrade) wait in
     /// the outbox and are flushed when it is attached.
     stream: OnceLock<TcpStream>,
-    /// std Mutex: held for one non-blocking write, never across an await. Contended only when
+    /// Held for one non-blocking write, never across an await. Contended only when
     /// two tasks post to the same connection at the same instant.
     outbox: Mutex<Outbox>,
     /// A post queued what it could not write: the task should flush.
@@ -168,7 +157,7 @@ impl LiveConnection {
 
     /// Asks the connection to close with `code` (the first request wins).
     pub fn close(&self, code: u16, reason: &str) {
-        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self.outbox.lock();
         if out.close_with.is_none() {
             out.close_with = Some((code, reason.to_string()));
         }
@@ -185,7 +174,7 @@ impl LiveConnection {
 
     /// The code and reason the server asked to close with, if it did.
     pub fn close_request(&self) -> Option<(u16, String)> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).close_with.clone()
+        self.outbox.lock().close_with.clone()
     }
 
     pub fn touch(&self) {
@@ -211,12 +200,12 @@ impl LiveConnection {
     /// [`Self::offer`] with the window in µs and the time already read: a broadcast reads the
     /// clock once for all its recipients.
     fn offer_at(&self, frame: Bytes, window: u64, now: u64) -> Result<(), ConnectionsApiError> {
-        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self.outbox.lock();
         if out.sealed {
             return Err(ConnectionsApiError::Gone);
         }
-        let close = out.last_offer_us != 0 && now.saturating_sub(out.last_offer_us) < window;
-        out.streak = if close { out.streak.saturating_add(1) } else { 0 };
+        let within_window = out.last_offer_us != 0 && now.saturating_sub(out.last_offer_us) < window;
+        out.streak = if within_window { out.streak.saturating_add(1) } else { 0 };
         out.last_offer_us = now;
         let flooded = out.streak >= FLOOD_STREAK;
         if out.queue.is_empty()
@@ -238,7 +227,7 @@ impl LiveConnection {
                     // The peer is gone; its task sees the socket fail and runs `$disconnect`.
                     out.sealed = true;
                     drop(out);
-                    self.close(close::ABNORMAL, "write failed");
+                    self.close(close_code::ABNORMAL, "write failed");
                     return Err(ConnectionsApiError::Gone);
                 }
             }
@@ -264,7 +253,7 @@ impl LiveConnection {
 
     /// Closes the connection as a slow consumer (1008); the error its post answers.
     fn slow_consumer(&self) -> ConnectionsApiError {
-        self.close(close::POLICY_VIOLATION, "slow consumer: send queue full");
+        self.close(close_code::POLICY_VIOLATION, "slow consumer: send queue full");
         metrics::counter!("dynamowave_slow_consumers_total").increment(1);
         ConnectionsApiError::LimitExceeded("the client's send buffer is full".into())
     }
@@ -273,7 +262,7 @@ impl LiveConnection {
     /// queue is below half its limits with it. Half, so that live broadcasts arriving during a
     /// replay still find room and do not make a reader that keeps up a slow consumer.
     fn room_for(&self, len: usize) -> Room {
-        let out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let out = self.outbox.lock();
         if out.sealed {
             Room::Sealed
         } else if out.queue.is_empty()
@@ -316,12 +305,12 @@ impl LiveConnection {
 
     /// Bytes waiting in the send queue.
     pub fn queued_bytes(&self) -> usize {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).queued_bytes
+        self.outbox.lock().queued_bytes
     }
 
     /// Queues the last frame (a close frame, or nothing) and takes no more.
     pub(crate) fn seal(&self, last: Option<Bytes>) {
-        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self.outbox.lock();
         if !out.sealed {
             out.sealed = true;
             if let Some(last) = last {
@@ -346,7 +335,7 @@ impl LiveConnection {
 
     fn flush_queue(&self, wrote: &mut bool) -> io::Result<Flushed> {
         let Some(stream) = self.stream.get() else { return Ok(Flushed::Done) };
-        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self.outbox.lock();
         while !out.queue.is_empty() {
             let result = {
                 let slices: Vec<io::IoSlice<'_>> =
@@ -408,7 +397,7 @@ impl LiveConnection {
     /// fewer than `batch` frames wait. (Frames queued only because the socket was full go out
     /// as soon as it drains.)
     pub(crate) fn hold_for(&self, coalesce: std::time::Duration, batch: usize) -> Option<std::time::Duration> {
-        let out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let out = self.outbox.lock();
         if out.queue.len() >= batch || out.last_write_us == 0 || out.sealed || out.streak < FLOOD_STREAK {
             return None;
         }
@@ -419,7 +408,7 @@ impl LiveConnection {
 
     /// Whether frames are waiting.
     pub(crate) fn has_queued(&self) -> bool {
-        !self.outbox.lock().unwrap_or_else(|p| p.into_inner()).queue.is_empty()
+        !self.outbox.lock().queue.is_empty()
     }
 }
 
@@ -450,7 +439,7 @@ impl Eq for ById {}
 /// All live connections by id.
 #[derive(Default)]
 pub struct Registry {
-    // std RwLock: held only for map operations, never across an await; a broadcast takes the
+    // Held only for map operations, never across an await; a broadcast takes the
     // read lock once for all its recipients.
     /// foldhash rather than SipHash: a broadcast looks up every member by id, and the ids are the
     /// gateway's own random strings, so a DoS-resistant hash buys nothing here (the seed is
@@ -462,15 +451,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn insert(&self, live: Arc<LiveConnection>) {
-        *self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).entry(live.ctx.source_ip).or_insert(0) += 1;
-        self.map.write().unwrap_or_else(|p| p.into_inner()).replace(ById(live));
+        *self.per_ip.lock().entry(live.ctx.source_ip).or_insert(0) += 1;
+        self.map.write().replace(ById(live));
         metrics::gauge!("dynamowave_connections").increment(1.0);
     }
 
     pub fn remove(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
-        let removed = self.map.write().unwrap_or_else(|p| p.into_inner()).take(connection_id).map(|b| b.0);
+        let removed = self.map.write().take(connection_id).map(|b| b.0);
         if let Some(live) = &removed {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let mut per_ip = self.per_ip.lock();
             if let Some(n) = per_ip.get_mut(&live.ctx.source_ip) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -486,22 +475,22 @@ impl Registry {
 
     /// Live connections from `source_ip`.
     pub fn count_from(&self, source_ip: std::net::IpAddr) -> usize {
-        self.per_ip.lock().unwrap_or_else(|p| p.into_inner()).get(&source_ip).copied().unwrap_or(0)
+        self.per_ip.lock().get(&source_ip).copied().unwrap_or(0)
     }
 
     pub fn get(&self, connection_id: &str) -> Option<Arc<LiveConnection>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(connection_id).map(|b| b.0.clone())
+        self.map.read().get(connection_id).map(|b| b.0.clone())
     }
 
     /// Calls `f` for every live connection, under the read lock (so `f` must not block).
     pub fn for_each(&self, mut f: impl FnMut(&LiveConnection)) {
-        for live in self.map.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        for live in self.map.read().iter() {
             f(&live.0);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.map.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -569,7 +558,7 @@ impl ConnectionsApi for LocalConnectionsApi {
 
     async fn delete_connection(&self, connection_id: &str) -> Result<(), ConnectionsApiError> {
         let live = self.registry.get(connection_id).ok_or(ConnectionsApiError::Gone)?;
-        live.close(close::NORMAL, "Connection deleted by the @connections API");
+        live.close(close_code::NORMAL, "Connection deleted by the @connections API");
         Ok(())
     }
 
@@ -593,7 +582,7 @@ impl ConnectionsApi for LocalConnectionsApi {
         let window = u64::try_from(self.coalesce.as_micros()).unwrap_or(u64::MAX);
         let now = clock_us();
         {
-            let map = self.registry.map.read().unwrap_or_else(|p| p.into_inner());
+            let map = self.registry.map.read();
             for id in connection_ids {
                 let Some(live) = map.get(*id) else {
                     failed.push((id.to_string(), ConnectionsApiError::Gone));
@@ -688,7 +677,7 @@ mod tests {
         };
         assert!(matches!(refused, ConnectionsApiError::LimitExceeded(_)), "{refused:?}");
         assert!(live.queued_bytes() <= 200_000, "never more than the limit: {}", live.queued_bytes());
-        assert_eq!(live.close_request().map(|(code, _)| code), Some(close::POLICY_VIOLATION));
+        assert_eq!(live.close_request().map(|(code, _)| code), Some(close_code::POLICY_VIOLATION));
     }
 
     #[tokio::test]
@@ -726,7 +715,7 @@ mod tests {
         }
         assert_eq!(waiting.await.expect("join"), Ok(()), "room was made by the client's reading");
         assert!(live.close_request().is_none());
-        live.close(close::NORMAL, "done");
+        live.close(close_code::NORMAL, "done");
         drop(reader);
     }
 
@@ -741,7 +730,7 @@ mod tests {
         let waited = live.wait_for_room(big.len(), Duration::from_millis(200)).await;
         assert!(matches!(waited, Err(ConnectionsApiError::LimitExceeded(_))), "{waited:?}");
         assert!(started.elapsed() >= Duration::from_millis(190));
-        assert_eq!(live.close_request().map(|(code, _)| code), Some(close::POLICY_VIOLATION));
+        assert_eq!(live.close_request().map(|(code, _)| code), Some(close_code::POLICY_VIOLATION));
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! timeout, with the peer address attached for `ConnectInfo`.
 //!
 //! HTTP/1 only (WebSocket upgrades and the `@connections` API are HTTP/1.1), and served on the
-//! plain `TokioIo<TcpStream>`, so that after an upgrade `ws` gets the `TcpStream` itself back
+//! plain `TokioIo<TcpStream>`, so that after an upgrade `connection` gets the `TcpStream` itself back
 //! (`Upgraded::downcast`) and hyper's connection buffers are freed.
 
 use std::pin::pin;
@@ -21,23 +21,27 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-/// HTTP limits of the listener.
-#[derive(Clone, Debug)]
-pub struct HttpLimits {
-    /// How long a client may take to send a request's headers.
-    pub header_read_timeout: Duration,
-    /// Largest request head (line and headers), bytes.
-    pub max_header_bytes: usize,
+use crate::settings::Limits;
+
+/// Accepts until `shutdown`, serving every connection (upgrades included) with `app`, under
+/// `limits`' header-read timeout and request-head size.
+pub(crate) fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (header_read_timeout, max_header_bytes) = (limits.header_read_timeout, limits.max_header_bytes);
+    accept(listener, app, header_read_timeout, max_header_bytes, shutdown)
 }
 
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self { header_read_timeout: Duration::from_secs(10), max_header_bytes: 16 * 1024 }
-    }
-}
-
-/// Accepts until `shutdown`, serving every connection (upgrades included) with `app`.
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutdown: CancellationToken) {
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -53,7 +57,6 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let limits = limits.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let service = app.map_request(move |mut req: hyper::Request<Incoming>| {
@@ -64,8 +67,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192));
+                .header_read_timeout(header_read_timeout)
+                .max_buf_size(max_header_bytes.max(8192));
             let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
             tokio::select! {
                 result = conn.as_mut() => {

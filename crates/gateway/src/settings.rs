@@ -1,5 +1,6 @@
 //! Every limit and behaviour of the gateway is a setting, with API Gateway's value as default
-//! (`../shared/reference/aws-websocket-facts.md`).
+//! (its quotas and documented behaviour: docs/gateway.md). Each `Default` here is the one place
+//! a default is written: `dynamowave serve`'s flags take theirs from these.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,8 +75,6 @@ pub struct Limits {
     pub coalesce: Duration,
     /// Socket read buffer per connection, bytes (small: idle connections cost little memory).
     pub read_buffer_bytes: usize,
-    /// Socket write buffer per connection, bytes.
-    pub write_buffer_bytes: usize,
     /// Maximum URL length (API Gateway: 4096).
     pub max_url_bytes: usize,
     /// How long a client may take to send its request headers (slowloris protection).
@@ -98,7 +97,6 @@ impl Default for Limits {
             send_queue_wait: Duration::from_secs(5),
             coalesce: Duration::from_millis(10),
             read_buffer_bytes: 2048,
-            write_buffer_bytes: 8192,
             max_url_bytes: 4096,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
@@ -114,15 +112,18 @@ pub struct Bucket {
     pub burst: u32,
 }
 
-/// Throttling, as API Gateway's account, stage (`DefaultRouteSettings`) and route
-/// (`RouteSettings`) limits, plus the new-connection rate and a per-connection message rate.
+/// Throttling, as API Gateway's account limit and a stage's two route limits
+/// (`DefaultRouteSettings` and `RouteSettings`), plus the new-connection rate and a
+/// per-connection message rate.
 #[derive(Clone, Debug)]
 pub struct Throttling {
     /// Shared by every route (API Gateway's account limit: 10,000 requests/s, burst 5,000).
     pub account: Bucket,
-    /// Each route's own bucket unless `route_settings` names it (`DefaultRouteSettings`).
+    /// The stage's `DefaultRouteSettings` (`serve --stage-rate`, `--stage-burst`): the bucket
+    /// each route has of its own unless `route_settings` names it. Every route's, not the
+    /// `$default` route's.
     pub default_route: Bucket,
-    /// Per-route overrides (`RouteSettings`).
+    /// The stage's `RouteSettings`: per-route buckets that replace `default_route`.
     pub route_settings: HashMap<String, Bucket>,
     /// New connections per second (API Gateway: 500/s per account); over it the upgrade gets 429.
     pub connect: Bucket,
@@ -146,7 +147,7 @@ impl Default for Throttling {
 /// flood of `sendmessage` cannot take the capacity `$connect`/`$disconnect` need.
 #[derive(Clone, Debug)]
 pub struct Concurrency {
-    /// Routes not named below.
+    /// Each route not named in `per_route` (every such route, not the `$default` route alone).
     pub default_route: usize,
     /// Per-route limits.
     pub per_route: HashMap<String, usize>,

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::middleware::NoOpMiddleware;
 use governor::{Quota, RateLimiter, clock::MonotonicClock, state::InMemoryState, state::NotKeyed};
+use parking_lot::Mutex;
 
 use crate::settings::{Bucket, Throttling};
 
@@ -76,8 +76,8 @@ impl Throttles {
     /// A message for `route_key` may be invoked: the route's bucket, then the account's.
     pub fn admit_message(&self, route_key: &str) -> Result<(), Throttled> {
         let route = {
-            // std Mutex: held only for a map lookup, never across an await.
-            let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            // Held only for a map lookup, never across an await.
+            let mut routes = self.routes.lock();
             routes
                 .entry(route_key.to_string())
                 .or_insert_with(|| {

@@ -13,6 +13,8 @@
 use std::io::Cursor;
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::close_code;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
@@ -89,12 +91,11 @@ pub(crate) enum Violation {
 
 impl Violation {
     pub fn code(&self) -> u16 {
-        use crate::registry::close;
         match self {
-            Violation::Protocol(_) => close::PROTOCOL_ERROR,
-            Violation::TooBig => close::MESSAGE_TOO_BIG,
-            Violation::InvalidUtf8 => close::INVALID_PAYLOAD,
-            Violation::Binary => close::UNSUPPORTED_DATA,
+            Violation::Protocol(_) => close_code::PROTOCOL_ERROR,
+            Violation::TooBig => close_code::MESSAGE_TOO_BIG,
+            Violation::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            Violation::Binary => close_code::UNSUPPORTED_DATA,
         }
     }
 

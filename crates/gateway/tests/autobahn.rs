@@ -2,11 +2,10 @@
 //! 10), against the real gateway with an echo integration: every text message comes back to its
 //! sender through the `@connections` API, as a route whose Lambda posts the body back would.
 //!
-//! It needs the Python 3 port of the suite (the Autobahn tool kept beside the repository, built
-//! by its `build.sh`), so it is `#[ignore]`d in a plain `cargo test`; `scripts/test` builds the
-//! tool and runs it with `-- --ignored`, and a missing tool fails the test rather than skipping
-//! it. `AUTOBAHN_RUN` names the `run.sh` to use (default: the tool's own, beside the repository);
-//! `AUTOBAHN_ROOT` is where `build.sh` put its venv. The result is recorded in
+//! It needs the Python 3 port of the suite (built by its `build.sh`), so it is `#[ignore]`d in a
+//! plain `cargo test`; `scripts/test` builds the tool and runs it with `-- --ignored`, and a
+//! missing tool fails the test rather than skipping it. `AUTOBAHN_RUN` names the `run.sh` to use
+//! (default: the one `scripts/test` uses); `AUTOBAHN_ROOT` is where `build.sh` put its venv. The result is recorded in
 //! `docs/conformance.md`.
 
 use std::collections::BTreeMap;
@@ -16,8 +15,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
-use dynamowave_core::ConnectionsApi;
-use dynamowave_core::integration::{Integration, IntegrationError};
+use dynamowave_apigw::{ConnectionsApi, Integration, IntegrationError};
 use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::Bucket;
 use dynamowave_testkit::in_process::routes_gateway;

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use dynamowave_core::integration::{Integration, IntegrationError};
+use dynamowave_apigw::{App, Asset, ErrorFrame, ErrorFrames, Integration, IntegrationError};
 use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::{Bucket, Concurrency};
-use dynamowave_testkit::in_process::{RunningGateway, routes_gateway};
+use dynamowave_testkit::in_process::{RunningGateway, app_gateway, routes_gateway};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -67,6 +67,12 @@ async fn start(routes: Vec<(&str, Arc<dyn Integration>)>, settings: GatewaySetti
     (gateway.url(), gateway)
 }
 
+/// A gateway serving `app`; its URL, and the gateway (stopped when dropped).
+async fn start_app(app: App, settings: GatewaySettings) -> (String, RunningGateway) {
+    let gateway = app_gateway(settings, app).await;
+    (gateway.url(), gateway)
+}
+
 #[tokio::test]
 async fn connect_status_decides_the_upgrade_and_headers_reach_the_handshake() {
     let refuse = Arc::new(Scripted { status: 400, ..Arc::into_inner(Scripted::ok()).unwrap() });
@@ -95,6 +101,52 @@ async fn connect_status_decides_the_upgrade_and_headers_reach_the_handshake() {
     assert!(ctx.connected_at > 0 && ctx.request_time_epoch >= ctx.connected_at);
     assert_eq!(ctx.connection_id.as_deref().map(str::len), Some(16));
     assert!(ctx.message_id.is_none(), "messageId is only on MESSAGE events");
+}
+
+/// Writes what the gateway gives it, so a test sees the kind and the subprotocol.
+struct TaggedErrors;
+
+impl ErrorFrames for TaggedErrors {
+    fn format(&self, frame: &ErrorFrame<'_>, subprotocol: Option<&str>) -> String {
+        format!("{}|{}|{}", frame.kind.code(), frame.message, subprotocol.unwrap_or("-"))
+    }
+}
+
+#[tokio::test]
+async fn the_app_shapes_the_error_frames_by_subprotocol_and_serves_its_assets() {
+    let page = Asset { path: "/", content_type: "text/html; charset=utf-8", body: "<p>{{STAGE}}</p>" };
+    let app = |connect: Arc<Scripted>| {
+        let failing = Arc::new(Scripted { fail: true, ..Arc::into_inner(Scripted::ok()).unwrap() });
+        let routes = [("$connect", connect as Arc<dyn Integration>), ("$default", failing as Arc<dyn Integration>)];
+        App::new(routes.into_iter().collect()).with_error_frames(Arc::new(TaggedErrors)).with_assets(vec![page])
+    };
+    let selects = Arc::new(Scripted {
+        header: Some(("sec-websocket-protocol", "tagged.v1")),
+        ..Arc::into_inner(Scripted::ok()).unwrap()
+    });
+    let (url, _stop) = start_app(app(selects), GatewaySettings::default()).await;
+    let mut req = url.clone().into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "tagged.v1".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("no frame") };
+    assert_eq!(t.as_str(), "internal_error|Internal server error|tagged.v1");
+
+    let (plain_url, _plain_stop) = start_app(app(Scripted::ok()), GatewaySettings::default()).await;
+    let (mut plain, _) = tokio_tungstenite::connect_async(&plain_url).await.unwrap();
+    plain.send(Message::text("hello")).await.unwrap();
+    let Some(Ok(Message::Text(t))) = plain.next().await else { panic!("no frame") };
+    assert_eq!(t.as_str(), "internal_error|Internal server error|-", "no subprotocol selected");
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/production").to_string();
+    let mut http = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    http.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("content-security-policy: default-src 'self'"), "{answer}");
+    assert!(answer.ends_with("<p>production</p>"), "the stage is written in: {answer}");
 }
 
 #[tokio::test]

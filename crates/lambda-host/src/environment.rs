@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::HostError;
 use crate::function::{HostSettings, LambdaFunction};
-use crate::runtime_api::{ApiState, Invocation, Outcome, lock, router};
+use crate::runtime_api::{ApiState, Invocation, InvocationResult, router};
 
 /// Why an invocation got no answer from this environment.
 #[derive(Debug)]
@@ -57,7 +58,7 @@ struct Stopper {
 impl Stopper {
     fn stop(&self) {
         self.requested.store(true, Ordering::SeqCst);
-        if let Some(tx) = lock(&self.signal).take() {
+        if let Some(tx) = self.signal.lock().take() {
             let _ = tx.send(());
         }
     }
@@ -108,14 +109,19 @@ impl Environment {
         });
 
         let mut command = Command::new(&function.bootstrap);
-        command.env_clear();
+        command.args(&function.args).env_clear();
         for key in &settings.inherit_env {
             if let Ok(value) = std::env::var(key) {
                 command.env(key, value);
             }
         }
-        let handler = function.bootstrap.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let task_root = function.bootstrap.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let handler = function.handler.clone().unwrap_or_else(|| {
+            function.bootstrap.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+        let task_root = function
+            .task_root
+            .clone()
+            .unwrap_or_else(|| function.bootstrap.parent().map(|p| p.to_path_buf()).unwrap_or_default());
         command
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
             .env("AWS_LAMBDA_FUNCTION_NAME", &function.name)
@@ -124,7 +130,7 @@ impl Environment {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", function.name))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", uuid::Uuid::new_v4().simple()))
             .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-            .env("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023")
+            .env("AWS_EXECUTION_ENV", function.execution_env.as_deref().unwrap_or("AWS_Lambda_provided.al2023"))
             .env("AWS_REGION", &settings.region)
             .env("AWS_DEFAULT_REGION", &settings.region)
             .env("LAMBDA_TASK_ROOT", &task_root)
@@ -206,7 +212,7 @@ impl Environment {
 
     fn crash_reason(&self) -> String {
         let how = self.exited.borrow().clone().unwrap_or_else(|| "the environment stopped".to_owned());
-        match lock(&self.api.init_error).clone() {
+        match self.api.init_error.lock().clone() {
             Some(init) => format!("init error: {init}"),
             None => how,
         }
@@ -218,7 +224,7 @@ impl Environment {
         payload: Bytes,
         timeout: Duration,
         init_timeout: Duration,
-    ) -> Result<(String, Outcome), RunError> {
+    ) -> Result<(String, InvocationResult), RunError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let (picked_tx, picked_rx) = oneshot::channel();
         let (reply_tx, reply_rx) = oneshot::channel();

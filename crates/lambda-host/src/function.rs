@@ -9,8 +9,17 @@ use std::time::Duration;
 pub struct LambdaFunction {
     /// The function name (`AWS_LAMBDA_FUNCTION_NAME`), also the name invocations use.
     pub name: String,
-    /// The executable that speaks the Runtime API, e.g. a binary built with `lambda_runtime`.
+    /// The executable that speaks the Runtime API, e.g. a binary built with `lambda_runtime`,
+    /// or a runtime's interpreter ([`crate::runtimes`]).
     pub bootstrap: PathBuf,
+    /// Its arguments (a managed runtime's loop and handler; none for a `bootstrap`).
+    pub args: Vec<String>,
+    /// `LAMBDA_TASK_ROOT` and the working directory; `None`: the bootstrap's directory.
+    pub task_root: Option<PathBuf>,
+    /// `_HANDLER`; `None`: the bootstrap's file name.
+    pub handler: Option<String>,
+    /// `AWS_EXECUTION_ENV`; `None`: `AWS_Lambda_provided.al2023`.
+    pub execution_env: Option<String>,
     /// Extra environment, as the function's configuration would set it (table names,
     /// `AWS_ENDPOINT_URL_DYNAMODB`, ...). Applied last, so it may override the defaults.
     pub env: Vec<(String, String)>,
@@ -26,6 +35,10 @@ impl LambdaFunction {
         LambdaFunction {
             name: name.into(),
             bootstrap: bootstrap.into(),
+            args: Vec::new(),
+            task_root: None,
+            handler: None,
+            execution_env: None,
             env: Vec::new(),
             timeout: Duration::from_secs(3),
             concurrency: 10,

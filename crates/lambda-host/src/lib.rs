@@ -12,6 +12,8 @@
 //!
 //! - [`function`]: [`LambdaFunction`] (what to run) and [`HostSettings`] (queue and init
 //!   timeouts, memory size, region, payload limit, inherited environment).
+//! - [`runtimes`]: [`Runtime`] and [`RuntimeTools`]: `provided.*` bootstraps, `python3.x`
+//!   through awslambdaric in a venv, `nodejs20.x`+ through our loop in `runtimes/node/`.
 //! - `runtime_api`: the Runtime API routes, served to one process and refused to any other.
 //! - `peer`: which process a loopback connection comes from (Linux `/proc`).
 //! - `environment`: one process and its own listener (so the host knows which process holds
@@ -22,6 +24,13 @@
 //!   [`IntegrationError`].
 //! - `src/bin/echo-bootstrap.rs`: a `lambda_runtime` function that echoes its event and can be
 //!   told to fail, panic, sleep or exit; the tests run it.
+//! - This file: [`LambdaHost`] (one pool per function, the gateway's `Integration` for each) and
+//!   [`HostStats`].
+//!
+//! # Repeated on purpose
+//!
+//! The Runtime API's handlers in `runtime_api` share their axum signatures (state, request id,
+//! headers, body): that is the shape of an axum handler, not shared logic.
 
 mod environment;
 pub mod error;
@@ -29,6 +38,7 @@ pub mod function;
 mod peer;
 mod pool;
 mod runtime_api;
+pub mod runtimes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +51,7 @@ use dynamowave_core::integration::{Integration, IntegrationError};
 pub use error::HostError;
 pub use function::{HostSettings, LambdaFunction};
 pub use pool::FunctionStats;
+pub use runtimes::{Runtime, RuntimeError, RuntimeTools};
 
 use pool::FunctionPool;
 

@@ -3,17 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use dynamowave_core::integration::IntegrationError;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::environment::{Environment, Hooks, RunError};
 use crate::function::{HostSettings, LambdaFunction};
-use crate::runtime_api::{Outcome, lock};
+use crate::runtime_api::InvocationResult;
 
 /// How long shutdown waits for a killed process to be reaped.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,7 +113,7 @@ impl FunctionPool {
         };
         let result = env.run(payload, self.function.timeout, self.settings.init_timeout).await;
         let answer = match result {
-            Ok((_, Outcome::Response(body))) => {
+            Ok((_, InvocationResult::Response(body))) => {
                 self.put_idle(env);
                 if body.len() > limit {
                     return Err(IntegrationError::Failed(format!(
@@ -122,7 +123,7 @@ impl FunctionPool {
                 }
                 Ok(body)
             }
-            Ok((request_id, Outcome::Error { error_type, message })) => {
+            Ok((request_id, InvocationResult::Error { error_type, message })) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(function = %name, %request_id, "invocation failed");
                 self.put_idle(env);
@@ -155,7 +156,7 @@ impl FunctionPool {
     }
 
     fn take_idle(&self) -> Option<Arc<Environment>> {
-        let mut idle = lock(&self.idle);
+        let mut idle = self.idle.lock();
         // Most recently used first: it is the warmest, and the others may be reaped idle.
         while let Some(env) = idle.pop() {
             if env.is_alive() {
@@ -167,7 +168,7 @@ impl FunctionPool {
 
     fn put_idle(&self, env: Arc<Environment>) {
         if env.is_alive() {
-            lock(&self.idle).push(env);
+            self.idle.lock().push(env);
         }
     }
 
@@ -177,7 +178,7 @@ impl FunctionPool {
         let counters = self.counters.clone();
         let pool: Weak<FunctionPool> = Arc::downgrade(self);
         let hooks = Hooks {
-            on_init: Box::new(move |took| lock(&counters.init_durations).push(took)),
+            on_init: Box::new(move |took| counters.init_durations.lock().push(took)),
             on_exit: Box::new(move |id, _how, asked| {
                 if let Some(pool) = pool.upgrade() {
                     pool.forget(id, asked);
@@ -189,7 +190,7 @@ impl FunctionPool {
             .map_err(|e| IntegrationError::Failed(e.to_string()))?;
         // The process may already have died; `forget` then finds nothing, and `is_alive` says so.
         if env.is_alive() {
-            lock(&self.all).insert(id, env.clone());
+            self.all.lock().insert(id, env.clone());
         }
         Ok(env)
     }
@@ -199,9 +200,9 @@ impl FunctionPool {
             self.counters.crashes.fetch_add(1, Ordering::Relaxed);
         }
         // Take the entries out before they drop, outside the locks.
-        let gone = lock(&self.all).remove(&id);
+        let gone = self.all.lock().remove(&id);
         let mut idle_gone = Vec::new();
-        lock(&self.idle).retain(|e| {
+        self.idle.lock().retain(|e| {
             if e.id == id {
                 idle_gone.push(e.clone());
                 false
@@ -223,22 +224,22 @@ impl FunctionPool {
             throttles: c.throttles.load(Ordering::Relaxed),
             crashes: c.crashes.load(Ordering::Relaxed),
             processes_started: c.started.load(Ordering::Relaxed),
-            live_processes: lock(&self.all).len(),
-            idle_processes: lock(&self.idle).len(),
-            init_durations: lock(&c.init_durations).clone(),
+            live_processes: self.all.lock().len(),
+            idle_processes: self.idle.lock().len(),
+            init_durations: c.init_durations.lock().clone(),
         }
     }
 
     /// PIDs of the live processes (for tests and diagnostics).
     pub(crate) fn pids(&self) -> Vec<u32> {
-        lock(&self.all).values().filter_map(|e| e.pid).collect()
+        self.all.lock().values().filter_map(|e| e.pid).collect()
     }
 
     /// Refuses new invocations and stops every process.
     pub(crate) async fn shutdown(&self) {
         self.permits.close();
-        let envs: Vec<Arc<Environment>> = lock(&self.all).values().cloned().collect();
-        lock(&self.idle).clear();
+        let envs: Vec<Arc<Environment>> = self.all.lock().values().cloned().collect();
+        self.idle.lock().clear();
         for env in &envs {
             env.stop();
         }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -34,12 +35,12 @@ pub(crate) struct Invocation {
     pub(crate) timeout: Duration,
     /// Fired when the process takes the event: from then on the function timeout runs.
     pub(crate) picked: oneshot::Sender<()>,
-    pub(crate) reply: oneshot::Sender<Outcome>,
+    pub(crate) reply: oneshot::Sender<InvocationResult>,
 }
 
 /// What the process answered.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum InvocationResult {
     Response(Bytes),
     Error { error_type: String, message: String },
 }
@@ -57,7 +58,7 @@ pub(crate) struct ApiState {
     pub(crate) stop: Box<dyn Fn() + Send + Sync>,
     // A tokio mutex: `/next` holds it while it waits for an event.
     pub(crate) queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    pub(crate) in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    pub(crate) in_flight: Mutex<HashMap<String, oneshot::Sender<InvocationResult>>>,
     /// The listener's own address: the remote end of the process's sockets.
     pub(crate) listen: SocketAddr,
     /// The process's id, once spawned: the only process (with its descendants) answered.
@@ -178,17 +179,17 @@ async fn next(State(state): State<Arc<ApiState>>) -> Response {
     put("lambda-runtime-deadline-ms", &deadline_ms.to_string());
     put("lambda-runtime-invoked-function-arn", &state.function_arn);
     put("lambda-runtime-trace-id", &trace_id);
-    lock(&state.in_flight).insert(invocation.request_id.clone(), invocation.reply);
+    state.in_flight.lock().insert(invocation.request_id.clone(), invocation.reply);
     // The invoker may have given up already; the event is delivered anyway, as Lambda would.
     let _ = invocation.picked.send(());
     (StatusCode::OK, headers, invocation.payload).into_response()
 }
 
 async fn response(State(state): State<Arc<ApiState>>, Path(id): Path<String>, body: Bytes) -> Response {
-    let Some(reply) = lock(&state.in_flight).remove(&id) else {
+    let Some(reply) = state.in_flight.lock().remove(&id) else {
         return error_body(StatusCode::BAD_REQUEST, "InvalidRequestID", "unknown or already answered request id");
     };
-    if reply.send(Outcome::Response(body)).is_err() {
+    if reply.send(InvocationResult::Response(body)).is_err() {
         tracing::debug!(function = %state.function, request_id = %id, "response arrived after the invoker gave up");
     }
     accepted()
@@ -222,26 +223,20 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(reply) = lock(&state.in_flight).remove(&id) else {
+    let Some(reply) = state.in_flight.lock().remove(&id) else {
         return error_body(StatusCode::BAD_REQUEST, "InvalidRequestID", "unknown or already answered request id");
     };
     let (error_type, message) = read_error(&headers, &body);
     tracing::warn!(function = %state.function, request_id = %id, %error_type, %message, "function error");
-    let _ = reply.send(Outcome::Error { error_type, message });
+    let _ = reply.send(InvocationResult::Error { error_type, message });
     accepted()
 }
 
 async fn init_error(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Response {
     let (error_type, message) = read_error(&headers, &body);
     tracing::error!(function = %state.function, %error_type, %message, "init error");
-    *lock(&state.init_error) = Some(format!("{error_type}: {message}"));
+    *state.init_error.lock() = Some(format!("{error_type}: {message}"));
     // Lambda discards an environment whose init failed.
     (state.stop)();
     accepted()
-}
-
-/// A poisoned lock only means another request panicked mid-update of a plain map; the data is
-/// still usable, so carry on rather than fail every later request.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,13 +1,13 @@
 //! The chat functions (`connect`, `disconnect`, `sendmessage`, `default`): one runtime of
 //! clients per container, one [`ChatRuntime::invoke`] per event.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use dynamowave_auth::{AllowedOrigins, check_origin};
 use dynamowave_aws::{ConfigError, ConnectionsApiPool, DynamoDbSettings, DynamoDbStore, Tables};
-use dynamowave_core::{ChatDeps, ChatSettings, HandlerError, handle, is_warmup_event};
+use dynamowave_core::{ChatDeps, ChatSettings, HandlerError, Placement, handle, is_warmup_event};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use tracing::{Instrument, info, info_span, warn};
@@ -15,7 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 /// Why an invocation failed. Lambda reports it as the function's error, which API Gateway
 /// turns into `{"message": "Internal server error", ...}` for the client.
 #[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
+pub enum FunctionError {
     #[error("the event is not an API Gateway WebSocket event: {0}")]
     BadEvent(serde_json::Error),
     #[error(transparent)]
@@ -24,39 +24,53 @@ pub enum InvokeError {
     Response(serde_json::Error),
 }
 
-impl From<InvokeError> for Diagnostic {
-    fn from(e: InvokeError) -> Self {
+impl From<FunctionError> for Diagnostic {
+    fn from(e: FunctionError) -> Self {
         let error_type = match &e {
-            InvokeError::BadEvent(_) => "BadEvent",
-            InvokeError::Handler(_) => "HandlerError",
-            InvokeError::Response(_) => "ResponseError",
+            FunctionError::BadEvent(_) => "BadEvent",
+            FunctionError::Handler(_) => "HandlerError",
+            FunctionError::Response(_) => "ResponseError",
         };
         Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
     }
 }
 
-/// What a chat function keeps between invocations: the DynamoDB store and the
-/// `@connections` clients (one per endpoint).
+/// What a chat function keeps between invocations: the DynamoDB store, the `@connections`
+/// clients (one per endpoint), and the handlers' in-memory budgets of this warm instance.
 pub struct ChatRuntime {
     store: Arc<DynamoDbStore>,
     connections_api: ConnectionsApiPool,
     settings: ChatSettings,
-    /// Kept across invocations: the presence budget of this warm instance.
-    presence: Arc<dynamowave_core::handlers::PresenceBudget>,
-    /// Kept across invocations: this warm instance's room-creation rate per connection.
-    room_rate: Arc<dynamowave_core::handlers::RoomCreationRate>,
+    /// The handlers' dependencies, built at the first invocation (they need a `@connections`
+    /// client, which is the event's); each invocation answers through its own event's client.
+    deps: OnceLock<ChatDeps>,
     /// Origins whose pages may connect, checked on `$connect` (for when no authorizer runs).
     origins: AllowedOrigins,
 }
 
 impl ChatRuntime {
     pub fn new(store: DynamoDbStore, connections_api: ConnectionsApiPool, settings: ChatSettings) -> Self {
-        let presence = Arc::new(dynamowave_core::handlers::PresenceBudget::new(settings.presence_per_room_per_second));
-        let room_rate = Arc::new(dynamowave_core::handlers::RoomCreationRate::new(
-            settings.room_create_per_minute,
-            settings.room_create_burst,
-        ));
-        Self { store: Arc::new(store), connections_api, settings, presence, room_rate, origins: AllowedOrigins::none() }
+        Self {
+            store: Arc::new(store),
+            connections_api,
+            settings,
+            deps: OnceLock::new(),
+            origins: AllowedOrigins::none(),
+        }
+    }
+
+    /// The dependencies for an invocation answering through `connections_api`.
+    fn deps(&self, connections_api: Arc<dyn dynamowave_core::ConnectionsApi>) -> ChatDeps {
+        let shared = self.deps.get_or_init(|| {
+            ChatDeps::new(
+                self.store.clone(),
+                self.store.clone(),
+                connections_api.clone(),
+                self.settings.clone(),
+                Placement::Lambda,
+            )
+        });
+        shared.with_connections_api(connections_api)
     }
 
     /// Which browser pages `$connect` lets in besides none (default: only clients that send no
@@ -76,11 +90,11 @@ impl ChatRuntime {
 
     /// One invocation. A warm-up (`{"warmup": true}`) answers `{"warm": true}` touching
     /// nothing; anything else must be an API Gateway WebSocket event, handled by the core.
-    pub async fn invoke(&self, event: Value) -> Result<Value, InvokeError> {
+    pub async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         if is_warmup_event(&event) {
             return Ok(json!({ "warm": true }));
         }
-        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).map_err(InvokeError::BadEvent)?;
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).map_err(FunctionError::BadEvent)?;
         if let Some(refusal) = foreign_origin(&self.origins, &event) {
             return Ok(refusal);
         }
@@ -92,18 +106,9 @@ impl ChatRuntime {
             route_key = context.route_key.as_deref().unwrap_or(""),
         );
         async {
-            let deps = ChatDeps {
-                connections: self.store.clone(),
-                messages: self.store.clone(),
-                connections_api: self.connections_api.for_event(&event)?,
-                settings: self.settings.clone(),
-                // Invocations share no memory on Lambda: clients order by `seq`.
-                sequencer: None,
-                presence: self.presence.clone(),
-                room_rate: self.room_rate.clone(),
-            };
+            let deps = self.deps(self.connections_api.for_event(&event)?);
             let response = handle(&deps, event).await.inspect_err(|e| warn!(error = %e, "handler failed"))?;
-            serde_json::to_value(response).map_err(InvokeError::Response)
+            serde_json::to_value(response).map_err(FunctionError::Response)
         }
         .instrument(span)
         .await

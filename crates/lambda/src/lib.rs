@@ -26,4 +26,4 @@ pub mod chat;
 pub mod telemetry;
 pub mod warmer;
 
-pub use chat::{ChatRuntime, InvokeError, run_chat_function};
+pub use chat::{ChatRuntime, FunctionError, run_chat_function};

@@ -7,7 +7,7 @@ use dynamowave_auth::{AuthSettings, mint_hs256};
 use dynamowave_aws::{ConnectionsApiPool, DynamoDbSettings, DynamoDbStore};
 use dynamowave_core::ChatSettings;
 use dynamowave_lambda::authorizer::authorize_event;
-use dynamowave_lambda::{ChatRuntime, InvokeError};
+use dynamowave_lambda::{ChatRuntime, FunctionError};
 use dynamowave_testkit::events;
 use dynamowave_testkit::moto::{count, moto_store};
 use serde_json::{Value, json};
@@ -50,7 +50,7 @@ async fn warmup_touches_nothing_and_real_events_write() {
     // Neither a warm-up nor a WebSocket event: a Lambda error (API Gateway would report it as
     // "Internal server error"), and still nothing written.
     let err = runtime.invoke(json!({ "warmup": "yes" })).await.expect_err("a non-event must fail");
-    assert!(matches!(err, InvokeError::BadEvent(_)), "{err}");
+    assert!(matches!(err, FunctionError::BadEvent(_)), "{err}");
     assert_eq!(counts(&store).await, [0, 1, 1], "only the message and its room meta remain");
 }
 

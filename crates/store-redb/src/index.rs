@@ -13,12 +13,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dynamowave_core::ConnectionRecord;
 use dynamowave_core::model::Page;
 use dynamowave_core::names::name_key;
 use dynamowave_core::store::Recipient;
+use parking_lot::Mutex;
 
 /// A record in the index's set, found by its connection id (`Borrow<str>`).
 pub(crate) struct ById(ConnectionRecord);
@@ -70,7 +71,7 @@ impl Index {
     /// Sets `connection_id` to `record`, or removes it when `None`.
     pub fn set(&mut self, connection_id: &str, record: Option<ConnectionRecord>) {
         {
-            let cache = self.recipients.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cache = self.recipients.get_mut();
             if let Some(room) = self.by_id.get(connection_id).and_then(|o| o.0.room.as_deref()) {
                 cache.remove(room);
             }
@@ -133,7 +134,7 @@ impl Index {
 
     /// Rooms with a cached recipient list.
     pub fn cached_rooms(&self) -> usize {
-        self.recipients.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.recipients.lock().len()
     }
 
     /// Every member of `room`, as a shared list.
@@ -143,7 +144,7 @@ impl Index {
             // every room name ever posted to (no membership change ever clears it).
             return Arc::from([]);
         }
-        let mut cache = self.recipients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.recipients.lock();
         if let Some(list) = cache.get(room) {
             return list.clone();
         }

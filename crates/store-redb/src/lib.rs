@@ -20,8 +20,14 @@
 //! - `tables`: table definitions, stored records (with the rooms' activity index), and the
 //!   MessageLog journal with the function that applies an entry (shared by live writes, journal
 //!   folding and restore).
-//! - [`restore`]: point-in-time recovery into a new data dir; a failed restore removes what it
+//! - [`restore`](mod@restore): point-in-time recovery into a new data dir; a failed restore removes what it
 //!   wrote.
+//! - This file: [`RedbSettings`], the clock of the journal, and the data files' permissions.
+//!
+//! # Repeated on purpose
+//!
+//! The port methods' signatures in `store` stand again in the other adapters
+//! (`dynamowave-aws`, core's `testing`): each implements the one trait in its own terms.
 
 mod claims;
 mod index;
@@ -44,7 +50,7 @@ pub use writer::MaintenanceReport;
 pub struct RedbSettings {
     /// Messages older than this are pruned (the room's `first_seq` advances). Default 35 days.
     pub retention: Duration,
-    /// How far back [`restore`] can go: MessageLog journal entries are kept this long, then
+    /// How far back [`restore`](fn@restore) can go: MessageLog journal entries are kept this long, then
     /// folded into the base tables. Default 35 days (the seed's DynamoDB PITR window).
     pub pitr_window: Duration,
     /// How often the writer runs retention and journal folding. Default 60 s.
@@ -75,7 +81,7 @@ impl Default for RedbSettings {
             durable_interval: Duration::from_secs(1),
             max_fold_per_pass: 10_000,
             cache_bytes: 64 << 20,
-            empty_room_ttl: Duration::from_secs(300),
+            empty_room_ttl: Duration::from_secs(dynamowave_core::ChatSettings::DEFAULT_EMPTY_ROOM_TTL_SECS),
         }
     }
 }

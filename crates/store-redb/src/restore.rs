@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use dynamowave_core::StoreError;
-use redb::{Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{
+    Database, DatabaseError, Key, ReadOnlyDatabase, ReadOnlyTable, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, Value,
+};
 use tracing::{info, warn};
 
 use crate::now_micros;
@@ -155,24 +158,13 @@ fn write_restored(
         let mut live = LogTables::live(&txn)?;
         let mut base = LogTables::base(&txn)?;
         // The base goes to both generations: as the base, and as the start of the live state.
-        let base_messages = read.open_table(BASE_MESSAGES).map_err(db_err)?;
-        for item in base_messages.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            base.messages.insert(k.value(), v.value()).map_err(db_err)?;
-            live.messages.insert(k.value(), v.value()).map_err(db_err)?;
-        }
-        let base_keys = read.open_table(BASE_IDEMPOTENCY).map_err(db_err)?;
-        for item in base_keys.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            base.idempotency.insert(k.value(), v.value()).map_err(db_err)?;
-            live.idempotency.insert(k.value(), v.value()).map_err(db_err)?;
-        }
-        let base_rooms = read.open_table(BASE_ROOMS).map_err(db_err)?;
-        for item in base_rooms.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            base.rooms.insert(k.value(), v.value()).map_err(db_err)?;
-            live.rooms.insert(k.value(), v.value()).map_err(db_err)?;
-        }
+        copy_to_both(&read.open_table(BASE_MESSAGES).map_err(db_err)?, &mut base.messages, &mut live.messages)?;
+        copy_to_both(
+            &read.open_table(BASE_IDEMPOTENCY).map_err(db_err)?,
+            &mut base.idempotency,
+            &mut live.idempotency,
+        )?;
+        copy_to_both(&read.open_table(BASE_ROOMS).map_err(db_err)?, &mut base.rooms, &mut live.rooms)?;
         let journal = read.open_table(JOURNAL).map_err(db_err)?;
         let mut target_journal = txn.open_table(JOURNAL).map_err(db_err)?;
         for item in journal.range(..=to_us).map_err(db_err)? {
@@ -189,4 +181,18 @@ fn write_restored(
     };
     txn.commit().map_err(db_err)?;
     Ok((entries_replayed, rooms, messages))
+}
+
+/// Copies every row of `from` into both `a` and `b`.
+fn copy_to_both<K: Key + 'static, V: Value + 'static>(
+    from: &ReadOnlyTable<K, V>,
+    a: &mut Table<'_, K, V>,
+    b: &mut Table<'_, K, V>,
+) -> Result<(), StoreError> {
+    for item in from.iter().map_err(db_err)? {
+        let (k, v) = item.map_err(db_err)?;
+        a.insert(k.value(), v.value()).map_err(db_err)?;
+        b.insert(k.value(), v.value()).map_err(db_err)?;
+    }
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! [`RedbStore`]: opening a data dir, the storage ports, and the admin operations.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use dynamowave_core::model::{Appended, NewMessage, Page, RoomState, StoredMessage};
 use dynamowave_core::store::{RoomClaim, RoomsCursor, RoomsPage};
 use dynamowave_core::{ConnectionRecord, ConnectionStore, MessageLog, StoreError};
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -95,7 +96,7 @@ impl RedbStore {
 
     /// How many connections are registered.
     pub fn connection_count(&self) -> usize {
-        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.index.read().len()
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
@@ -118,7 +119,7 @@ impl RedbStore {
     }
 
     fn join_writer(&self) {
-        let handle = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let handle = self.writer.lock().take();
         if let Some(handle) = handle
             && handle.join().is_err()
         {
@@ -133,13 +134,13 @@ impl RedbStore {
 
     /// Admin: deletes a room's whole history, its idempotency keys and its epoch (the next use
     /// starts a new log with a new epoch). Journaled, so [`RedbStore::restore_to`] or
-    /// [`crate::restore`] can undo it within the PITR window. Returns how many messages went.
+    /// [`crate::restore`](fn@crate::restore) can undo it within the PITR window. Returns how many messages went.
     pub async fn delete_room_history(&self, room: &str) -> Result<u64, StoreError> {
         self.call(|reply| Request::DeleteRoomHistory(room.to_string(), reply)).await
     }
 
     /// Point-in-time recovery from this (running) store into a new data dir: the state as of
-    /// `to`. See [`crate::restore`] for the offline form.
+    /// `to`. See [`crate::restore`](fn@crate::restore) for the offline form.
     pub fn restore_to(&self, to: chrono::DateTime<chrono::Utc>, into_dir: &Path) -> Result<RestoreReport, StoreError> {
         restore_from(self.db.as_ref(), to, into_dir)
     }
@@ -147,8 +148,8 @@ impl RedbStore {
     /// In memory, room-keyed or per connection: (rooms with a cached recipient list, rooms with
     /// members, connections with room claims). For tests that check rooms leave memory.
     pub fn memory_entries(&self) -> (usize, usize, usize) {
-        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let claims = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        let index = self.index.read();
+        let claims = self.claims.lock().len();
         (index.cached_rooms(), index.rooms_with_members(), claims)
     }
 
@@ -162,8 +163,8 @@ impl RedbStore {
 
     /// Empty, idle past the TTL, and nobody in it: not listed, not existing.
     fn lapsed(&self, room: &str, meta: &RoomMeta) -> bool {
-        meta.idle_and_empty(self.empty_room_ttl_ms, chrono::Utc::now().timestamp_millis())
-            && !self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).has_members(room)
+        meta.idle_and_empty(self.empty_room_ttl_ms, dynamowave_core::model::now_ms())
+            && !self.index.read().has_members(room)
     }
 
     fn room_meta(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
@@ -230,7 +231,7 @@ impl ConnectionStore for RedbStore {
     }
 
     async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(connection_id).cloned())
+        Ok(self.index.read().get(connection_id).cloned())
     }
 
     async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -259,12 +260,12 @@ impl ConnectionStore for RedbStore {
         next: Option<&str>,
         page_size: usize,
     ) -> Result<Page<ConnectionRecord>, StoreError> {
-        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).members(room, next, page_size))
+        Ok(self.index.read().members(room, next, page_size))
     }
 
     async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
         let key = dynamowave_core::names::name_key(name);
-        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).holders(&key))
+        Ok(self.index.read().holders(&key))
     }
 
     async fn recipients(
@@ -272,7 +273,7 @@ impl ConnectionStore for RedbStore {
         room: &str,
         _page_size: usize,
     ) -> Result<std::sync::Arc<[dynamowave_core::store::Recipient]>, StoreError> {
-        Ok(self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).recipients(room))
+        Ok(self.index.read().recipients(room))
     }
 }
 
@@ -320,7 +321,7 @@ impl MessageLog for RedbStore {
 
     async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
         if let Some(meta) = self.room_meta(room)?
-            && !meta.idle_and_empty(self.empty_room_ttl_ms, chrono::Utc::now().timestamp_millis())
+            && !meta.idle_and_empty(self.empty_room_ttl_ms, dynamowave_core::model::now_ms())
         {
             return Ok(meta.state(room));
         }
@@ -379,14 +380,13 @@ impl MessageLog for RedbStore {
         max: usize,
         _expires_at: i64,
     ) -> Result<RoomClaim, StoreError> {
-        let mut claims = self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        claims
-            .sweep_if_due(|id| self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).is_some());
+        let mut claims = self.claims.lock();
+        claims.sweep_if_due(|id| self.index.read().get(id).is_some());
         Ok(claims.claim(connection_id, room, max))
     }
 
     async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner).release(connection_id);
+        self.claims.lock().release(connection_id);
         Ok(())
     }
 }

@@ -14,13 +14,14 @@
 //! the whole transaction and every request of the batch gets it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use dynamowave_core::model::{Appended, NameOwner, NewMessage, RoomState, StoredMessage};
 use dynamowave_core::names::name_key;
 use dynamowave_core::{ConnectionRecord, StoreError};
+use parking_lot::RwLock;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -197,7 +198,7 @@ impl Writer {
                     self.last_durable = Instant::now();
                 }
                 if !overlay.records.is_empty() {
-                    let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut index = self.index.write();
                     for (id, record) in overlay.records {
                         index.set(&id, record);
                     }
@@ -283,7 +284,7 @@ impl Writer {
     fn current(&self, overlay: &Overlay, id: &str) -> Option<ConnectionRecord> {
         match overlay.records.get(id) {
             Some(staged) => staged.clone(),
-            None => self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned(),
+            None => self.index.read().get(id).cloned(),
         }
     }
 
@@ -291,7 +292,7 @@ impl Writer {
     /// the index) or staged earlier in this batch. Only this thread writes, so nothing can
     /// claim the key between this check and the commit.
     fn name_free(&self, overlay: &Overlay, key: &str, owner: NameOwner<'_>, me: &str) -> Result<(), StoreError> {
-        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let index = self.index.read();
         let staged = overlay.named.get(key).into_iter().flatten().map(String::as_str);
         for id in index.holder_ids(key).chain(staged) {
             if id == me {
@@ -398,7 +399,7 @@ impl Writer {
     /// The room's log; made anew (a new epoch) if it has none, or if it lapsed (empty and idle
     /// for the empty-room TTL) and awaits expiry.
     fn ensure_room(&mut self, tx: &mut Tx<'_>, room: &str) -> Result<RoomMeta, StoreError> {
-        let created_ms = chrono::Utc::now().timestamp_millis();
+        let created_ms = dynamowave_core::model::now_ms();
         if let Some(meta) = tx.log.room(room)? {
             if !meta.idle_and_empty(millis(self.settings.empty_room_ttl), created_ms) {
                 return Ok(meta);
@@ -451,7 +452,7 @@ impl Writer {
     /// entries older than `pitr_window` are folded into the base tables).
     fn maintain(&mut self, txn: &WriteTransaction, tx: &mut Tx<'_>) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = dynamowave_core::model::now_ms();
         let cutoff_ms = now_ms - millis(self.settings.retention);
         let ttl_ms = millis(self.settings.empty_room_ttl);
         let mut rooms: Vec<(String, RoomMeta)> = Vec::new();
@@ -488,9 +489,7 @@ impl Writer {
                 debug!(room, first_seq = first, "retention pruned old messages");
             }
             let now_empty = RoomMeta { first_seq: first, ..meta };
-            if now_empty.idle_and_empty(ttl_ms, now_ms)
-                && !self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).has_members(&room)
-            {
+            if now_empty.idle_and_empty(ttl_ms, now_ms) && !self.index.read().has_members(&room) {
                 self.record(tx, &JournalEntry::Expired { room: room.clone() })?;
                 report.rooms_expired += 1;
                 debug!(room, "empty room expired");

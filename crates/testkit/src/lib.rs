@@ -13,9 +13,9 @@
 //! - [`binary`]: the `dynamowave` binary: [`binary::Serve`] (`serve` on port 0, waits for
 //!   `DYNAMOWAVE_LISTENING`, kills on drop, keeps its stderr), [`binary::spawn_app`] (on a
 //!   temporary data dir), one-shot runs of its other commands, and where the built binaries are.
-//! - [`in_process`]: the only module that builds the chat's dependencies ([`in_process::chat_deps`])
-//!   or a gateway (feature `gateway`: the chat on a temporary redb store, or any route table),
-//!   and so the only one to change when they are built differently.
+//! - [`in_process`]: the only module that builds a gateway (feature `app-gateway`: any app or
+//!   route table; feature `gateway`: the chat on a temporary redb store), and so the only one
+//!   to change when it is built differently.
 //! - [`raw`]: a raw WebSocket client that writes frames byte by byte (conformance tests).
 //! - [`events`]: API Gateway's WebSocket event as JSON, for calling functions directly.
 //! - [`temp`]: a temporary path that does not exist yet.
@@ -23,9 +23,11 @@
 //!   fresh tables.
 //! - `fault_proxy` (feature `aws`): a fault-injecting HTTP proxy between the SDK and moto.
 //!
-//! The features keep what a test crate builds to what it uses: `aws` brings the AWS SDK (only
-//! `dynamowave-aws` and `dynamowave-lambda` ask for it), `gateway` the gateway and the
-//! embedded store.
+//! The features keep what a test crate builds to what it uses: `chat` (default) the chat's
+//! crate, for [`ws`] and [`raw`] (its subprotocol); `app-gateway` the gateway alone (the
+//! gateway's own tests take it with `default-features = false`, so they build no chat);
+//! `gateway` the chat behind it on the embedded store; `aws` the AWS SDK (only
+//! `dynamowave-aws` and `dynamowave-lambda` ask for it).
 //!
 //! Every wait has one bound, [`TIMEOUT`], unless a test passes its own.
 //!
@@ -56,8 +58,10 @@ use std::time::Duration;
 pub mod binary;
 pub mod events;
 pub mod in_process;
+#[cfg(feature = "chat")]
 pub mod raw;
 pub mod temp;
+#[cfg(feature = "chat")]
 pub mod ws;
 
 #[cfg(feature = "aws")]

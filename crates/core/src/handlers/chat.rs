@@ -1,30 +1,27 @@
 //! The chat actions beyond the seed: join (with recovery by `since`), leave, setname,
 //! history, who, sendprivate, ping, rooms, whoami. Each answers its sender with one event.
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
 
 use super::rooms::admit;
 use super::{
-    ChatDeps, announce_presence, check_text_len, history_envelope_len, history_len, now_ms, post, reply, reply_error,
-    response,
+    ChatDeps, HandlerResult, announce_presence, check_text_len, history_envelope_len, history_len, now_ms, post, reply,
+    reply_error, response,
 };
 use crate::error::{HandlerError, StoreError};
 use crate::event::WebSocketEventExt;
 use crate::model::{ConnectionRecord, Framing};
 use crate::names::{validate_name, validate_room, validate_text};
-use crate::protocol::{ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, json_len, parse_action};
+use crate::protocol::{Action, ClientAction, Member, ProtocolError, RoomSummary, ServerEvent, json_len, parse_action};
 use crate::store::RoomsCursor;
 
 pub struct ChatHandler;
 
 impl ChatHandler {
-    /// Handles `action` (one of [`crate::protocol::ACTIONS`] other than `sendmessage`).
-    pub async fn handle(
-        deps: &ChatDeps,
-        event: &ApiGatewayWebsocketProxyRequest,
-        action: &str,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    /// Handles `action` (any but `sendmessage`, which has its own handler).
+    pub async fn handle(deps: &ChatDeps, event: &ApiGatewayWebsocketProxyRequest, action: Action) -> HandlerResult {
+        let action = action.route_key();
         let connection_id = event.connection_id()?;
         let body = event.body.as_deref().unwrap_or("");
         let parsed = match parse_action(action, body) {
@@ -58,36 +55,36 @@ impl ChatHandler {
                 }
                 Ok(response(200, "OK."))
             }
-            Err(Outcome::Refused(e)) => reply_error(deps, connection_id, &e, Some(action), None).await,
-            Err(Outcome::Failed(e)) => Err(e),
+            Err(ActionError::Refused(e)) => reply_error(deps, connection_id, &e, Some(action), None).await,
+            Err(ActionError::Failed(e)) => Err(e),
         }
     }
 }
 
-enum Outcome {
+enum ActionError {
     Refused(ProtocolError),
     Failed(HandlerError),
 }
 
-impl From<ProtocolError> for Outcome {
+impl From<ProtocolError> for ActionError {
     fn from(e: ProtocolError) -> Self {
-        Outcome::Refused(e)
+        ActionError::Refused(e)
     }
 }
 
-impl From<StoreError> for Outcome {
+impl From<StoreError> for ActionError {
     fn from(e: StoreError) -> Self {
-        Outcome::Failed(e.into())
+        ActionError::Failed(e.into())
     }
 }
 
-impl From<HandlerError> for Outcome {
+impl From<HandlerError> for ActionError {
     fn from(e: HandlerError) -> Self {
-        Outcome::Failed(e)
+        ActionError::Failed(e)
     }
 }
 
-type Answer = Result<Bytes, Outcome>;
+type Answer = Result<Bytes, ActionError>;
 
 fn room_or_current(me: &ConnectionRecord, room: Option<String>) -> Result<String, ProtocolError> {
     let room = room

@@ -7,14 +7,14 @@
 //! token's name for its principal. A token's name that another principal holds refuses the
 //! connection with 409 and the reason.
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::HeaderValue;
 use tracing::{debug, info, warn};
 
-use super::{ChatDeps, announce_presence, now_ms, response};
+use super::{ChatDeps, HandlerResult, announce_presence, now_ms, response};
 use crate::SUBPROTOCOL;
 use crate::connections_api::ConnectionsApiError;
-use crate::error::{HandlerError, StoreError};
+use crate::error::StoreError;
 use crate::event::{AUTH_NAME, AUTH_PRINCIPAL, WebSocketEventExt};
 use crate::model::{ConnectionRecord, Framing};
 use crate::names::{MAX_NAME_CHARS, validate_name};
@@ -22,10 +22,7 @@ use crate::names::{MAX_NAME_CHARS, validate_name};
 pub struct ConnectHandler;
 
 impl ConnectHandler {
-    pub async fn handle(
-        deps: &ChatDeps,
-        event: &ApiGatewayWebsocketProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    pub async fn handle(deps: &ChatDeps, event: &ApiGatewayWebsocketProxyRequest) -> HandlerResult {
         let connection_id = event.connection_id()?;
         let offered_json =
             event.header("sec-websocket-protocol").is_some_and(|p| p.split(',').any(|p| p.trim() == SUBPROTOCOL));

@@ -4,38 +4,24 @@
 //! `action` is one of the chat actions (an API deployed with only the tutorial's routes) is
 //! handed to that action's handler.
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
-use chrono::{SecondsFormat, TimeZone, Utc};
 
-use super::{ChatDeps, ChatHandler, SendMessageHandler, post, response};
-use crate::connections_api::ConnectionsApiError;
-use crate::error::HandlerError;
+use super::{ChatDeps, HandlerResult, handle_action, post, response};
+use crate::connections_api::{ConnectionsApiError, iso_time};
 use crate::event::WebSocketEventExt;
 use crate::model::Framing;
-use crate::protocol::{ACTIONS, ServerEvent, action_of};
+use crate::protocol::{Action, ServerEvent, action_of};
 
 pub struct DefaultHandler;
 
 pub(crate) const USE_SENDMESSAGE: &str = "Use the sendmessage route to send a message.";
 
-fn iso(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl DefaultHandler {
-    pub async fn handle(
-        deps: &ChatDeps,
-        event: &ApiGatewayWebsocketProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    pub async fn handle(deps: &ChatDeps, event: &ApiGatewayWebsocketProxyRequest) -> HandlerResult {
         let connection_id = event.connection_id()?;
-        if let Some(action) = event.body.as_deref().and_then(action_of) {
-            if action == "sendmessage" {
-                return SendMessageHandler::handle(deps, event).await;
-            }
-            if let Some(known) = ACTIONS.iter().find(|a| **a == action) {
-                return ChatHandler::handle(deps, event, known).await;
-            }
+        if let Some(action) = event.body.as_deref().and_then(action_of).as_deref().and_then(Action::from_route_key) {
+            return handle_action(deps, event, action).await;
         }
         let info = match deps.connections_api.get_connection(connection_id).await {
             Ok(info) => info,
@@ -43,9 +29,9 @@ impl DefaultHandler {
             Err(e) => return Err(e.into()),
         };
         let info_json = serde_json::json!({
-            "ConnectedAt": iso(info.connected_at),
+            "ConnectedAt": iso_time(info.connected_at),
             "Identity": { "SourceIp": info.source_ip, "UserAgent": info.user_agent },
-            "LastActiveAt": iso(info.last_active_at),
+            "LastActiveAt": iso_time(info.last_active_at),
             "connectionID": connection_id,
         });
         let text = format!("{USE_SENDMESSAGE} Your info: {info_json}");

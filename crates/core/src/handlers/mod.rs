@@ -21,11 +21,12 @@ use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
+use crate::app::Route;
 use crate::connections_api::{ConnectionsApi, ConnectionsApiError};
 use crate::error::HandlerError;
 use crate::event::WebSocketEventExt;
 use crate::model::{ConnectionRecord, Framing, StoredMessage};
-use crate::protocol::{ACTIONS, ProtocolError, ServerEvent, json_len};
+use crate::protocol::{Action, ProtocolError, ServerEvent, json_len};
 use crate::store::{ConnectionStore, MessageLog};
 
 pub use chat::ChatHandler;
@@ -36,8 +37,11 @@ pub use presence::PresenceBudget;
 pub use rooms::RoomCreationRate;
 pub use send_message::SendMessageHandler;
 
+/// What a handler answers: the integration response, or why there is none.
+pub type HandlerResult = Result<ApiGatewayProxyResponse, HandlerError>;
+
 /// What the handlers need, passed in (never global): the two storage ports, the delivery port,
-/// and the settings.
+/// and the settings. Built by [`ChatDeps::new`].
 #[derive(Clone)]
 pub struct ChatDeps {
     pub connections: Arc<dyn ConnectionStore>,
@@ -51,6 +55,54 @@ pub struct ChatDeps {
     /// Rooms each connection may bring into existence per minute
     /// ([`ChatSettings::room_create_per_minute`]); in memory, like the presence budget.
     pub room_rate: Arc<RoomCreationRate>,
+}
+
+/// Where the handlers run, which decides what they may share in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// All in this process, behind the local gateway: fan-outs of a room are ordered by `seq`
+    /// ([`sequencer::RoomSequencer`]).
+    InProcess,
+    /// In Lambda invocations, which share no memory: clients order by `seq`.
+    Lambda,
+}
+
+/// How long a fan-out waits for the one before it in its room (in-process).
+const SEQUENCER_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ChatDeps {
+    /// The handlers' dependencies: the stores, the `@connections` API they answer through, and
+    /// the in-memory budgets (presence, room creation) and sequencer `settings` and `placement`
+    /// call for.
+    pub fn new(
+        connections: Arc<dyn ConnectionStore>,
+        messages: Arc<dyn MessageLog>,
+        connections_api: Arc<dyn ConnectionsApi>,
+        settings: ChatSettings,
+        placement: Placement,
+    ) -> Self {
+        let sequencer = (placement == Placement::InProcess).then(|| {
+            Arc::new(
+                sequencer::RoomSequencer::new(SEQUENCER_MAX_WAIT)
+                    .with_idle(std::time::Duration::from_secs(settings.empty_room_ttl_secs)),
+            )
+        });
+        Self {
+            connections,
+            messages,
+            connections_api,
+            presence: Arc::new(PresenceBudget::new(settings.presence_per_room_per_second)),
+            room_rate: Arc::new(RoomCreationRate::new(settings.room_create_per_minute, settings.room_create_burst)),
+            settings,
+            sequencer,
+        }
+    }
+
+    /// The same dependencies, budgets and sequencer answering through `connections_api` (in
+    /// Lambda, the client for the API and stage an event came through).
+    pub fn with_connections_api(&self, connections_api: Arc<dyn ConnectionsApi>) -> Self {
+        Self { connections_api, ..self.clone() }
+    }
 }
 
 /// Chat behaviour that is a setting, with its default.
@@ -113,6 +165,10 @@ pub struct ChatSettings {
 pub const TEXT_ENVELOPE_RESERVE: usize = 1024;
 
 impl ChatSettings {
+    /// How long an empty room lives on by default: 5 minutes. One value for the handlers and
+    /// the stores (see [`ChatSettings::empty_room_ttl_secs`]).
+    pub const DEFAULT_EMPTY_ROOM_TTL_SECS: u64 = 300;
+
     /// The longest text a message may carry.
     pub fn text_limit(&self) -> usize {
         self.max_text_bytes.unwrap_or_else(|| self.max_payload_bytes.saturating_sub(TEXT_ENVELOPE_RESERVE))
@@ -143,7 +199,7 @@ impl Default for ChatSettings {
             max_rooms_per_connection: 100,
             room_create_per_minute: 20,
             room_create_burst: 10,
-            empty_room_ttl_secs: 300,
+            empty_room_ttl_secs: Self::DEFAULT_EMPTY_ROOM_TTL_SECS,
             rooms_page_max: 100,
             max_payload_bytes: 128 * 1024,
             max_text_bytes: None,
@@ -159,17 +215,26 @@ pub fn is_warmup_event(event: &serde_json::Value) -> bool {
     event.get("warmup").and_then(serde_json::Value::as_bool) == Some(true)
 }
 
-/// Routes an event to its handler by `routeKey`, as API Gateway routes to integrations.
-pub async fn handle(
+/// Routes an event to its handler by `routeKey` ([`Route`]), as API Gateway routes to
+/// integrations.
+pub async fn handle(deps: &ChatDeps, event: ApiGatewayWebsocketProxyRequest) -> HandlerResult {
+    match Route::from_route_key(event.route_key()) {
+        Route::Connect => ConnectHandler::handle(deps, &event).await,
+        Route::Disconnect => DisconnectHandler::handle(deps, &event).await,
+        Route::Action(action) => handle_action(deps, &event, action).await,
+        Route::Default => DefaultHandler::handle(deps, &event).await,
+    }
+}
+
+/// Runs `action`'s handler (reached by its route, or through `$default`).
+pub(crate) async fn handle_action(
     deps: &ChatDeps,
-    event: ApiGatewayWebsocketProxyRequest,
-) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    match event.route_key() {
-        "$connect" => ConnectHandler::handle(deps, &event).await,
-        "$disconnect" => DisconnectHandler::handle(deps, &event).await,
-        "sendmessage" => SendMessageHandler::handle(deps, &event).await,
-        key if ACTIONS.contains(&key) => ChatHandler::handle(deps, &event, key).await,
-        _ => DefaultHandler::handle(deps, &event).await,
+    event: &ApiGatewayWebsocketProxyRequest,
+    action: Action,
+) -> HandlerResult {
+    match action {
+        Action::SendMessage => SendMessageHandler::handle(deps, event).await,
+        other => ChatHandler::handle(deps, event, other).await,
     }
 }
 
@@ -181,9 +246,7 @@ pub(crate) fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
     r
 }
 
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub(crate) use crate::model::now_ms;
 
 /// Posts a frame to one connection. If the connection is gone, its entry is deleted: this is
 /// the connection the post went to, never anybody else's.

@@ -8,8 +8,8 @@
 //! In Lambda each warm instance keeps its own budget, so the room-wide rate is the budget times
 //! the instances in use.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Rooms remembered before full buckets are forgotten (a full bucket is the same as none).
@@ -38,7 +38,7 @@ impl PresenceBudget {
 
     /// Rooms with a bucket in memory.
     pub fn len(&self) -> usize {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.rooms.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,10 +60,10 @@ impl PresenceBudget {
             b.tokens = (b.tokens + elapsed * self.per_second).min(burst);
             b.at = now;
         };
-        // std Mutex: a map lookup, never held across an await.
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        // A map lookup, never held across an await.
+        let mut rooms = self.rooms.lock();
         let due = {
-            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self.last_sweep.lock();
             let due = now.saturating_duration_since(*last) >= SWEEP_INTERVAL;
             if due {
                 *last = now;
@@ -135,6 +135,6 @@ mod tests {
         for i in 0..(MAX_TRACKED_ROOMS * 3) {
             budget.take_at(&format!("room-{i}"), t0 + Duration::from_secs(i as u64));
         }
-        assert!(budget.rooms.lock().unwrap().len() <= MAX_TRACKED_ROOMS + 1);
+        assert!(budget.rooms.lock().len() <= MAX_TRACKED_ROOMS + 1);
     }
 }

@@ -6,13 +6,14 @@
 //! twice and gets the original `seq`. A message that could not be delivered whole (text over the
 //! cap, or a frame over the payload limit) is refused before it is stored: no `seq` is used.
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
 use tracing::debug;
 
 use super::rooms::admit;
-use super::{ChatDeps, broadcast, check_deliverable, check_text_len, now_ms, post, reply_error, response};
-use crate::error::HandlerError;
+use super::{
+    ChatDeps, HandlerResult, broadcast, check_deliverable, check_text_len, now_ms, post, reply_error, response,
+};
 use crate::event::WebSocketEventExt;
 use crate::model::{Framing, NewMessage, StoredMessage};
 use crate::names::{validate_room, validate_text};
@@ -21,10 +22,7 @@ use crate::protocol::{ClientAction, ProtocolError, ServerEvent, parse_action};
 pub struct SendMessageHandler;
 
 impl SendMessageHandler {
-    pub async fn handle(
-        deps: &ChatDeps,
-        event: &ApiGatewayWebsocketProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    pub async fn handle(deps: &ChatDeps, event: &ApiGatewayWebsocketProxyRequest) -> HandlerResult {
         let connection_id = event.connection_id()?;
         let body = event.body.as_deref().unwrap_or("");
         let (text, room, id) = match parse_action("sendmessage", body) {

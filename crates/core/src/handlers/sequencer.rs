@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OnceCell};
@@ -59,7 +61,7 @@ impl RoomSequencer {
 
     /// Rooms with an entry in memory.
     pub fn len(&self) -> usize {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.rooms.lock();
         self.sweep(&mut rooms, Instant::now());
         rooms.map.len()
     }
@@ -76,7 +78,7 @@ impl RoomSequencer {
         rooms.last_sweep = now;
         let idle = self.idle;
         rooms.map.retain(|_, t| {
-            let last = *t.last_used.lock().unwrap_or_else(|p| p.into_inner());
+            let last = *t.last_used.lock();
             Arc::strong_count(t) > 1 || now.saturating_duration_since(last) < idle
         });
     }
@@ -94,8 +96,8 @@ impl RoomSequencer {
     }
 
     fn turns(&self, room: &str) -> Arc<RoomTurns> {
-        // std Mutex: a map lookup, never held across an await.
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        // A map lookup, never held across an await.
+        let mut rooms = self.rooms.lock();
         let now = Instant::now();
         self.sweep(&mut rooms, now);
         let turns = rooms
@@ -105,7 +107,7 @@ impl RoomSequencer {
                 Arc::new(RoomTurns { last_used: Mutex::new(now), next: OnceCell::new(), notify: Notify::new() })
             })
             .clone();
-        *turns.last_used.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        *turns.last_used.lock() = now;
         turns
     }
 
@@ -119,7 +121,7 @@ impl RoomSequencer {
             tokio::pin!(notified);
             // Register before checking, so a notification between the check and the wait is not lost.
             notified.as_mut().enable();
-            let next = turns.next.get().map(|m| *m.lock().unwrap_or_else(|p| p.into_inner()));
+            let next = turns.next.get().map(|m| *m.lock());
             match next {
                 Some(n) if n < seq => {}
                 _ => break,
@@ -142,7 +144,7 @@ pub struct Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         if let Some(next) = self.turns.next.get() {
-            let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = next.lock();
             if *next <= self.seq {
                 *next = self.seq + 1;
             }
@@ -165,14 +167,14 @@ mod tests {
             let (s, order) = (s.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 let _turn = s.turn("r", seq).await;
-                order.lock().unwrap().push(seq);
+                order.lock().push(seq);
             }));
             tokio::task::yield_now().await;
         }
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(*order.lock(), vec![1, 2, 3]);
     }
 
     #[tokio::test(start_paused = true)]
