@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use dynamowave_core::integration::IntegrationError;
 use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeError, RuntimeTools};
+use dynamowave_testkit::temp::tools_dir;
 use serde_json::{Value, json};
 
 fn tools() -> RuntimeTools {
-    let dir =
-        std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"));
-    RuntimeTools::new(dir)
+    RuntimeTools::new(tools_dir())
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -18,7 +18,8 @@
 //!   to change when it is built differently.
 //! - [`raw`]: a raw WebSocket client that writes frames byte by byte (conformance tests).
 //! - [`events`]: API Gateway's WebSocket event as JSON, for calling functions directly.
-//! - [`temp`]: a temporary path that does not exist yet.
+//! - [`temp`]: a temporary path that does not exist yet; the tests' tool cache
+//!   ([`temp::tools_dir`], `DW_TOOLS_DIR`).
 //! - `moto` (feature `aws`): moto started or reused (`DW_MOTO_URL`), the SDK config for it,
 //!   fresh tables.
 //! - `fault_proxy` (feature `aws`): a fault-injecting HTTP proxy between the SDK and moto.
@@ -46,10 +47,12 @@
 //! - Scripted sessions that differ only in their data: the terminal session of
 //!   `crates/client/tests/chat.rs` (type a line, expect a line), the cases of
 //!   `crates/lambda-host/tests/host.rs` (start a function, break it one way, read its stats)
-//!   and of `crates/gateway/tests/conformance.rs` (frames in, close code out): one case per test,
+//!   and of `crates/cli/tests/conformance.rs` (frames in, close code out): one case per test,
 //!   so a failure names its case.
-//! - `PageSpy` in `crates/core/tests/handlers.rs` beside the `MessageLog` trait and the DynamoDB
-//!   adapter: a spy delegates each method of the trait, with the trait's signature.
+//! - `PageSpy` in `crates/core/tests/handlers.rs`, a spy on a `MessageLog`: it forwards each
+//!   method with the trait's signature, as every adapter of the port does.
+//! - The lambda-host tests' function builders (`echo` in `runtime_api_access.rs`, `function`
+//!   in `runtimes.rs`): each sets its own timeout for what its functions do.
 //! - The opcodes of [`raw`] beside the gateway's close codes: constants of the same shape; the
 //!   client must not take the server's word for the protocol's numbers.
 

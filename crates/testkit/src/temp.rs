@@ -1,5 +1,6 @@
 //! Paths for tests that need the directory not to exist yet (a store creates its own, with its
-//! own permissions), which `tempfile::TempDir` cannot give.
+//! own permissions), which `tempfile::TempDir` cannot give; and the one cache of the tools the
+//! tests install ([`tools_dir`]).
 
 use std::path::{Path, PathBuf};
 
@@ -26,4 +27,10 @@ impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Where the tests keep the tools they install (Python venvs, npm packages, DynamoDB Local), so
+/// that only the first run fetches them: `DW_TOOLS_DIR`, else `dw-tools` in the system temp dir.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"))
 }
