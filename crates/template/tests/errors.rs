@@ -135,11 +135,17 @@ fn references_to_nothing() {
     assert_variable_errors(&[
         ("!GetAtt Missing.Arn", "Fn::GetAtt of Missing.Arn: Missing is not a resource of the template"),
         ("!Ref Missing", "Ref of Missing: not a parameter, a pseudo parameter or a resource of the template"),
-        ("!Sub '${Missing}-x'", "Fn::Sub of Missing: not a parameter, a pseudo parameter or a resource of the template"),
+        (
+            "!Sub '${Missing}-x'",
+            "Fn::Sub of Missing: not a parameter, a pseudo parameter or a resource of the template",
+        ),
         ("!Ref Table", "Ref of Table: the resource does not exist, its Condition Never is false"),
         ("!GetAtt Fn.Role", "Fn::GetAtt of Fn.Role: AWS::Lambda::Function has no attribute Role (it has Arn)"),
         ("!If [Sometimes, a, b]", "condition Sometimes is not declared in Conditions"),
-        ("!ImportValue other-stack-table", "Fn::ImportValue of other-stack-table: no other stack exists locally, give its value as an export"),
+        (
+            "!ImportValue other-stack-table",
+            "Fn::ImportValue of other-stack-table: no other stack exists locally, give its value as an export",
+        ),
         ("!FindInMap [Sizes, small, Memory]", "Fn::FindInMap: no mapping Sizes in Mappings"),
     ]);
 }

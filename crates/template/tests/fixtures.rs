@@ -191,11 +191,17 @@ fn long_forms_json_cloudformation() {
     for (name, value) in [
         ("MESSAGES_TABLE", "dynamowave-MessagesTable"),
         ("MESSAGES_ARN", "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable"),
-        ("MESSAGES_STREAM", "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable/stream/1970-01-01T00:00:00.000"),
+        (
+            "MESSAGES_STREAM",
+            "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable/stream/1970-01-01T00:00:00.000",
+        ),
         ("ROLE", "arn:aws:iam::000000000000:role/dynamowave-ChatRole"),
         ("FIRST_SUBNET", "subnet-1"),
         ("SUBNET_COUNT", "2"),
-        ("STACK_ID", "arn:aws:cloudformation:us-east-1:000000000000:stack/dynamowave/00000000-0000-0000-0000-000000000000"),
+        (
+            "STACK_ID",
+            "arn:aws:cloudformation:us-east-1:000000000000:stack/dynamowave/00000000-0000-0000-0000-000000000000",
+        ),
         ("ENCODED", "Y2hhdA=="),
         ("SETTINGS", r#"{"stage":"v1","subnets":["subnet-1","subnet-2"]}"#),
     ] {

@@ -139,7 +139,10 @@ fn sub_in_both_forms() {
 fn get_att_in_both_forms() {
     assert_values(&[
         ("!GetAtt Items.Arn", "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items"),
-        ("!GetAtt [Items, StreamArn]", "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items/stream/1970-01-01T00:00:00.000"),
+        (
+            "!GetAtt [Items, StreamArn]",
+            "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items/stream/1970-01-01T00:00:00.000",
+        ),
         (r#"{"Fn::GetAtt": ["Fn", "Arn"]}"#, "arn:aws:lambda:us-east-1:000000000000:function:dynamowave-Fn"),
         ("!GetAtt Api.ApiEndpoint", "wss://api.execute-api.us-east-1.amazonaws.com"),
         ("!GetAtt Api.ApiId", "api"),

@@ -14,8 +14,6 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::ws::Client;
-
 /// How long `serve` may take to print `DYNAMOWAVE_LISTENING` (Lambda mode starts its
 /// functions' host and reaches moto first; the machine is shared).
 const LISTENING_WITHIN: Duration = Duration::from_secs(60);
@@ -165,8 +163,9 @@ impl App {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub async fn connect(&self, json: bool) -> Client {
-        Client::connect(&self.url, json).await.unwrap_or_else(|e| panic!("connect to {}: {e}", self.url))
+    #[cfg(feature = "chat")]
+    pub async fn connect(&self, json: bool) -> crate::ws::Client {
+        crate::ws::Client::connect(&self.url, json).await.unwrap_or_else(|e| panic!("connect to {}: {e}", self.url))
     }
 
     /// The data dir, taken over by the caller (to restart on it, or to keep it past a stop).

@@ -29,7 +29,11 @@ mod chat {
         use crate::in_process::gateway::{RunningGateway, for_tests, serve};
 
         /// The chat on `store`, behind a gateway with `settings`, the handlers in this process.
-        pub async fn chat_gateway(settings: GatewaySettings, chat: ChatSettings, store: Arc<RedbStore>) -> RunningGateway {
+        pub async fn chat_gateway(
+            settings: GatewaySettings,
+            chat: ChatSettings,
+            store: Arc<RedbStore>,
+        ) -> RunningGateway {
             let gateway = Gateway::bind(for_tests(settings)).await.expect("bind the gateway");
             let deps = ChatDeps::new(store.clone(), store, gateway.connections_api(), chat, Placement::InProcess);
             serve(gateway, dynamowave_core::app::in_process(deps))
@@ -117,7 +121,10 @@ mod gateway {
     }
 
     /// A gateway whose routes are `routes` (route key → integration), and nothing else.
-    pub async fn routes_gateway(settings: GatewaySettings, routes: Vec<(&str, Arc<dyn Integration>)>) -> RunningGateway {
+    pub async fn routes_gateway(
+        settings: GatewaySettings,
+        routes: Vec<(&str, Arc<dyn Integration>)>,
+    ) -> RunningGateway {
         app_gateway(settings, App::new(routes.into_iter().collect())).await
     }
 }
