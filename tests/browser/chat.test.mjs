@@ -73,6 +73,15 @@ async function joinRoom(page, room) {
   await page.waitForFunction((r) => document.getElementById('room-title').textContent === '#' + r, room, { timeout: 10000 });
 }
 
+// New users named from `names` (made unique), all joined to a new room named from `prefix`.
+async function usersInRoom(prefix, ...names) {
+  const room = uniq(prefix);
+  const users = [];
+  for (const name of names) users.push(await newUser(uniq(name)));
+  for (const u of users) await joinRoom(u.page, room);
+  return { room, users };
+}
+
 async function say(page, text) {
   await page.fill('#composer-input', text);
   await page.press('#composer-input', 'Enter');
@@ -112,11 +121,7 @@ test('the page loads, connects and uses the stage from its meta tag', async () =
 });
 
 test('two pages chat, each sees the other with the right sender; presence lists both', async () => {
-  const room = uniq('chat-');
-  const alice = await newUser(uniq('alice'));
-  const bob = await newUser(uniq('bob'));
-  await joinRoom(alice.page, room);
-  await joinRoom(bob.page, room);
+  const { room, users: [alice, bob] } = await usersInRoom('chat-', 'alice', 'bob');
 
   await say(alice.page, 'hello from alice');
   await waitMessage(bob.page, 'hello from alice', alice.name);
@@ -177,11 +182,7 @@ test('phone-width layout (390px) has no horizontal overflow and still chats', as
 });
 
 test('markup in names and messages renders as text (no XSS)', async () => {
-  const room = uniq('xss-');
-  const mallory = await newUser(uniq('mallory'));
-  const victim = await newUser(uniq('victim'));
-  await joinRoom(mallory.page, room);
-  await joinRoom(victim.page, room);
+  const { room, users: [mallory, victim] } = await usersInRoom('xss-', 'mallory', 'victim');
 
   // The server refuses the name; the page shows its error, as text.
   await mallory.page.fill('#name-input', XSS);
@@ -210,11 +211,7 @@ test('markup in names and messages renders as text (no XSS)', async () => {
 });
 
 test('a private message reaches only its recipient', async () => {
-  const room = uniq('dm-');
-  const carol = await newUser(uniq('carol'));
-  const dave = await newUser(uniq('dave'));
-  const erin = await newUser(uniq('erin'));
-  for (const u of [carol, dave, erin]) await joinRoom(u.page, room);
+  const { room, users: [carol, dave, erin] } = await usersInRoom('dm-', 'carol', 'dave', 'erin');
   await carol.page.waitForSelector(`#member-list button[aria-label="Send a private message to ${dave.name}"]`, { timeout: 10000 });
 
   // By clicking the member.
@@ -243,11 +240,7 @@ test('a private message reaches only its recipient', async () => {
 });
 
 test('a page that goes offline and back recovers what it missed and sends what it queued', async () => {
-  const room = uniq('offline-');
-  const alice = await newUser(uniq('alice'));
-  const bob = await newUser(uniq('bob'));
-  await joinRoom(alice.page, room);
-  await joinRoom(bob.page, room);
+  const { room, users: [alice, bob] } = await usersInRoom('offline-', 'alice', 'bob');
   await say(alice.page, 'before offline');
   await waitMessage(bob.page, 'before offline', alice.name);
 
@@ -290,11 +283,7 @@ test('a page that goes offline and back recovers what it missed and sends what i
 });
 
 test('a connection cut by the server (DELETE @connections) is re-established and recovers', async () => {
-  const room = uniq('cut-');
-  const alice = await newUser(uniq('alice'));
-  const bob = await newUser(uniq('bob'));
-  await joinRoom(alice.page, room);
-  await joinRoom(bob.page, room);
+  const { room, users: [alice, bob] } = await usersInRoom('cut-', 'alice', 'bob');
   await say(alice.page, 'before cut');
   await waitMessage(bob.page, 'before cut', alice.name);
   // Bob's connection id: from the page, else from alice's member list.

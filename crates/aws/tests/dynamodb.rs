@@ -1,8 +1,6 @@
 //! DynamoDbStore against moto's server: core's contract suites, plus what is specific to
 //! DynamoDB (batch chunks of 25, pagination across pages, the table contract itself).
 
-mod common;
-
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
@@ -10,6 +8,7 @@ use dynamowave_aws::DynamoDbSettings;
 use dynamowave_core::contract::{connection_store_contract, message_log_contract};
 use dynamowave_core::model::NewMessage;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, MessageLog, StoreError};
+use dynamowave_testkit::moto::{count, get_item, moto_store};
 
 fn record(id: &str, room: Option<&str>) -> ConnectionRecord {
     ConnectionRecord {
@@ -25,39 +24,22 @@ fn record(id: &str, room: Option<&str>) -> ConnectionRecord {
     }
 }
 
-async fn count(store: &dynamowave_aws::DynamoDbStore, table: &str) -> i32 {
-    store
-        .client()
-        .scan()
-        .table_name(table)
-        .select(aws_sdk_dynamodb::types::Select::Count)
-        .send()
-        .await
-        .expect("scan")
-        .count
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connection_store_passes_the_contract() {
-    let moto = common::moto();
-    let config = common::sdk_config(&moto).await;
-    let store = common::store(&config, DynamoDbSettings::default()).await;
-    connection_store_contract(Arc::new(store)).await;
+    let rig = moto_store(DynamoDbSettings::default()).await;
+    connection_store_contract(Arc::new(rig.store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn message_log_passes_the_contract() {
-    let moto = common::moto();
-    let config = common::sdk_config(&moto).await;
-    let store = common::store(&config, DynamoDbSettings::default()).await;
-    message_log_contract(Arc::new(store)).await;
+    let rig = moto_store(DynamoDbSettings::default()).await;
+    message_log_contract(Arc::new(rig.store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_specifics() {
-    let moto = common::moto();
-    let config = common::sdk_config(&moto).await;
-    let store = common::store(&config, DynamoDbSettings::default()).await;
+    let rig = moto_store(DynamoDbSettings::default()).await;
+    let store = &rig.store;
     let tables = store.tables().clone();
 
     // The table contract: keys, both GSIs with projection ALL, TTL on expiresAt.
@@ -92,15 +74,8 @@ async fn dynamodb_specifics() {
     // round-trip.
     let roomless = record("roomless", None);
     store.put_connection(&roomless).await.expect("put");
-    let raw = store
-        .client()
-        .get_item()
-        .table_name(&tables.connections)
-        .key("connectionId", AttributeValue::S("roomless".into()))
-        .send()
-        .await
-        .expect("get");
-    let item = raw.item().expect("item");
+    let key = [("connectionId", AttributeValue::S("roomless".into()))];
+    let item = get_item(store.client(), &tables.connections, &key).await.expect("item");
     assert!(!item.contains_key("room"), "no room attribute for a connection in no room: {item:?}");
     assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N("1700007800".into())));
     assert_eq!(store.get_connection("roomless").await.expect("get"), Some(roomless));
@@ -110,7 +85,7 @@ async fn dynamodb_specifics() {
     for id in &ids {
         store.put_connection(&record(id, Some("big"))).await.expect("put");
     }
-    assert_eq!(count(&store, &tables.connections).await, 61);
+    assert_eq!(count(store.client(), &tables.connections).await, 61);
     // Fan-out pagination across many pages of a small page size.
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
@@ -133,7 +108,7 @@ async fn dynamodb_specifics() {
     doomed.push(ids[0].clone());
     doomed.push("never-there".into());
     store.delete_connections(&doomed).await.expect("batch delete of 57 ids");
-    assert_eq!(count(&store, &tables.connections).await, 6, "55 deleted, 5 + roomless left");
+    assert_eq!(count(store.client(), &tables.connections).await, 6, "55 deleted, 5 + roomless left");
     for id in &ids[55..] {
         assert!(store.get_connection(id).await.expect("get").is_some(), "{id} was not in the batch");
     }
@@ -155,29 +130,15 @@ async fn dynamodb_specifics() {
     let first = store.append(m.clone()).await.expect("append");
     let again = store.append(m).await.expect("append again");
     assert!(again.duplicate && again.message == first.message);
-    let msg = store
-        .client()
-        .get_item()
-        .table_name(&tables.messages)
-        .key("room", AttributeValue::S("ttl".into()))
-        .key("seq", AttributeValue::N("1".into()))
-        .send()
-        .await
-        .expect("get message");
-    let expires: i64 = match msg.item().and_then(|i| i.get("expiresAt")) {
+    let key = [("room", AttributeValue::S("ttl".into())), ("seq", AttributeValue::N("1".into()))];
+    let msg = get_item(store.client(), &tables.messages, &key).await;
+    let expires: i64 = match msg.as_ref().and_then(|i| i.get("expiresAt")) {
         Some(AttributeValue::N(v)) => v.parse().expect("number"),
         other => panic!("message has no expiresAt: {other:?}"),
     };
     assert_eq!(expires, ts / 1000 + DynamoDbSettings::default().message_retention_secs);
-    let idem = store
-        .client()
-        .get_item()
-        .table_name(&tables.rooms)
-        .key("room", AttributeValue::S("idem#ttl#p#k%231".into()))
-        .send()
-        .await
-        .expect("get idempotency item");
-    assert_eq!(idem.item().and_then(|i| i.get("seq")), Some(&AttributeValue::N("1".into())));
+    let idem = get_item(store.client(), &tables.rooms, &[("room", AttributeValue::S("idem#ttl#p#k%231".into()))]).await;
+    assert_eq!(idem.as_ref().and_then(|i| i.get("seq")), Some(&AttributeValue::N("1".into())));
     let rooms = store.list_rooms(10).await.expect("list_rooms");
     assert_eq!(rooms.len(), 1, "idempotency items are not rooms: {rooms:?}");
 }

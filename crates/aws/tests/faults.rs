@@ -11,27 +11,22 @@
 //!   timed-out write landed after all, exactly once); appends that returned Ok are stored
 //!   exactly once under gap-free seqs, and a failed append leaves no gap.
 
-mod common;
-mod fault_proxy;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamowave_aws::{DynamoDbSettings, DynamoDbStore, Tables, schema};
+use dynamowave_aws::{DynamoDbSettings, DynamoDbStore, Tables};
 use dynamowave_core::model::NewMessage;
 use dynamowave_core::testing::RecordingApi;
 use dynamowave_core::{
     ApiGatewayWebsocketProxyRequest, ChatDeps, ChatSettings, ConnectionRecord, ConnectionStore, Framing, HandlerError,
-    MessageLog, StoreError,
+    MessageLog, Placement, StoreError,
 };
-use fault_proxy::{Fault, FaultProxy};
-use serde_json::json;
+use dynamowave_testkit::fault_proxy::{Fault, FaultProxy};
+use dynamowave_testkit::{events, moto};
 
 /// The SDK's per-attempt timeout in these tests; delays are longer than this.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
@@ -54,7 +49,7 @@ fn settings() -> DynamoDbSettings {
 }
 
 struct Rig {
-    _moto: common::Moto,
+    _moto: moto::Moto,
     proxy: FaultProxy,
     /// Through the proxy: the adapter under test.
     store: DynamoDbStore,
@@ -64,23 +59,17 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let moto = common::moto();
+    let moto = moto::moto();
     let proxy = FaultProxy::start(&moto.url).await;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)
         .operation_timeout(OPERATION_TIMEOUT)
         .build();
-    let via_proxy: SdkConfig = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(&proxy.url)
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    let direct = Client::new(&common::sdk_config(&moto).await);
-    let tables = Tables::with_prefix(&common::unique("faults"));
-    schema::create_tables(&direct, &tables).await.expect("create tables");
+    let via_proxy = moto::sdk_config_at(&proxy.url, Some(timeouts)).await;
+    let direct_config = moto::sdk_config(&moto).await;
+    let direct = Client::new(&direct_config);
+    let tables = moto::create_tables(&direct_config, "faults").await;
     let store = DynamoDbStore::new(&via_proxy, tables.clone(), settings());
     Rig { _moto: moto, proxy, store, direct, tables }
 }
@@ -114,15 +103,7 @@ fn message(room: &str, text: &str, id: Option<&str>) -> NewMessage {
 impl Rig {
     /// The connection item as moto holds it.
     async fn stored_connection(&self, id: &str) -> Option<HashMap<String, AttributeValue>> {
-        self.direct
-            .get_item()
-            .table_name(&self.tables.connections)
-            .key("connectionId", AttributeValue::S(id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("direct GetItem")
-            .item
+        moto::get_item(&self.direct, &self.tables.connections, &[("connectionId", AttributeValue::S(id.into()))]).await
     }
 
     async fn connection_ids(&self) -> Vec<String> {
@@ -182,16 +163,7 @@ impl Rig {
 
     /// The room meta item's `lastSeq` in moto (0 without a meta item).
     async fn last_seq(&self, room: &str) -> u64 {
-        let item = self
-            .direct
-            .get_item()
-            .table_name(&self.tables.rooms)
-            .key("room", AttributeValue::S(room.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("direct GetItem meta")
-            .item;
+        let item = moto::get_item(&self.direct, &self.tables.rooms, &[("room", AttributeValue::S(room.into()))]).await;
         match item.as_ref().and_then(|i| i.get("lastSeq")) {
             Some(AttributeValue::N(n)) => n.parse().expect("lastSeq"),
             None => 0,
@@ -213,45 +185,22 @@ impl Rig {
         texts
     }
 
+    /// The handlers on the store under test: no presence budget and no room-creation rate
+    /// (neither is under test here).
     fn deps(&self, api: Arc<RecordingApi>) -> ChatDeps {
         let store = Arc::new(self.store.clone());
-        ChatDeps {
-            connections: store.clone(),
-            messages: store,
-            connections_api: api,
-            settings: ChatSettings::default(),
-            sequencer: None,
-            presence: Arc::new(dynamowave_core::handlers::PresenceBudget::new(0.0)),
-            room_rate: Arc::new(dynamowave_core::handlers::RoomCreationRate::new(0, 0)),
-        }
+        let settings = ChatSettings {
+            presence_per_room_per_second: 0.0,
+            room_create_per_minute: 0,
+            room_create_burst: 0,
+            ..ChatSettings::default()
+        };
+        ChatDeps::new(store.clone(), store, api, settings, Placement::Lambda)
     }
 }
 
 fn ws_event(route_key: &str, connection_id: &str, body: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
-    let event_type = match route_key {
-        "$connect" => "CONNECT",
-        "$disconnect" => "DISCONNECT",
-        _ => "MESSAGE",
-    };
-    serde_json::from_value(json!({
-        "requestContext": {
-            "routeKey": route_key,
-            "eventType": event_type,
-            "connectionId": connection_id,
-            "requestId": format!("req-{route_key}-{connection_id}"),
-            "domainName": "localhost",
-            "stage": "production",
-            "apiId": "local",
-            "connectedAt": 1_700_000_000_000_i64,
-            "requestTimeEpoch": 1_700_000_000_000_i64,
-            "messageDirection": "IN",
-            "identity": { "sourceIp": "127.0.0.1", "userAgent": "faults" }
-        },
-        "headers": { "Host": "localhost" },
-        "isBase64Encoded": false,
-        "body": body,
-    }))
-    .expect("a WebSocket event")
+    serde_json::from_value(events::websocket(route_key, connection_id, body)).expect("a WebSocket event")
 }
 
 fn body_text(r: &dynamowave_core::ApiGatewayProxyResponse) -> String {

@@ -7,78 +7,49 @@
 //! `$CARGO_TARGET_DIR/debug`), and moto (`DW_MOTO_URL`, or `scripts/moto` started per test).
 //! A missing binary fails the test with the command that builds it.
 
-mod common;
-mod ws;
-
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamowave_aws::{Tables, schema};
-use serde_json::{Value, json};
-use ws::Client;
-
-/// `$CARGO_TARGET_DIR/debug` (or wherever this test binary was built): the test executable is
-/// `<dir>/deps/lambda_mode-<hash>`.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(|deps| deps.parent()).expect("the test binary lives in <target>/<profile>/deps").to_path_buf()
-}
-
-/// A binary of the workspace, or a clear failure saying how to build it.
-fn require_bin(dir: &std::path::Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: these tests run the real binaries; build them first with \
-         `cargo build --workspace --bins` (scripts/test does) with the same CARGO_TARGET_DIR",
-        path.display()
-    );
-    path
-}
+use dynamowave_aws::Tables;
+use dynamowave_testkit::binary::{self, App, Serve, bin_dir, require_bin, require_bin_in};
+use dynamowave_testkit::moto::{self, Moto};
+use dynamowave_testkit::ws::Client;
+use serde_json::json;
 
 /// The real `dynamowave serve --handlers lambda`, on its own three tables in moto.
 struct LambdaApp {
-    url: String,
-    addr: String,
-    child: Child,
+    app: App,
     tables: Tables,
     ddb: aws_sdk_dynamodb::Client,
     // Dropped last: the server goes before its moto.
-    _moto: common::Moto,
+    _moto: Moto,
 }
 
-impl Drop for LambdaApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for LambdaApp {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
 impl LambdaApp {
+    /// `dynamowave` and the functions from [`bin_dir`].
     async fn start(extra: &[&str]) -> LambdaApp {
-        Self::start_in(&bin_dir(), &bin_dir(), extra).await
-    }
-
-    /// `server_dir` holds `dynamowave`, `lambda_dir` the functions.
-    async fn start_in(server_dir: &std::path::Path, lambda_dir: &std::path::Path, extra: &[&str]) -> LambdaApp {
-        let server = require_bin(server_dir, "dynamowave");
+        let dir = bin_dir();
+        let server = require_bin_in(&dir, "dynamowave");
         for f in ["connect", "disconnect", "sendmessage", "default", "authorizer"] {
-            require_bin(lambda_dir, f);
+            require_bin_in(&dir, f);
         }
-        let moto = common::moto();
-        let config = common::sdk_config(&moto).await;
+        let moto = moto::moto();
+        let config = moto::sdk_config(&moto).await;
         let ddb = aws_sdk_dynamodb::Client::new(&config);
-        let tables = Tables::with_prefix(&common::unique("lm"));
-        schema::create_tables(&ddb, &tables).await.expect("create the tables on moto");
-
-        let mut cmd = Command::new(server);
-        cmd.args(["serve", "--handlers", "lambda", "--listen", "127.0.0.1:0"])
+        let tables = moto::create_tables(&config, "lm").await;
+        let app = Serve::of(server)
+            .args(["--handlers", "lambda"])
             .arg("--lambda-dir")
-            .arg(lambda_dir)
+            .arg(&dir)
             .args(["--connections-table", &tables.connections])
             .args(["--messages-table", &tables.messages])
             .args(["--rooms-table", &tables.rooms])
@@ -90,53 +61,14 @@ impl LambdaApp {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE")
-            .env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() { Stdio::inherit() } else { Stdio::null() });
-        let mut child = cmd.spawn().expect("spawn dynamowave serve --handlers lambda");
-        let stdout = child.stdout.take().expect("stdout");
-        // Read the listening line on a thread (blocking pipe), with a deadline.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("DYNAMOWAVE_LISTENING ") {
-                    let _ = tx.send(url.to_string());
-                    break;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let status = child.try_wait().ok().flatten();
-                let _ = child.kill();
-                panic!("dynamowave serve --handlers lambda did not print DYNAMOWAVE_LISTENING (exit: {status:?})");
-            }
-        };
-        let addr = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_string();
-        LambdaApp { url, addr, child, tables, ddb, _moto: moto }
-    }
-
-    async fn connect(&self, json: bool) -> Client {
-        Client::connect(&self.url, json).await.unwrap_or_else(|e| panic!("connect to {}: {e}", self.url))
+            .spawn();
+        LambdaApp { app, tables, ddb, _moto: moto }
     }
 
     /// The ConnectionsTable item of `id`, read consistently.
     async fn connection_item(&self, id: &str) -> Option<HashMap<String, AttributeValue>> {
-        self.ddb
-            .get_item()
-            .table_name(&self.tables.connections)
-            .key("connectionId", AttributeValue::S(id.to_string()))
-            .consistent_read(true)
-            .send()
+        moto::get_item(&self.ddb, &self.tables.connections, &[("connectionId", AttributeValue::S(id.to_string()))])
             .await
-            .expect("GetItem")
-            .item
     }
 
     /// Waits until `id`'s item is gone (or panics after `within`).
@@ -155,13 +87,7 @@ impl LambdaApp {
 
 /// The `connectionID` a plain client learns from `$default` (AWS's tutorial answer).
 async fn plain_connection_id(c: &mut Client) -> String {
-    c.send_text("test").await;
-    let answer = c.recv_text().await;
-    let info = answer
-        .strip_prefix("Use the sendmessage route to send a message. Your info: ")
-        .unwrap_or_else(|| panic!("unexpected $default answer: {answer}"));
-    let info: Value = serde_json::from_str(info).expect("info is JSON");
-    info["connectionID"].as_str().expect("connectionID").to_string()
+    c.default_route_info().await["connectionID"].as_str().expect("connectionID").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,18 +132,8 @@ async fn plain_and_json_chat_through_the_lambda_binaries() {
     assert_eq!((ack["seq"].as_u64(), ack["duplicate"].as_bool()), (Some(3), Some(true)), "{ack}");
     k.expect_no_message(Duration::from_millis(500)).await;
     // The message is in the MessagesTable, at seq 3.
-    let stored = app
-        .ddb
-        .get_item()
-        .table_name(&app.tables.messages)
-        .key("room", AttributeValue::S("lobby".into()))
-        .key("seq", AttributeValue::N("3".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem message")
-        .item
-        .expect("message 3 is stored");
+    let key = [("room", AttributeValue::S("lobby".into())), ("seq", AttributeValue::N("3".into()))];
+    let stored = moto::get_item(&app.ddb, &app.tables.messages, &key).await.expect("message 3 is stored");
     assert_eq!(stored.get("text"), Some(&AttributeValue::S("hi".into())));
 }
 
@@ -375,12 +291,7 @@ async fn the_authorizer_binary_guards_connect() {
 
 /// `dynamowave token --secret S --sub SUB --name NAME`.
 fn mint(secret: &str, sub: &str, name: &str) -> String {
-    let out = Command::new(require_bin(&bin_dir(), "dynamowave"))
-        .args(["token", "--secret", secret, "--sub", sub, "--name", name])
-        .output()
-        .expect("run dynamowave token");
-    assert!(out.status.success(), "dynamowave token failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+    binary::mint_token(secret, sub, &["--name", name])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,7 +349,7 @@ async fn bench_init_times() {
         let functions = names
             .iter()
             .map(|n| {
-                let mut f = LambdaFunction::new(*n, require_bin(&dir, n));
+                let mut f = LambdaFunction::new(*n, require_bin(n));
                 f.env = env.clone();
                 f.concurrency = 1;
                 f

@@ -5,9 +5,6 @@
 //! only accepts signed calls lets the SDK in with the right credentials and refuses it (403
 //! `ForbiddenException`) with a wrong secret or none.
 
-mod ws;
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -21,52 +18,27 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
 use dynamowave_aws::ApiGatewayConnectionsApi;
-use dynamowave_core::{ChatDeps, ChatSettings, ConnectionsApi, ConnectionsApiError, Placement};
+use dynamowave_core::{ConnectionsApi, ConnectionsApiError};
+use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::{ManagementAccess, SigV4Credentials};
-use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
-use dynamowave_store_redb::{RedbSettings, RedbStore};
-use ws::Client as WsClient;
+use dynamowave_testkit::in_process::{RunningGateway, chat_gateway_on_temp_redb};
+use dynamowave_testkit::ws::Client as WsClient;
 
 const ACCESS_KEY: &str = "AKIDDYNAMOWAVETEST";
 const SECRET_KEY: &str = "dynamowave/test+secret=key";
 
 /// A gateway on an embedded store in a temporary directory, stopped when dropped.
 struct TestGateway {
-    addr: std::net::SocketAddr,
-    stop: ShutdownHandle,
-    _dir: tempfile::TempDir,
+    gateway: RunningGateway,
 }
 
 impl TestGateway {
     async fn start(management: ManagementAccess) -> TestGateway {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(RedbStore::open(dir.path(), RedbSettings::default()).expect("open the store"));
-        let settings = GatewaySettings {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            handle_signals: false,
-            management,
-            ..Default::default()
-        };
-        let gateway = Gateway::bind(settings).await.expect("bind the gateway");
-        let deps = ChatDeps::new(
-            store.clone(),
-            store,
-            gateway.connections_api(),
-            ChatSettings::default(),
-            Placement::InProcess,
-        );
-        let addr = gateway.local_addr();
-        let stop = gateway.shutdown_handle();
-        tokio::spawn(gateway.serve(dynamowave_core::app::in_process(deps), None));
-        TestGateway { addr, stop, _dir: dir }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}/production", self.addr)
+        TestGateway { gateway: chat_gateway_on_temp_redb(GatewaySettings { management, ..Default::default() }).await }
     }
 
     fn endpoint(&self) -> String {
-        format!("http://{}/production", self.addr)
+        self.gateway.http("/production")
     }
 
     /// The SDK client for this gateway's `@connections` endpoint, signing with `credentials`
@@ -85,15 +57,9 @@ impl TestGateway {
 
     /// A JSON-framing WebSocket client and its connection id.
     async fn client(&self) -> (WsClient, String) {
-        let mut c = WsClient::connect(&self.ws_url(), true).await.expect("WebSocket connect");
+        let mut c = self.gateway.connect(true).await;
         let (id, _name) = c.whoami().await;
         (c, id)
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        self.stop.shutdown();
     }
 }
 

@@ -2,20 +2,15 @@
 //! `rooms` reaches DynamoDB as Queries of the `ActivityIndex`, never a Scan (moto would allow a
 //! Scan, so the requests are counted on their way, through the fault proxy).
 
-mod common;
-mod fault_proxy;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Credentials;
-use dynamowave_aws::{DynamoDbSettings, DynamoDbStore, Tables, schema};
+use dynamowave_aws::{DynamoDbSettings, DynamoDbStore};
 use dynamowave_core::MessageLog;
 use dynamowave_core::contract::{room_claims_contract, room_index_contract};
 use dynamowave_core::model::NewMessage;
-use fault_proxy::FaultProxy;
+use dynamowave_testkit::fault_proxy::FaultProxy;
+use dynamowave_testkit::moto::{self, moto_store};
 
 fn settings() -> DynamoDbSettings {
     DynamoDbSettings { empty_room_ttl_secs: 1, ..DynamoDbSettings::default() }
@@ -23,25 +18,18 @@ fn settings() -> DynamoDbSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn room_index_and_claims_pass_the_contracts() {
-    let moto = common::moto();
-    let config = common::sdk_config(&moto).await;
-    let store = Arc::new(common::store(&config, settings()).await);
+    let rig = moto_store(settings()).await;
+    let store = Arc::new(rig.store);
     room_index_contract(store.clone(), Duration::from_secs(1)).await;
     room_claims_contract(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_is_a_query_of_the_activity_index_never_a_scan() {
-    let moto = common::moto();
+    let moto = moto::moto();
     let proxy = FaultProxy::start(&moto.url).await;
-    let via_proxy = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(&proxy.url)
-        .load()
-        .await;
-    let tables = Tables::with_prefix(&common::unique("rooms"));
-    schema::create_tables(&Client::new(&common::sdk_config(&moto).await), &tables).await.expect("create tables");
+    let via_proxy = moto::sdk_config_at(&proxy.url, None).await;
+    let tables = moto::create_tables(&moto::sdk_config(&moto).await, "rooms").await;
     let store = DynamoDbStore::new(&via_proxy, tables, settings());
     for n in 0..25 {
         let message = NewMessage {

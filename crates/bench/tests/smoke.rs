@@ -40,7 +40,8 @@ impl Drop for Peer {
     }
 }
 
-/// Starts the peer on a free port; None (with the reason printed) when it cannot.
+/// Starts the peer on a free port. Panics when node, npm or the peer is missing, its install
+/// fails or it does not start; `None` when copying it or finding a port fails.
 async fn start_peer() -> Option<(Peer, String)> {
     let source = peer_dir();
     if !source.join("server.js").exists() || !tool_present("node").await || !tool_present("npm").await {

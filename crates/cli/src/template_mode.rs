@@ -21,8 +21,8 @@ use dynamowave_auth::DomainNames;
 use dynamowave_core::integration::Integration;
 use dynamowave_gateway::settings::{AccessLog, AccessLogDestination};
 use dynamowave_gateway::{ConnectAuthorizer, Gateway, GatewaySettings};
-use dynamowave_local_ca::{CaOrigin, LocalCa};
 use dynamowave_lambda_host::{HostSettings, LambdaFunction, LambdaHost, Runtime, RuntimeTools};
+use dynamowave_local_ca::{CaOrigin, LocalCa};
 use dynamowave_template::{Code, Function, Model, Options, PseudoParameters, Template, WebSocketApi, parse_overrides};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -539,12 +539,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         host_map.extend(plan.domain_names.iter().map(|name| (name.clone(), addr)));
     }
-    let host_settings = HostSettings {
-        region: region.clone(),
-        ca_bundle: Some(ca.ca_pem_path()),
-        host_map,
-        ..HostSettings::default()
-    };
+    let host_settings =
+        HostSettings { region: region.clone(), ca_bundle: Some(ca.ca_pem_path()), host_map, ..HostSettings::default() };
     let host = Arc::new(LambdaHost::start_with(functions, host_settings).await.context("starting the Lambda host")?);
 
     let mut gateways = Vec::new();

@@ -1,24 +1,27 @@
 //! WebSocket conformance (RFC 6455), in Autobahn's categories, against the real gateway
-//! (in-process chat handlers on a redb store). A raw client (`raw/`) writes frames byte by byte,
+//! (in-process chat handlers on a redb store). A raw client (the test kit's `raw`) writes frames byte by byte,
 //! so each test sends exactly the violation it names. Every test also checks that the server
 //! still serves a new client afterwards. The table of cases: `docs/conformance.md`.
 
-mod raw;
-
 use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::Limits;
-use raw::{
-    BINARY, CLOSE, CONTINUATION, FrameSpec, Length, PING, PONG, RawClient, Server, TEXT, assert_still_serving,
-    spawn_server, spawn_server_with,
+use dynamowave_testkit::in_process::{RunningGateway, chat_gateway_on_temp_redb};
+use dynamowave_testkit::raw::{
+    BINARY, CLOSE, CONTINUATION, FrameSpec, Length, PING, PONG, RawClient, TEXT, assert_still_serving,
 };
+
+/// The gateway with its default settings, the chat on a temporary store.
+async fn spawn_server() -> RunningGateway {
+    chat_gateway_on_temp_redb(GatewaySettings::default()).await
+}
 
 fn sendmessage(text: &str) -> String {
     serde_json::json!({"action": "sendmessage", "message": text}).to_string()
 }
 
 /// Sends `frames` on a fresh connection and returns the close code the server fails it with.
-async fn close_code_after(server: &Server, frames: Vec<FrameSpec>) -> u16 {
-    let mut c = RawClient::connect(server).await;
+async fn close_code_after(server: &RunningGateway, frames: Vec<FrameSpec>) -> u16 {
+    let mut c = RawClient::connect(server.addr).await;
     for f in frames {
         c.send(f).await;
     }
@@ -28,10 +31,10 @@ async fn close_code_after(server: &Server, frames: Vec<FrameSpec>) -> u16 {
 }
 
 /// Asserts the connection is failed with `expected`, then that the server still serves others.
-async fn assert_fails(server: &Server, case: &str, frames: Vec<FrameSpec>, expected: &[u16]) {
+async fn assert_fails(server: &RunningGateway, case: &str, frames: Vec<FrameSpec>, expected: &[u16]) {
     let code = close_code_after(server, frames).await;
     assert!(expected.contains(&code), "{case}: expected close {expected:?}, got {code}");
-    assert_still_serving(server).await;
+    assert_still_serving(server.addr).await;
 }
 
 // ---- 1. Framing: payload lengths in the 7-, 16- and 64-bit encodings (Autobahn 1.x) ----
@@ -41,8 +44,8 @@ async fn framing_7_16_and_64_bit_lengths() {
     // 64 bits are needed only above 65535 bytes, beyond API Gateway's 32 KiB frame: this
     // gateway gets larger limits (they are settings) so the encoding itself is what is tested.
     let limits = Limits { max_frame_bytes: 256 * 1024, max_message_bytes: 512 * 1024, ..Limits::default() };
-    let server = spawn_server_with(GatewaySettings { limits, ..GatewaySettings::default() }).await;
-    let mut c = RawClient::connect(&server).await;
+    let server = chat_gateway_on_temp_redb(GatewaySettings { limits, ..GatewaySettings::default() }).await;
+    let mut c = RawClient::connect(server.addr).await;
     // 7 bits: frames of 17 to 125 bytes.
     c.send(FrameSpec::new(TEXT, r#"{"action":"ping"}"#)).await;
     c.expect_event("pong").await;
@@ -66,7 +69,7 @@ async fn framing_7_16_and_64_bit_lengths() {
     c.expect_event("pong").await;
     c.send(FrameSpec::new(TEXT, r#"{"action":"ping"}"#).length(Length::Bits64)).await;
     c.expect_event("pong").await;
-    assert_still_serving(&server).await;
+    assert_still_serving(server.addr).await;
 }
 
 // ---- 2. Reserved bits (Autobahn 3.x): no extension is negotiated, so RSV must be 0 ----
@@ -100,7 +103,7 @@ async fn reserved_opcodes_fail_the_connection_with_1002() {
 #[tokio::test]
 async fn a_text_message_in_several_fragments_arrives_whole() {
     let server = spawn_server().await;
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     let body = sendmessage("in pieces");
     let bytes = body.as_bytes();
     let (a, rest) = bytes.split_at(5);
@@ -118,7 +121,7 @@ async fn a_text_message_in_several_fragments_arrives_whole() {
         c.send(FrameSpec::new(opcode, [byte]).fin(i == n - 1)).await;
     }
     assert_eq!(c.expect_event("message").await["text"], "bytewise");
-    assert_still_serving(&server).await;
+    assert_still_serving(server.addr).await;
 }
 
 #[tokio::test]
@@ -144,7 +147,7 @@ async fn a_new_data_frame_inside_a_fragmented_message_fails_with_1002() {
 #[tokio::test]
 async fn a_ping_between_fragments_is_answered_and_the_message_still_arrives() {
     let server = spawn_server().await;
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     let body = sendmessage("around a ping");
     let (a, b) = body.as_bytes().split_at(12);
     c.send(FrameSpec::new(TEXT, a).fin(false)).await;
@@ -154,7 +157,7 @@ async fn a_ping_between_fragments_is_answered_and_the_message_still_arrives() {
     let pong = c.read_frame().await.expect("a frame");
     assert_eq!((pong.opcode, pong.payload.as_slice()), (PONG, b"mid-message".as_slice()));
     assert_eq!(c.expect_event("message").await["text"], "around a ping");
-    assert_still_serving(&server).await;
+    assert_still_serving(server.addr).await;
 }
 
 // ---- 6. Ping and pong payloads (Autobahn 2.x) ----
@@ -162,7 +165,7 @@ async fn a_ping_between_fragments_is_answered_and_the_message_still_arrives() {
 #[tokio::test]
 async fn ping_payloads_are_echoed_exactly_up_to_125_bytes() {
     let server = spawn_server().await;
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     let binary: Vec<u8> = (0..=255u8).cycle().skip(3).take(125).collect();
     for payload in [Vec::new(), b"hello".to_vec(), vec![0x00, 0xff, 0xfe, 0x80], binary] {
         c.send(FrameSpec::new(PING, payload.clone())).await;
@@ -177,7 +180,7 @@ async fn ping_payloads_are_echoed_exactly_up_to_125_bytes() {
     for i in 0..10u8 {
         assert_eq!(c.read_frame().await.expect("a pong").payload, [i]);
     }
-    assert_still_serving(&server).await;
+    assert_still_serving(server.addr).await;
 }
 
 #[tokio::test]
@@ -212,27 +215,27 @@ fn close_frame(code: u16, reason: &[u8]) -> FrameSpec {
 async fn a_valid_close_code_is_echoed() {
     let server = spawn_server().await;
     for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
-        let mut c = RawClient::connect(&server).await;
+        let mut c = RawClient::connect(server.addr).await;
         c.send(close_frame(code, b"see you")).await;
         let (echoed, _) = c.expect_close().await.unwrap_or_else(|| panic!("{code}: empty close reply"));
         assert_eq!(echoed, code, "the close reply echoes the code (RFC 6455 §5.5.1)");
         c.expect_end().await;
     }
     // An empty close frame gets an empty (or 1000) reply.
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     c.send(FrameSpec::new(CLOSE, Vec::new())).await;
     let reply = c.expect_close().await;
     assert!(matches!(reply, None | Some((1000, _))), "{reply:?}");
     c.expect_end().await;
     // Nothing after the close is processed: a message sent after it is not published.
-    let mut watcher = RawClient::connect(&server).await;
-    let mut c = RawClient::connect(&server).await;
+    let mut watcher = RawClient::connect(server.addr).await;
+    let mut c = RawClient::connect(server.addr).await;
     c.send(close_frame(1000, b"")).await;
     c.send_text(&sendmessage("after close")).await;
     assert_eq!(c.expect_close_code().await, 1000);
     watcher.send_text(&sendmessage("watcher")).await;
     assert_eq!(watcher.expect_event("message").await["text"], "watcher", "nothing from the closed connection");
-    assert_still_serving(&server).await;
+    assert_still_serving(server.addr).await;
 }
 
 /// After the client's close frame the server has all it needs: it echoes, closes TCP and runs
@@ -241,8 +244,8 @@ async fn a_valid_close_code_is_echoed() {
 #[tokio::test]
 async fn a_client_close_ends_the_connection_without_waiting_for_its_fin() {
     let server = spawn_server().await;
-    let mut watcher = RawClient::connect(&server).await;
-    let mut c = RawClient::connect(&server).await;
+    let mut watcher = RawClient::connect(server.addr).await;
+    let mut c = RawClient::connect(server.addr).await;
     c.send(close_frame(1000, b"bye")).await;
     let started = std::time::Instant::now();
     assert_eq!(c.expect_close_code().await, 1000);
@@ -283,7 +286,7 @@ async fn invalid_utf8_in_a_close_reason_fails_with_1007() {
     let frames = vec![close_frame(1000, &[b'o', b'k', 0xff, 0xfe])];
     assert_fails(&server, "invalid UTF-8 close reason", frames, &[1007, 1002]).await;
     // A close frame of the maximum size (2 + 123), valid UTF-8: echoed.
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     c.send(close_frame(1000, "é".repeat(61).as_bytes())).await;
     assert_eq!(c.expect_close_code().await, 1000);
 }
@@ -309,7 +312,7 @@ async fn invalid_utf8_in_a_text_frame_fails_with_1007() {
 async fn utf8_split_across_fragments_is_checked_on_the_whole_message() {
     let server = spawn_server().await;
     // Valid: "€" (E2 82 AC) split inside the code point arrives whole.
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     let body = sendmessage("price: 5€");
     let split = body.find('€').unwrap() + 1;
     let (a, b) = body.as_bytes().split_at(split);
@@ -349,7 +352,7 @@ async fn an_oversized_frame_or_message_fails_with_1009() {
     let frames = vec![FrameSpec::new(TEXT, sendmessage(&"x".repeat(33 * 1024)))];
     assert_fails(&server, "33 KiB frame", frames, &[1009]).await;
     // A 64-bit length announcing far more than any limit: refused from the header alone.
-    let mut c = RawClient::connect(&server).await;
+    let mut c = RawClient::connect(server.addr).await;
     let mut header = vec![0x81, 0x80 | 127];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);

@@ -2,12 +2,11 @@
 //! prove every acknowledged message is there exactly once, in a gap-free seq, the store opens
 //! cleanly, and the connections of the dead process are gone.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::spawn_app;
+use dynamowave_testkit::binary::{spawn_app, spawn_app_in};
+use dynamowave_testkit::ws::Client;
 use serde_json::json;
 
 #[tokio::test]
@@ -18,7 +17,7 @@ async fn sigkill_while_publishing_loses_no_acknowledged_message() {
     for p in 0..publishers {
         let url = app.url.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = common::Client::connect(&url, true).await.expect("connect");
+            let mut c = Client::connect(&url, true).await.expect("connect");
             let room = format!("crash-{}", p % 2);
             c.send(json!({"action": "join", "room": room})).await;
             c.recv_event("joined").await;
@@ -56,8 +55,7 @@ async fn sigkill_while_publishing_loses_no_acknowledged_message() {
     assert!(total > 20, "publishers got acks before the kill: {total}");
 
     // Restart on the same data dir: it opens cleanly.
-    let data_dir = std::mem::replace(&mut app.data_dir, tempfile::tempdir().unwrap());
-    let app2 = common::spawn_app_in(data_dir, &[]);
+    let app2 = spawn_app_in(app.take_data_dir(), &[]);
     let mut c = app2.connect(true).await;
     for (room, acked) in &acked_by_room {
         // Read the whole room back through `history`.

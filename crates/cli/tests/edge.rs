@@ -3,11 +3,10 @@
 //! the headers a browser or a proxy would send (`Origin`, `Sec-Fetch-Site`, `Host`,
 //! `X-Forwarded-For`, …), and a real WebSocket client plays the victim.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{App, Client, spawn_app};
+use dynamowave_testkit::binary::{App, spawn_app};
+use dynamowave_testkit::ws::Client;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -94,27 +93,6 @@ async fn victim(app: &App) -> (Client, String) {
     (c, id)
 }
 
-/// Nothing with `marker` in it reaches `client` within `d`.
-async fn receives_nothing_like(client: &mut Client, marker: &str, d: Duration) {
-    use futures_util::StreamExt;
-    let deadline = tokio::time::Instant::now() + d;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, client.ws.next()).await {
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            assert!(!t.contains(marker), "the victim received a forged frame: {t}");
-        }
-    }
-}
-
-/// The next frame that is not a presence event (other test connections join the lobby).
-async fn recv_pushed(client: &mut Client) -> String {
-    loop {
-        let t = client.recv_text().await;
-        if !t.starts_with(r#"{"type":"presence""#) {
-            return t;
-        }
-    }
-}
-
 const FORGED: &str =
     r#"{"type":"message","room":"lobby","from":"admin","text":"forged: your session expired, log in at evil.example"}"#;
 
@@ -159,11 +137,11 @@ async fn dns_rebinding_is_refused_on_the_upgrade_the_management_api_and_metrics(
     assert_eq!(manage(&app, "DELETE", &id, &[("Host", &evil_host)], "").await.status, 403);
     assert_eq!(metrics(&app, &[("Host", &evil_host)]).await, 403);
     assert_eq!(metrics(&app, &[("Host", &evil_host), ("Sec-Fetch-Site", "same-origin")]).await, 403);
-    receives_nothing_like(&mut client, "forged", Duration::from_millis(300)).await;
+    client.expect_nothing_containing("forged", Duration::from_millis(300)).await;
     // The victim is still connected, and a local caller still manages it.
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], "hello from this machine").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(recv_pushed(&mut client).await, "hello from this machine");
+    assert_eq!(client.recv_pushed().await, "hello from this machine");
     assert_eq!(metrics(&app, &[("Host", &app.addr)]).await, 200);
     assert_eq!(metrics(&app, &[("Host", "localhost")]).await, 200);
 }
@@ -176,7 +154,7 @@ async fn configured_domain_names_are_the_gateways_own() {
     assert_eq!(metrics(&app, &[("Host", "chat.example.com")]).await, 200);
     let ok = manage(&app, "POST", &id, &[("Host", "chat.example.com")], "via the configured name").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(recv_pushed(&mut client).await, "via the configured name");
+    assert_eq!(client.recv_pushed().await, "via the configured name");
     // Another name still is not.
     assert_eq!(upgrade(&app, &[("Host", "evil.example"), ("Origin", "https://evil.example")]).await, 403);
     assert_eq!(metrics(&app, &[("Host", "evil.example")]).await, 403);
@@ -229,14 +207,14 @@ async fn a_no_cors_post_from_a_page_is_forbidden_and_the_victim_receives_nothing
         let r = manage(&app, "POST", &id, &headers, FORGED).await;
         assert_eq!(r.status, 403, "{headers:?}: {}", r.text);
     }
-    receives_nothing_like(&mut client, "forged", Duration::from_millis(300)).await;
+    client.expect_nothing_containing("forged", Duration::from_millis(300)).await;
     // A user typing the URL (Sec-Fetch-Site: none) reads metrics; scripts without it manage.
     assert_eq!(metrics(&app, &[("Host", &app.addr), ("Sec-Fetch-Site", "none")]).await, 200);
     assert_eq!(metrics(&app, &[("Host", &app.addr), ("Sec-Fetch-Site", "cross-site")]).await, 403);
     assert_eq!(metrics(&app, &[("Host", &app.addr), ("Origin", "https://evil.example")]).await, 403);
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], "local").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(recv_pushed(&mut client).await, "local");
+    assert_eq!(client.recv_pushed().await, "local");
 }
 
 #[tokio::test]
@@ -256,7 +234,7 @@ async fn calls_relayed_by_a_proxy_are_not_loopback() {
         assert_eq!(manage(&app, "DELETE", &id, &[("Host", &app.addr), (name, value)], "").await.status, 403, "{name}");
         assert_eq!(metrics(&app, &[("Host", &app.addr), (name, value)]).await, 403, "{name}");
     }
-    receives_nothing_like(&mut client, "forged", Duration::from_millis(300)).await;
+    client.expect_nothing_containing("forged", Duration::from_millis(300)).await;
     assert_eq!(manage(&app, "GET", &id, &[("Host", &app.addr)], "").await.status, 200);
 }
 
@@ -351,7 +329,7 @@ async fn with_keys_configured_every_caller_signs_and_the_scope_must_be_ours() {
     let good = sign("POST", &path, &signed_headers, b"signed", KEYS, ("eu-west-1", "execute-api"), &now);
     let r = post(good, "signed").await;
     assert_eq!(r.status, 200, "a valid signature: {}", r.text);
-    assert_eq!(recv_pushed(&mut client).await, "signed");
+    assert_eq!(client.recv_pushed().await, "signed");
 
     // Valid signatures over the wrong things.
     let cases = [
@@ -381,7 +359,7 @@ async fn with_keys_configured_every_caller_signs_and_the_scope_must_be_ours() {
     let signed_metrics =
         metrics(&app, &[("Host", &host), ("X-Amz-Date", &now), ("Authorization", &metrics_auth)]).await;
     assert_eq!(signed_metrics, 200);
-    receives_nothing_like(&mut client, "forged", Duration::from_millis(300)).await;
+    client.expect_nothing_containing("forged", Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
@@ -400,7 +378,7 @@ async fn a_body_that_never_comes_is_cut_off_and_others_are_served() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], "meanwhile").await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    assert_eq!(recv_pushed(&mut client).await, "meanwhile");
+    assert_eq!(client.recv_pushed().await, "meanwhile");
     for stall in stalls {
         let answer = stall.await.expect("task");
         assert_eq!(answer.status, 408, "{}", answer.text);
@@ -426,5 +404,5 @@ async fn an_over_cap_content_length_is_refused_before_the_body_is_sent() {
     let full = "x".repeat(128 * 1024);
     let ok = manage(&app, "POST", &id, &[("Host", &app.addr)], &full).await;
     assert_eq!(ok.status, 200);
-    assert_eq!(recv_pushed(&mut client).await.len(), full.len());
+    assert_eq!(client.recv_pushed().await.len(), full.len());
 }

@@ -2,16 +2,14 @@
 //! WebSocket clients. Each bad input shows its documented outcome, the server still serving
 //! everyone else, and the store intact.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Client, spawn_app};
+use dynamowave_testkit::binary::{spawn_app, spawn_app_in};
+use dynamowave_testkit::ws::Client;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 /// AWS's tutorial session, verbatim: two plain clients, `sendmessage` reaches both (sender
 /// included) as bare text, and `test` gets the `$default` answer with the connection's info.
@@ -28,12 +26,7 @@ async fn aws_tutorial_session() {
     assert_eq!(a.recv_text().await, "hello world");
     assert_eq!(b.recv_text().await, "hello world");
 
-    a.send_text("test").await;
-    let answer = a.recv_text().await;
-    let info = answer
-        .strip_prefix("Use the sendmessage route to send a message. Your info: ")
-        .unwrap_or_else(|| panic!("unexpected $default answer: {answer}"));
-    let info: Value = serde_json::from_str(info).expect("info is JSON");
+    let info = a.default_route_info().await;
     assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
     assert!(info["ConnectedAt"].as_str().unwrap().ends_with('Z'));
     assert!(info["LastActiveAt"].as_str().is_some());
@@ -127,11 +120,6 @@ async fn bad_input_gets_clear_errors_and_the_connection_stays() {
     assert_eq!(other.recv_event("message").await["text"], "still here");
 }
 
-async fn send_raw(c: &mut Client, opcode: OpCode, payload: Vec<u8>) {
-    let frame = Frame::from_payload(FrameHeader { opcode, ..FrameHeader::default() }, payload.into());
-    c.ws.send(Message::Frame(frame)).await.expect("send raw frame");
-}
-
 #[tokio::test]
 async fn limits_close_with_api_gateways_codes() {
     let app = spawn_app(&[]);
@@ -149,29 +137,19 @@ async fn limits_close_with_api_gateways_codes() {
 
     // Invalid UTF-8 in a text frame: 1007.
     let mut bad = app.connect(true).await;
-    send_raw(&mut bad, OpCode::Data(Data::Text), vec![0x7b, 0xff, 0xfe, 0x7d]).await;
+    bad.send_frame(OpCode::Data(Data::Text), true, vec![0x7b, 0xff, 0xfe, 0x7d]).await;
     assert_eq!(bad.recv_close().await, Some(1007));
 
     // A message of 5 frames of 30 KiB (150 KiB > 128 KiB): 1009.
     let mut frag = app.connect(true).await;
-    let chunk = vec![b'a'; 30 * 1024];
-    for i in 0..5 {
-        let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-        let header = FrameHeader { is_final: i == 4, opcode, ..FrameHeader::default() };
-        frag.ws.send(Message::Frame(Frame::from_payload(header, chunk.clone().into()))).await.unwrap();
-    }
+    frag.send_fragmented(&[b'a'; 5 * 30 * 1024], 30 * 1024).await;
     assert_eq!(frag.recv_close().await, Some(1009));
 
     // A 100 KiB message in frames of 25 KiB is within limits and is routed.
     let mut ok = app.connect(true).await;
     let text = "y".repeat(100 * 1024);
     let body = format!(r#"{{"action":"sendmessage","message":"{text}"}}"#).into_bytes();
-    let parts: Vec<&[u8]> = body.chunks(25 * 1024).collect();
-    for (i, part) in parts.iter().enumerate() {
-        let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-        let header = FrameHeader { is_final: i == parts.len() - 1, opcode, ..FrameHeader::default() };
-        ok.ws.send(Message::Frame(Frame::from_payload(header, part.to_vec().into()))).await.unwrap();
-    }
+    ok.send_fragmented(&body, 25 * 1024).await;
     let m = witness.recv_event("message").await;
     assert_eq!(m["text"].as_str().map(str::len), Some(100 * 1024));
 
@@ -326,8 +304,7 @@ async fn graceful_shutdown_then_clean_restart() {
     assert_eq!(a.recv_close().await, Some(1001));
     assert_eq!(b.recv_close().await, Some(1001));
 
-    let data_dir = std::mem::replace(&mut app.data_dir, tempfile::tempdir().unwrap());
-    let app2 = common::spawn_app_in(data_dir, &[]);
+    let app2 = spawn_app_in(app.take_data_dir(), &[]);
     let mut c = app2.connect(true).await;
     c.send(json!({"action": "who"})).await;
     let members = c.recv_event("members").await;

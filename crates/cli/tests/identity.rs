@@ -3,45 +3,20 @@
 //! messages to a name reach only its holder; names come free when their holder leaves; message
 //! text carries no bidi controls or stray zero-width characters.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{App, Client, spawn_app};
+use dynamowave_testkit::binary::{App, mint_token, spawn_app};
+use dynamowave_testkit::ws::{Client, upgrade_status};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const CYRILLIC_GRACE: &str = "Gr\u{0430}ce";
 
-fn upgrade_status(r: Result<Client, tokio_tungstenite::tungstenite::Error>) -> u16 {
-    match r {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => 101,
-    }
-}
-
 /// `setname`, answered by `named` (returned) or `error`.
 async fn set_name(c: &mut Client, name: &str) -> Value {
     c.send(json!({"action": "setname", "name": name})).await;
-    loop {
-        let v = c.recv_json().await;
-        if v["type"] == "named" || v["type"] == "error" {
-            return v;
-        }
-    }
-}
-
-/// No event of `kind` arrives within `d` (others are skipped).
-async fn expect_no_event(c: &mut Client, kind: &str, d: Duration) {
-    let deadline = tokio::time::Instant::now() + d;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, c.ws.next()).await {
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-            assert_ne!(v["type"], kind, "expected no {kind} event, got {t}");
-        }
-    }
+    c.recv_any(&["named", "error"]).await
 }
 
 /// Tries `setname` until it is granted (the server runs `$disconnect` of a closed socket
@@ -122,7 +97,7 @@ async fn a_private_message_to_a_name_reaches_only_its_holder() {
         assert_eq!((pm["from"].as_str(), pm["to"].as_str()), (Some("Bob"), Some("Grace")), "{pm}");
         assert_eq!(pm["text"], format!("for Grace's eyes ({to})"));
     }
-    expect_no_event(&mut mallory, "private", Duration::from_millis(500)).await;
+    mallory.expect_no_event("private", Duration::from_millis(500)).await;
     assert_eq!(grace.whoami().await.0, grace_id);
 }
 
@@ -165,12 +140,7 @@ async fn a_name_is_free_again_once_its_holder_leaves_and_presence_tells_it() {
 }
 
 fn mint(secret: &str, sub: &str, name: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynamowave"))
-        .args(["token", "--secret", secret, "--sub", sub, "--name", name])
-        .output()
-        .expect("run dynamowave token");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    mint_token(secret, sub, &["--name", name])
 }
 
 #[tokio::test]
@@ -238,7 +208,7 @@ async fn message_text_with_bidi_controls_or_stray_zero_width_characters_is_refus
             "{text:?}"
         );
     }
-    expect_no_event(&mut reader, "message", Duration::from_millis(300)).await;
+    reader.expect_no_event("message", Duration::from_millis(300)).await;
     // Joiners inside emoji are writing, not disguise.
     let emoji = "\u{1F469}\u{200D}\u{1F4BB} shipped it";
     sender.send(json!({"action": "sendmessage", "message": emoji})).await;

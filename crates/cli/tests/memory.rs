@@ -6,44 +6,26 @@
 //! - text over the cap is refused with `text_too_long` and nothing is stored;
 //! - readers that never read, each asking for a replay of large messages, do not make the server
 //!   hold those replays (its RSS stays bounded), and everyone else is still served;
-//! - a send queue over its byte limit is a slow consumer: closed with 1008.
-
-mod common;
+//! - a send queue over its byte limit, or its frame limit, is a slow consumer: closed with 1008,
+//!   and the room's other members keep receiving everything.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{App, Client, close_code, spawn_app, wait_gone};
-use futures_util::SinkExt;
+use dynamowave_testkit::binary::{App, spawn_app};
+use dynamowave_testkit::ws::{Client, wait_gone};
 use serde_json::{Value, json};
-use tokio_tungstenite::MaybeTlsStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 /// Sends `body` as one message in frames of at most 25 KiB (API Gateway takes frames of 32 KiB
 /// at most, messages of 128 KiB).
 async fn send_fragmented(c: &mut Client, body: &str) {
-    let parts: Vec<&[u8]> = body.as_bytes().chunks(25 * 1024).collect();
-    for (i, part) in parts.iter().enumerate() {
-        let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-        let header = FrameHeader { is_final: i == parts.len() - 1, opcode, ..FrameHeader::default() };
-        c.ws.send(Message::Frame(Frame::from_payload(header, part.to_vec().into()))).await.expect("send frame");
-    }
+    c.send_fragmented(body.as_bytes(), 25 * 1024).await;
 }
 
 /// A JSON client whose socket takes in only a few KiB: when it does not read, the server's
 /// queue for it fills at once instead of the kernel's buffers.
 async fn connect_small_buffer(app: &App) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let stream = socket.connect(app.addr.parse().expect("addr")).await.expect("connect");
-    let mut req = app.url.as_str().into_client_request().expect("request");
-    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("dynamowave.v1"));
-    let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await.expect("handshake");
-    Client { ws }
+    Client::connect_with_recv_buffer(&app.url, true, 4096).await
 }
 
 /// The server's resident memory, bytes (`VmRSS` of its process).
@@ -192,8 +174,8 @@ async fn readers_that_never_read_cannot_make_the_server_hold_their_replays() {
     // before would let its replay go on: it would no longer be slow).
     let app = &app;
     let codes = futures_util::future::join_all(readers.iter_mut().map(|(r, id)| async move {
-        wait_gone(app, id, Duration::from_secs(20)).await;
-        close_code(r, Duration::from_secs(20)).await
+        wait_gone(&app.addr, id, Duration::from_secs(20)).await;
+        r.close_code(Duration::from_secs(20)).await
     }))
     .await;
     assert!(codes.iter().all(|c| *c == Some(1008)), "every stalled reader is closed 1008: {codes:?}");
@@ -206,19 +188,39 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
     // The default limits: 4096 frames, 4 MiB. 300 messages of 30 KB are far fewer frames than
     // the frame limit but over twice the byte limit.
     let app = spawn_app(&["--connection-rate", "0"]);
-    let mut slow = connect_small_buffer(&app).await;
+    let slow = connect_small_buffer(&app).await;
+    let code = flood_past_a_slow_reader(&app, slow, "flood", &"f".repeat(30 * 1000), 300).await;
+    assert_eq!(code, Some(1008));
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_1008_and_nobody_else_slows_down() {
+    let app = spawn_app(&["--send-queue-frames", "16", "--connection-rate", "0"]);
+    let slow = app.connect(true).await;
+    // 400 messages of 30 KB: far more than the slow client's socket buffers and queue hold.
+    let code = flood_past_a_slow_reader(&app, slow, "firehose", &"z".repeat(30 * 1024), 400).await;
+    assert_eq!(code, Some(1008));
+}
+
+/// `slow` and a witness join `room`; a sender publishes `total` messages of `text` there, of
+/// which the witness must get every one, in order, while `slow` reads nothing; returns the code
+/// `slow` was closed with. The sender stays out of the room and asks for no acks: it reads
+/// nothing either, and must not become a slow consumer itself. The slow client reads only once
+/// the server has closed it: after what its buffers held, the server's close frame. (The server
+/// flushes a closed connection for a few seconds only, so the slow client must not wait for the
+/// whole flood to reach the witness first.)
+async fn flood_past_a_slow_reader(app: &App, mut slow: Client, room: &str, text: &str, total: usize) -> Option<u16> {
     let (slow_id, _) = slow.whoami().await;
     let mut witness = app.connect(true).await;
     for c in [&mut slow, &mut witness] {
-        c.send(json!({"action": "join", "room": "flood"})).await;
+        c.send(json!({"action": "join", "room": room})).await;
         c.recv_event("joined").await;
     }
     let mut sender = app.connect(true).await;
-    let text = "f".repeat(30 * 1000);
-    let total = 300;
+    let (room, text) = (room.to_string(), text.to_string());
     let sending = tokio::spawn(async move {
         for i in 0..total {
-            sender.send(json!({"action": "sendmessage", "room": "flood", "message": format!("{i} {text}")})).await;
+            sender.send(json!({"action": "sendmessage", "room": room, "message": format!("{i} {text}")})).await;
         }
         sender
     });
@@ -228,12 +230,11 @@ async fn a_send_queue_over_its_byte_limit_is_a_slow_consumer() {
             assert_eq!(v["seq"].as_u64(), Some(seen as u64 + 1), "the witness gets everything, in order");
         }
     };
-    // The slow client reads only once the server has closed it, while its close frame is flushed.
     let closing = async {
-        wait_gone(&app, &slow_id, Duration::from_secs(60)).await;
-        close_code(&mut slow, Duration::from_secs(20)).await
+        wait_gone(&app.addr, &slow_id, Duration::from_secs(60)).await;
+        slow.close_code(Duration::from_secs(20)).await
     };
     let ((), code) = tokio::join!(witnessing, closing);
     let _sender = sending.await.expect("sender");
-    assert_eq!(code, Some(1008));
+    code
 }

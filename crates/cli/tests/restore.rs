@@ -1,15 +1,11 @@
 //! Point-in-time recovery through the command line: a room's history is deleted "by accident",
 //! and `dynamowave restore` brings back the state as of a moment before.
 
-mod common;
-
-use std::process::Command;
-
-use common::{spawn_app, spawn_app_in};
+use dynamowave_testkit::binary::{self, spawn_app, spawn_app_in};
 use serde_json::json;
 
 fn dynamowave(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_dynamowave")).args(args).output().expect("run dynamowave");
+    let out = binary::run(args);
     assert!(out.status.success(), "dynamowave {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -29,7 +25,7 @@ async fn an_accidental_delete_is_undone_by_restore() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     drop(c);
     assert!(app.stop().success());
-    let dir = app.data_dir.path().to_str().unwrap().to_string();
+    let dir = app.data_dir().to_str().unwrap().to_string();
 
     let out = dynamowave(&["delete-history", "--data-dir", &dir, "--room", "precious"]);
     assert!(out.contains("deleted 5"), "{out}");
@@ -39,8 +35,7 @@ async fn an_accidental_delete_is_undone_by_restore() {
     dynamowave(&["restore", "--data-dir", &dir, "--to", &before_accident, "--into", into.to_str().unwrap()]);
 
     // The damaged store has lost the room's history…
-    let data_dir = std::mem::replace(&mut app.data_dir, tempfile::tempdir().unwrap());
-    let damaged = spawn_app_in(data_dir, &[]);
+    let damaged = spawn_app_in(app.take_data_dir(), &[]);
     let mut d = damaged.connect(true).await;
     d.send(json!({"action": "history", "room": "precious"})).await;
     assert_eq!(d.recv_event("history").await["messages"].as_array().unwrap().len(), 0);
@@ -56,10 +51,7 @@ async fn an_accidental_delete_is_undone_by_restore() {
     assert_eq!(seqs, vec![1, 2, 3, 4, 5], "{h}");
     assert_eq!(h["messages"][4]["text"], "note 5");
     // A time outside the retention window is refused with a clear error.
-    let out = Command::new(env!("CARGO_BIN_EXE_dynamowave"))
-        .args(["restore", "--data-dir", &dir, "--to", "2000-01-01T00:00:00Z", "--into", "/tmp/never-dw"])
-        .output()
-        .unwrap();
+    let out = binary::run(&["restore", "--data-dir", &dir, "--to", "2000-01-01T00:00:00Z", "--into", "/tmp/never-dw"]);
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 }

@@ -1,31 +1,20 @@
 //! Rooms cost something, against the real binary: a connection belongs to a bounded number of
 //! rooms, creates them at a bounded rate, empty rooms expire, and `rooms` is paged.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Client, spawn_app};
+use dynamowave_testkit::binary::spawn_app;
+use dynamowave_testkit::ws::Client;
 use serde_json::{Value, json};
 
 async fn join(c: &mut Client, room: &str) -> Value {
     c.send(json!({"action": "join", "room": room})).await;
-    loop {
-        let v = c.recv_json().await;
-        if v["type"] == "joined" || v["type"] == "error" {
-            return v;
-        }
-    }
+    c.recv_any(&["joined", "error"]).await
 }
 
 async fn post(c: &mut Client, room: &str, text: &str, id: &str) -> Value {
     c.send(json!({"action": "sendmessage", "room": room, "message": text, "id": id})).await;
-    loop {
-        let v = c.recv_json().await;
-        if v["type"] == "ack" || v["type"] == "error" {
-            return v;
-        }
-    }
+    c.recv_any(&["ack", "error"]).await
 }
 
 /// Every room `rooms` lists, following `next` with pages of `limit`; checks each page's size.

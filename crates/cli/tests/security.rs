@@ -1,12 +1,11 @@
 //! Hostile input against the real server (docs/security.md lists each row and its test): every
 //! case gets a clear answer, the server keeps serving others, nothing is lost.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
-use common::{Client, spawn_app};
+use dynamowave_testkit::binary::{App, mint_token, spawn_app};
+use dynamowave_testkit::ws::{Client, upgrade_status};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,18 +20,10 @@ async fn raw_http(addr: &str, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-async fn still_serving(app: &common::App) {
+async fn still_serving(app: &App) {
     let mut c = app.connect(true).await;
     c.send(json!({"action": "ping"})).await;
     c.recv_event("pong").await;
-}
-
-fn upgrade_status(r: Result<Client, tokio_tungstenite::tungstenite::Error>) -> u16 {
-    match r {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => 101,
-    }
 }
 
 #[tokio::test]
@@ -148,16 +139,6 @@ fn token(claims: serde_json::Value, alg: &str, secret: &str) -> String {
     format!("{header}.{payload}.{}", b64(&mac.finalize().into_bytes()))
 }
 
-fn mint(app_secret: &str, sub: &str, extra: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynamowave"))
-        .args(["token", "--secret", app_secret, "--sub", sub])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test]
 async fn tokens_unauthenticated_expired_wrong_audience_and_alg_none() {
     let secret = "a-test-secret-of-reasonable-length";
@@ -176,10 +157,10 @@ async fn tokens_unauthenticated_expired_wrong_audience_and_alg_none() {
     let forged = token(json!({"sub": "mallory", "aud": "chat", "exp": now + 600}), "HS256", "not-the-secret");
     assert!(matches!(upgrade_status(Client::connect(&url(&forged), true).await), 401 | 403));
     // Wrong audience: refused.
-    let wrong_aud = mint(secret, "eve", &["--aud", "other"]);
+    let wrong_aud = mint_token(secret, "eve", &["--aud", "other"]);
     assert!(matches!(upgrade_status(Client::connect(&url(&wrong_aud), true).await), 401 | 403));
     // Signed with another secret: refused.
-    let other = mint("another-secret-entirely-different", "eve", &["--aud", "chat"]);
+    let other = mint_token("another-secret-entirely-different", "eve", &["--aud", "chat"]);
     assert!(matches!(upgrade_status(Client::connect(&url(&other), true).await), 401 | 403));
     // Expired (well past the 30 s leeway): refused.
     let expired = token(json!({"sub": "old", "aud": "chat", "exp": now - 3600}), "HS256", secret);
@@ -188,7 +169,7 @@ async fn tokens_unauthenticated_expired_wrong_audience_and_alg_none() {
     let early = token(json!({"sub": "early", "aud": "chat", "exp": now + 7200, "nbf": now + 3600}), "HS256", secret);
     assert!(matches!(upgrade_status(Client::connect(&url(&early), true).await), 401 | 403));
     // A valid one gets in, with its name, and `setname` is then refused.
-    let good = mint(secret, "alice", &["--aud", "chat", "--name", "Alice"]);
+    let good = mint_token(secret, "alice", &["--aud", "chat", "--name", "Alice"]);
     let mut alice = Client::connect(&url(&good), true).await.expect("a valid token connects");
     let (_, name) = alice.whoami().await;
     assert_eq!(name, "Alice");

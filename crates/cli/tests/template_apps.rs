@@ -11,14 +11,13 @@
 //! Needs Java 17+, Node.js 20 and Python 3 with the runtimes `serve --template` manages; DynamoDB
 //! Local is installed once into `DW_TOOLS_DIR` (else the system temp dir's `dw-tools`).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{App, Client, spawn_app};
 use dynamowave_dynamodb_local::{DynamoDbLocal, Install, LocalDynamoDb, Options};
+use dynamowave_testkit::binary::{App, spawn_app};
+use dynamowave_testkit::ws::Client;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;

@@ -2,13 +2,11 @@
 //! WebSocket APIs; real WebSocket clients; our chat's real Lambda binaries on DynamoDB Local;
 //! broken templates answered as API Gateway answers a broken integration.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::Client;
+use dynamowave_testkit::ws::Client;
 use serde_json::{Value, json};
 
 /// The repository's root (the binary ships `infra/template.yaml` from it).

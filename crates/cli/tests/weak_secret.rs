@@ -1,30 +1,16 @@
 //! `dynamowave` refuses an HS256 secret shorter than 32 bytes, with the reason, both where it
 //! verifies tokens (`serve --jwt-secret`, before it listens) and where it mints them (`token`).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use dynamowave_testkit::binary::run_at_most;
 
 const SHORT: &str = "only-31-bytes-of-secret-here!!!";
 const GOOD: &str = "thirty-two-bytes-of-secret-ok!!!";
 
+/// A `serve` that accepted the secret would run until killed: it gets a few seconds.
 fn dynamowave(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamowave"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run dynamowave");
-    // A `serve` that accepted the secret would run until killed: give it a few seconds.
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("output")
+    run_at_most(args, Duration::from_secs(10))
 }
 
 #[test]

@@ -5,44 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynamowave_client::{ChatArgs, Input, Options, run_session};
-use dynamowave_core::{ChatDeps, ChatSettings, ConnectionsApi, Placement};
-use dynamowave_gateway::registry::LocalConnectionsApi;
-use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
-use dynamowave_store_redb::RedbSettings;
-use dynamowave_store_redb::RedbStore;
+use dynamowave_core::ConnectionsApi;
+use dynamowave_gateway::GatewaySettings;
+use dynamowave_testkit::TIMEOUT;
+use dynamowave_testkit::in_process::{RunningGateway, chat_gateway_on_temp_redb};
 use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, Lines};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
 struct Server {
     url: String,
-    api: Arc<LocalConnectionsApi>,
-    _stop: StopOnDrop,
-    _dir: tempfile::TempDir,
-}
-
-struct StopOnDrop(ShutdownHandle);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown();
-    }
+    api: Arc<dyn ConnectionsApi>,
+    _gateway: RunningGateway,
 }
 
 async fn spawn_server() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(RedbStore::open(dir.path(), RedbSettings::default()).expect("open store"));
-    let settings =
-        GatewaySettings { listen: "127.0.0.1:0".parse().unwrap(), handle_signals: false, ..Default::default() };
-    let gateway = Gateway::bind(settings).await.expect("bind gateway");
-    let url = format!("ws://{}/production", gateway.local_addr());
-    let api = gateway.connections_api();
-    let deps = ChatDeps::new(store.clone(), store, api.clone(), ChatSettings::default(), Placement::InProcess);
-    let stop = StopOnDrop(gateway.shutdown_handle());
-    tokio::spawn(gateway.serve(dynamowave_core::app::in_process(deps), None));
-    Server { url, api, _stop: stop, _dir: dir }
+    let gateway = chat_gateway_on_temp_redb(GatewaySettings::default()).await;
+    Server { url: gateway.url(), api: gateway.connections_api.clone(), _gateway: gateway }
 }
 
 /// A client session with its terminal: what it is typed, what it printed.

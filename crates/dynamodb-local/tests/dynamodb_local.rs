@@ -5,11 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dynamowave_dynamodb_local::{DynamoDbLocal, Error, Install, LocalDynamoDb, Options, Storage};
+use dynamowave_testkit::temp::tools_dir;
 use serde_json::{Value, json};
-
-fn tools_dir() -> PathBuf {
-    std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"))
-}
 
 fn install() -> Install {
     Install::find_or_fetch(&tools_dir(), &|line| eprintln!("{line}")).expect("DynamoDB Local installs")

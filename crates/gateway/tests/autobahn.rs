@@ -15,9 +15,10 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
-use dynamowave_apigw::{App, ConnectionsApi, Integration, IntegrationError, RouteTable};
+use dynamowave_apigw::{ConnectionsApi, Integration, IntegrationError};
+use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::Bucket;
-use dynamowave_gateway::{Gateway, GatewaySettings};
+use dynamowave_testkit::in_process::routes_gateway;
 use serde_json::Value;
 
 /// Posts each message back to the connection that sent it.
@@ -82,19 +83,13 @@ async fn autobahn_fuzzingclient_cases_1_to_7_and_10() {
     assert!(run.is_file(), "Autobahn's run.sh not found at {} (set AUTOBAHN_RUN)", run.display());
 
     let echo = Arc::new(Echo { api: OnceLock::new() });
-    let mut routes = RouteTable::new();
-    routes.insert("$default", echo.clone() as Arc<dyn Integration>);
-    let mut settings =
-        GatewaySettings { listen: "127.0.0.1:0".parse().expect("addr"), handle_signals: false, ..Default::default() };
+    let mut settings = GatewaySettings::default();
     // The suite sends its cases back to back from one client; API Gateway's per-connection
     // rate is not what is under test here.
     settings.throttling.per_connection = Bucket { rate: 100_000.0, burst: 100_000 };
-    let gateway = Gateway::bind(settings).await.expect("gateway binds");
-    let api: Arc<dyn ConnectionsApi> = gateway.connections_api();
-    let _ = echo.api.set(api);
-    let url = format!("ws://{}/production", gateway.local_addr());
-    let stop = gateway.shutdown_handle();
-    let server = tokio::spawn(gateway.serve(App::new(routes), None));
+    let gateway = routes_gateway(settings, vec![("$default", echo.clone() as Arc<dyn Integration>)]).await;
+    let _ = echo.api.set(gateway.connections_api.clone());
+    let url = gateway.url();
 
     let outdir = std::env::temp_dir().join(format!("dw-autobahn-{}", uuid_like()));
     let (run_sh, out) = (run.clone(), outdir.clone());
@@ -104,8 +99,7 @@ async fn autobahn_fuzzingclient_cases_1_to_7_and_10() {
     .await
     .expect("run.sh task")
     .expect("run.sh starts");
-    stop.shutdown();
-    let _ = server.await;
+    drop(gateway);
     let index = std::fs::read_to_string(outdir.join("index.json"))
         .unwrap_or_else(|e| panic!("no report in {} ({e}); run.sh exited {status}", outdir.display()));
     let index: Value = serde_json::from_str(&index).expect("index.json is JSON");

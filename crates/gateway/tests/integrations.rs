@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use dynamowave_apigw::{App, Asset, ErrorFrame, ErrorFrames, Integration, IntegrationError};
+use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::{Bucket, Concurrency};
-use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
+use dynamowave_testkit::in_process::{RunningGateway, app_gateway, routes_gateway};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -60,17 +61,16 @@ impl Integration for Scripted {
     }
 }
 
-async fn start(routes: Vec<(&str, Arc<dyn Integration>)>, settings: GatewaySettings) -> (String, ShutdownHandle) {
-    start_app(App::new(routes.into_iter().collect()), settings).await
+/// A gateway with `routes`; its URL, and the gateway (stopped when dropped).
+async fn start(routes: Vec<(&str, Arc<dyn Integration>)>, settings: GatewaySettings) -> (String, RunningGateway) {
+    let gateway = routes_gateway(settings, routes).await;
+    (gateway.url(), gateway)
 }
 
-async fn start_app(app: App, settings: GatewaySettings) -> (String, ShutdownHandle) {
-    let settings = GatewaySettings { listen: "127.0.0.1:0".parse().unwrap(), handle_signals: false, ..settings };
-    let gw = Gateway::bind(settings).await.unwrap();
-    let url = format!("ws://{}/production", gw.local_addr());
-    let stop = gw.shutdown_handle();
-    tokio::spawn(gw.serve(app, None));
-    (url, stop)
+/// A gateway serving `app`; its URL, and the gateway (stopped when dropped).
+async fn start_app(app: App, settings: GatewaySettings) -> (String, RunningGateway) {
+    let gateway = app_gateway(settings, app).await;
+    (gateway.url(), gateway)
 }
 
 #[tokio::test]

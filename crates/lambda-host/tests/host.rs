@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use dynamowave_apigw::IntegrationError;
-use dynamowave_lambda_host::{HostError, HostSettings, LambdaFunction, LambdaHost};
+use dynamowave_lambda_host::{FunctionStats, HostError, HostSettings, LambdaFunction, LambdaHost};
+use dynamowave_testkit::events;
 use serde_json::{Value, json};
 
 fn echo(name: &str) -> LambdaFunction {
@@ -31,6 +32,17 @@ fn body(answer: &Value) -> Value {
     serde_json::from_str(answer["body"].as_str().expect("body is a string")).expect("body is JSON")
 }
 
+/// The invocation of `name` with these instructions to the echo fails, saying `needle`.
+async fn assert_fails_with(host: &LambdaHost, name: &str, echo: Value, needle: &str) {
+    let result = host.invoke_json(name, json!({ "echo": echo })).await;
+    assert!(matches!(&result, Err(IntegrationError::Failed(m)) if m.contains(needle)), "{result:?}");
+}
+
+/// `name`'s statistics so far.
+fn stats(host: &LambdaHost, name: &str) -> FunctionStats {
+    host.stats().function(name).cloned().expect("stats")
+}
+
 async fn pid_of(host: &LambdaHost, name: &str) -> u64 {
     let answer = host.invoke_json(name, json!({"ping": true})).await.expect("invocation succeeds");
     body(&answer)["pid"].as_u64().expect("pid")
@@ -51,16 +63,9 @@ async fn round_trip_with_lambda_environment_and_warm_reuse() {
     assert!(echoed["deadlineMs"].as_u64().unwrap_or_default() > 0);
 
     // Through the Integration port, with a real WebSocket event.
-    let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json!({
-        "requestContext": {
-            "routeKey": "sendmessage", "eventType": "MESSAGE", "connectionId": "abc=", "apiId": "local",
-            "stage": "prod", "connectedAt": 1700000000000_i64, "requestTimeEpoch": 1700000001000_i64,
-            "messageDirection": "IN", "requestId": "r1", "domainName": "localhost", "identity": {"sourceIp": "127.0.0.1"}
-        },
-        "body": "{\"action\":\"sendmessage\",\"data\":\"hi\"}",
-        "isBase64Encoded": false
-    }))
-    .expect("event fixture");
+    let body = r#"{"action":"sendmessage","data":"hi"}"#;
+    let event: ApiGatewayWebsocketProxyRequest =
+        serde_json::from_value(events::websocket("sendmessage", "abc=", Some(body))).expect("event fixture");
     let integration = host.integration("connect").expect("integration exists");
     let response = integration.invoke(event).await.expect("integration succeeds");
     assert_eq!(response.status_code, 200);
@@ -87,12 +92,10 @@ async fn round_trip_with_lambda_environment_and_warm_reuse() {
 async fn function_errors_and_panics_are_failed_and_keep_the_process() {
     let host = start(vec![echo("default")]).await;
     let pid = pid_of(&host, "default").await;
-    let failed = host.invoke_json("default", json!({"echo": {"fail": "boom"}})).await;
-    assert!(matches!(&failed, Err(IntegrationError::Failed(m)) if m.contains("boom")), "{failed:?}");
-    let panicked = host.invoke_json("default", json!({"echo": {"panic": true}})).await;
-    assert!(matches!(&panicked, Err(IntegrationError::Failed(m)) if m.contains("panicking")), "{panicked:?}");
+    assert_fails_with(&host, "default", json!({"fail": "boom"}), "boom").await;
+    assert_fails_with(&host, "default", json!({"panic": true}), "panicking").await;
     assert_eq!(pid_of(&host, "default").await, pid, "a function error does not cost the environment");
-    let s = host.stats().function("default").cloned().expect("stats");
+    let s = stats(&host, "default");
     assert_eq!((s.errors, s.crashes, s.processes_started), (2, 0, 1));
     host.shutdown().await;
 }
@@ -110,7 +113,7 @@ async fn timeout_kills_the_process_and_the_next_call_recovers() {
     assert!(host.pids("slow").is_empty(), "the timed-out process is gone");
     let second_pid = pid_of(&host, "slow").await;
     assert_ne!(first_pid, second_pid);
-    let s = host.stats().function("slow").cloned().expect("stats");
+    let s = stats(&host, "slow");
     assert_eq!((s.timeouts, s.crashes, s.processes_started, s.init_durations.len()), (1, 0, 2, 2));
     host.shutdown().await;
 }
@@ -137,11 +140,10 @@ async fn concurrent_calls_start_more_processes_up_to_the_limit() {
 async fn a_crash_fails_the_call_and_the_process_is_replaced() {
     let host = start(vec![echo("disconnect")]).await;
     let first_pid = pid_of(&host, "disconnect").await;
-    let crashed = host.invoke_json("disconnect", json!({"echo": {"exit": 3}})).await;
-    assert!(matches!(&crashed, Err(IntegrationError::Failed(m)) if m.contains("exit")), "{crashed:?}");
+    assert_fails_with(&host, "disconnect", json!({"exit": 3}), "exit").await;
     let second_pid = pid_of(&host, "disconnect").await;
     assert_ne!(first_pid, second_pid);
-    let s = host.stats().function("disconnect").cloned().expect("stats");
+    let s = stats(&host, "disconnect");
     assert_eq!((s.crashes, s.processes_started, s.live_processes), (1, 2, 1));
     host.shutdown().await;
 }
@@ -163,7 +165,7 @@ async fn init_time_is_recorded_per_process() {
     f.env.push(("ECHO_INIT_DELAY_MS".into(), "300".into()));
     let host = start(vec![f]).await;
     pid_of(&host, "cold").await;
-    let s = host.stats().function("cold").cloned().expect("stats");
+    let s = stats(&host, "cold");
     assert_eq!(s.init_durations.len(), 1);
     assert!(s.init_durations[0] >= Duration::from_millis(300), "{:?}", s.init_durations);
     host.shutdown().await;

@@ -20,6 +20,12 @@
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - `src/bin/*`: one `main` per function: `connect`, `disconnect`, `sendmessage`, `default`,
 //!   `authorizer`, `warmer`.
+//!
+//! # Repeated on purpose
+//!
+//! - `authorizer::authorize_event_from` and `authorize_event_refreshing` open alike (parse the
+//!   event, answer a warm-up, deny a foreign origin): one verifies with the keys it has, the
+//!   other `await`s a refetch of the JWKS document; the shared steps are one helper each.
 
 pub mod authorizer;
 pub mod chat;

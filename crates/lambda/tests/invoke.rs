@@ -1,56 +1,32 @@
 //! The per-invocation functions against moto: a warm-up touches no table, a real `$connect`
 //! does (so the warm-up check can fail), and the authorizer answers `Unauthorized` exactly.
 
-#[path = "../../aws/tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::Select;
 use dynamowave_auth::{AuthSettings, mint_hs256};
 use dynamowave_aws::{ConnectionsApiPool, DynamoDbSettings, DynamoDbStore};
 use dynamowave_core::ChatSettings;
 use dynamowave_lambda::authorizer::authorize_event;
 use dynamowave_lambda::{ChatRuntime, FunctionError};
+use dynamowave_testkit::events;
+use dynamowave_testkit::moto::{count, moto_store};
 use serde_json::{Value, json};
 
 async fn counts(store: &DynamoDbStore) -> [i32; 3] {
     let t = store.tables();
     let mut out = [0; 3];
     for (i, table) in [&t.connections, &t.messages, &t.rooms].into_iter().enumerate() {
-        out[i] = store.client().scan().table_name(table).select(Select::Count).send().await.expect("scan").count;
+        out[i] = count(store.client(), table).await;
     }
     out
 }
 
-fn ws_event(route_key: &str, event_type: &str, connection_id: &str, body: Option<&str>) -> Value {
-    json!({
-        "requestContext": {
-            "routeKey": route_key,
-            "eventType": event_type,
-            "connectionId": connection_id,
-            "requestId": format!("req-{route_key}"),
-            "domainName": "localhost",
-            "stage": "production",
-            "apiId": "local",
-            "connectedAt": 1_700_000_000_000_i64,
-            "requestTimeEpoch": 1_700_000_000_000_i64,
-            "messageDirection": "IN",
-            "identity": { "sourceIp": "127.0.0.1", "userAgent": "test" }
-        },
-        "headers": { "Host": "localhost" },
-        "isBase64Encoded": false,
-        "body": body,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmup_touches_nothing_and_real_events_write() {
-    let moto = common::moto();
-    let config = common::sdk_config(&moto).await;
-    let store = common::store(&config, DynamoDbSettings::default()).await;
+    let rig = moto_store(DynamoDbSettings::default()).await;
+    let store = rig.store.clone();
     // moto serves `@connections` under `/{stage}/@connections/{id}`, as the local gateway does.
-    let pool = ConnectionsApiPool::new(config.clone(), Some(format!("{}/{{stage}}", moto.url)));
+    let pool = ConnectionsApiPool::new(rig.config.clone(), Some(format!("{}/{{stage}}", rig.moto.url)));
     let runtime = ChatRuntime::new(store.clone(), pool, ChatSettings::default());
 
     assert_eq!(counts(&store).await, [0, 0, 0], "fresh tables");
@@ -58,16 +34,16 @@ async fn warmup_touches_nothing_and_real_events_write() {
     assert_eq!(answer, json!({ "warm": true }));
     assert_eq!(counts(&store).await, [0, 0, 0], "a warm-up writes nothing");
 
-    let connect = runtime.invoke(ws_event("$connect", "CONNECT", "conn-1=", None)).await.expect("$connect");
+    let connect = runtime.invoke(events::websocket("$connect", "conn-1=", None)).await.expect("$connect");
     assert_eq!(connect["statusCode"], 200, "{connect}");
     assert_eq!(counts(&store).await[0], 1, "$connect registers the connection");
 
     let body = r#"{"action":"sendmessage","message":"hello, everyone!"}"#;
-    let sent = runtime.invoke(ws_event("sendmessage", "MESSAGE", "conn-1=", Some(body))).await.expect("sendmessage");
+    let sent = runtime.invoke(events::websocket("sendmessage", "conn-1=", Some(body))).await.expect("sendmessage");
     assert_eq!(sent["statusCode"], 200, "{sent}");
     assert_eq!(counts(&store).await[1], 1, "sendmessage stores the message");
 
-    let gone = runtime.invoke(ws_event("$disconnect", "DISCONNECT", "conn-1=", None)).await.expect("$disconnect");
+    let gone = runtime.invoke(events::websocket("$disconnect", "conn-1=", None)).await.expect("$disconnect");
     assert_eq!(gone["statusCode"], 200, "{gone}");
     assert_eq!(counts(&store).await[0], 0, "$disconnect removes the connection");
 

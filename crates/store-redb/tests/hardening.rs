@@ -1,39 +1,21 @@
 //! The data dir is private; a corrupt record costs only itself; a failed restore leaves nothing
 //! behind. Records are corrupted through redb directly, as a bad disk or a bug would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::TimeZone;
 
 use dynamowave_core::MessageLog;
 use dynamowave_core::model::NewMessage;
-use dynamowave_core::testing::unique_suffix;
 use dynamowave_store_redb::{FILE_NAME, RedbSettings, RedbStore, restore};
+use dynamowave_testkit::temp::TempPath;
 use redb::{Database, TableDefinition};
 
 // The store's tables, as named in its on-disk format (src/tables.rs).
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
-
-/// A fresh path under the system temp dir (not created), removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("dw-redb-hard-{}", unique_suffix())))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn message(room: &str, text: &str, ts: i64) -> NewMessage {
     NewMessage { room: room.into(), id: None, from: "alice".into(), publisher: "alice".into(), text: text.into(), ts }
@@ -56,7 +38,7 @@ fn corrupt(dir: &Path, write: impl FnOnce(&redb::WriteTransaction)) {
 async fn the_data_dir_and_its_file_are_private() {
     use std::os::unix::fs::PermissionsExt;
 
-    let base = TempDir::new();
+    let base = TempPath::new("dw-redb-hard");
     let dir = base.path().join("nested").join("data");
     let store = RedbStore::open(&dir, RedbSettings::default()).expect("open");
     store.append(message("r", "hi", now_ms())).await.expect("append");
@@ -81,7 +63,7 @@ async fn the_data_dir_and_its_file_are_private() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_record_is_skipped_by_list_rooms_and_maintenance() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb-hard");
     let old = now_ms() - 7_200_000;
     {
         let store = RedbStore::open(dir.path(), RedbSettings::default()).expect("open");
@@ -119,7 +101,7 @@ async fn a_corrupt_record_is_skipped_by_list_rooms_and_maintenance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_restore_removes_what_it_wrote() {
-    let source = TempDir::new();
+    let source = TempPath::new("dw-redb-hard");
     {
         let store = RedbStore::open(source.path(), RedbSettings::default()).expect("open");
         store.append(message("r", "one", now_ms())).await.expect("append");
@@ -133,7 +115,7 @@ async fn a_failed_restore_removes_what_it_wrote() {
     std::thread::sleep(Duration::from_millis(5));
 
     // Into a new dir (with a new parent): nothing of it is left.
-    let scratch = TempDir::new();
+    let scratch = TempPath::new("dw-redb-hard");
     let into = scratch.path().join("new-parent").join("restored");
     let failed = restore(source.path(), chrono::Utc::now(), &into);
     assert!(failed.is_err(), "the corrupt journal fails the restore: {failed:?}");
@@ -141,7 +123,7 @@ async fn a_failed_restore_removes_what_it_wrote() {
     assert!(!scratch.path().join("new-parent").exists(), "so is the parent it created");
 
     // Into an empty dir the user made: the dir stays, empty, as it was.
-    let mine = TempDir::new();
+    let mine = TempPath::new("dw-redb-hard");
     std::fs::create_dir_all(mine.path()).expect("user's dir");
     let failed = restore(source.path(), chrono::Utc::now(), mine.path());
     assert!(failed.is_err(), "{failed:?}");

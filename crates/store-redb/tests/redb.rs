@@ -3,37 +3,16 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dynamowave_core::contract::{connection_store_contract, message_log_contract};
 use dynamowave_core::model::NewMessage;
-use dynamowave_core::testing::unique_suffix;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, MessageLog, StoreError};
 use dynamowave_store_redb::{RedbSettings, RedbStore, restore};
-
-/// A fresh dir under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("dw-redb-{}", unique_suffix())))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use dynamowave_testkit::temp::TempPath;
 
 fn open(dir: &Path) -> RedbStore {
     RedbStore::open(dir, RedbSettings::default()).expect("open store")
@@ -70,7 +49,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_storage_contract() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let store = Arc::new(open(dir.path()));
     connection_store_contract(store.clone()).await;
     message_log_contract(store.clone()).await;
@@ -79,7 +58,7 @@ async fn passes_the_storage_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_keeps_messages_and_purges_connections() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let epoch;
     {
         let store = open(dir.path());
@@ -113,7 +92,7 @@ async fn reopen_keeps_messages_and_purges_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_held_by_a_previous_process_are_free_after_the_purge() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let mut grace = connection("c1", "lobby");
     grace.name = "Grace".into();
     {
@@ -135,7 +114,7 @@ async fn names_held_by_a_previous_process_are_free_after_the_purge() {
 
 #[tokio::test]
 async fn one_process_owns_a_data_dir() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let _first = open(dir.path());
     match RedbStore::open(dir.path(), RedbSettings::default()) {
         Err(StoreError::Unavailable(m)) => assert!(m.contains("in use"), "unclear error: {m}"),
@@ -146,7 +125,7 @@ async fn one_process_owns_a_data_dir() {
 
 #[tokio::test]
 async fn invalid_settings_are_refused() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let settings = RedbSettings { max_batch: 0, ..RedbSettings::default() };
     match RedbStore::open(dir.path(), settings) {
         Err(StoreError::Unavailable(m)) => assert!(m.contains("max_batch"), "{m}"),
@@ -156,7 +135,7 @@ async fn invalid_settings_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_old_messages_and_advances_first_seq() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let settings = RedbSettings { retention: Duration::from_secs(3600), ..RedbSettings::default() };
     let store = RedbStore::open(dir.path(), settings).expect("open");
     let old = now_ms() - 2 * 3600 * 1000;
@@ -179,7 +158,7 @@ async fn retention_prunes_old_messages_and_advances_first_seq() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_undoes_an_accidental_history_delete() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let store = open(dir.path());
     let mut originals = Vec::new();
     for n in 1..=20 {
@@ -201,7 +180,7 @@ async fn restore_undoes_an_accidental_history_delete() {
     store.close().await.expect("close");
     drop(store);
 
-    let into = TempDir::new();
+    let into = TempPath::new("dw-redb");
     let report = restore(dir.path(), before_delete, into.path()).expect("restore");
     assert_eq!((report.messages, report.rooms), (20, 1), "{report:?}");
     let restored = open(into.path());
@@ -229,7 +208,7 @@ async fn restore_undoes_an_accidental_history_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folded_journal_still_restores_and_moves_the_horizon() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let settings = RedbSettings { pitr_window: Duration::ZERO, ..RedbSettings::default() };
     let store = RedbStore::open(dir.path(), settings).expect("open");
     let start = chrono::Utc::now();
@@ -239,7 +218,7 @@ async fn folded_journal_still_restores_and_moves_the_horizon() {
     std::thread::sleep(Duration::from_millis(2));
     let report = store.run_maintenance().await.expect("maintenance");
     assert_eq!(report.journal_folded, 5, "room creation and 4 appends fold into the base");
-    let into = TempDir::new();
+    let into = TempPath::new("dw-redb");
     let restored = store.restore_to(chrono::Utc::now(), into.path()).expect("restore from the running store");
     assert_eq!((restored.entries_replayed, restored.messages), (0, 4), "the base alone holds the state");
     match store.restore_to(start, &into.join("old")) {
@@ -282,7 +261,7 @@ fn crash_child_appends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_survive_sigkill() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
         .args(["crash_child_appends", "--exact", "--nocapture", "--test-threads=1"])
@@ -339,7 +318,7 @@ async fn acknowledged_appends_survive_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check: run it by hand"]
 async fn throughput() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb");
     let store = Arc::new(open(dir.path()));
 
     for tasks in [1usize, 16] {

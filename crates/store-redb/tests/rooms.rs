@@ -1,40 +1,25 @@
 //! The embedded store's rooms: the shared room-index and claims contracts, and empty rooms
 //! leaving both the disk and memory once they expire.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dynamowave_core::contract::{room_claims_contract, room_index_contract};
 use dynamowave_core::model::NewMessage;
 use dynamowave_core::store::RoomClaim;
-use dynamowave_core::testing::unique_suffix;
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, MessageLog};
 use dynamowave_store_redb::{RedbSettings, RedbStore};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("dw-redb-rooms-{}", unique_suffix())))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use dynamowave_testkit::temp::TempPath;
 
 const TTL: Duration = Duration::from_secs(1);
 
-fn open(dir: &TempDir) -> RedbStore {
-    RedbStore::open(&dir.0, RedbSettings { empty_room_ttl: TTL, ..RedbSettings::default() }).expect("open store")
+fn open(dir: &TempPath) -> RedbStore {
+    RedbStore::open(dir.path(), RedbSettings { empty_room_ttl: TTL, ..RedbSettings::default() }).expect("open store")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_room_contracts() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb-rooms");
     let store = Arc::new(open(&dir));
     room_index_contract(store.clone(), TTL).await;
     room_claims_contract(store.clone()).await;
@@ -43,7 +28,7 @@ async fn passes_the_room_contracts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_empty_rooms_leave_the_disk_and_memory() {
-    let dir = TempDir::new();
+    let dir = TempPath::new("dw-redb-rooms");
     let store = Arc::new(open(&dir));
     let connection = ConnectionRecord {
         connection_id: "sitter".into(),

@@ -51,6 +51,15 @@
 //! types, where a template needs the tagged tree itself. saphyr implements YAML 1.2, where
 //! CloudFormation reads YAML 1.1: the difference shows only in unquoted `yes`/`no`/`on`/`off`,
 //! which stay strings here (quote booleans as CloudFormation's own docs do).
+//!
+//! # Repeated on purpose
+//!
+//! - The model's structs (`tables`, `functions`, `websocket`, `model`) share their shape: a
+//!   derive, `#[serde(rename_all = "camelCase")]` and one documented field per CloudFormation
+//!   property. Each struct is the property list of its resource type, read as AWS documents it;
+//!   a macro would hide the fields a reader looks for.
+//! - The `match` arms of `eval` (one per intrinsic) and the checks of `parameters` (one per
+//!   constraint) open alike: each states its own arguments and its own error.
 
 mod error;
 mod eval;

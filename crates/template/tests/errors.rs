@@ -59,14 +59,10 @@ const NEVER: &str = "Conditions:\n  Never: !Equals [a, b]";
 
 #[test]
 fn an_unknown_intrinsic_names_the_resource_and_property() {
-    assert_eq!(
-        error_of(&api_with("!Foo bar", ""), &[]),
-        "Resources.SendRoute.Properties.Target: Fn::Foo is not a CloudFormation intrinsic"
-    );
-    assert_eq!(
-        error_of(&api_with("{\"Fn::Concat\": [a, b]}", ""), &[]),
-        "Resources.SendRoute.Properties.Target: Fn::Concat is not a CloudFormation intrinsic"
-    );
+    assert_target_errors(&[
+        ("!Foo bar", "Fn::Foo is not a CloudFormation intrinsic"),
+        ("{\"Fn::Concat\": [a, b]}", "Fn::Concat is not a CloudFormation intrinsic"),
+    ]);
     // Nested: the path is the property's.
     assert_eq!(
         error_of(&function_with("!Join [',', [!Bogus x]]", NEVER), &[]),
@@ -136,38 +132,22 @@ fn a_value_the_parameter_refuses() {
 
 #[test]
 fn references_to_nothing() {
-    assert_eq!(
-        error_of(&function_with("!GetAtt Missing.Arn", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Fn::GetAtt of Missing.Arn: Missing is not a resource of the template"
-    );
-    assert_eq!(
-        error_of(&function_with("!Ref Missing", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Ref of Missing: not a parameter, a pseudo parameter or a resource of the template"
-    );
-    assert_eq!(
-        error_of(&function_with("!Sub '${Missing}-x'", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Fn::Sub of Missing: not a parameter, a pseudo parameter or a resource of the template"
-    );
-    assert_eq!(
-        error_of(&function_with("!Ref Table", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Ref of Table: the resource does not exist, its Condition Never is false"
-    );
-    assert_eq!(
-        error_of(&function_with("!GetAtt Fn.Role", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Fn::GetAtt of Fn.Role: AWS::Lambda::Function has no attribute Role (it has Arn)"
-    );
-    assert_eq!(
-        error_of(&function_with("!If [Sometimes, a, b]", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: condition Sometimes is not declared in Conditions"
-    );
-    assert_eq!(
-        error_of(&function_with("!ImportValue other-stack-table", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Fn::ImportValue of other-stack-table: no other stack exists locally, give its value as an export"
-    );
-    assert_eq!(
-        error_of(&function_with("!FindInMap [Sizes, small, Memory]", NEVER), &[]),
-        "Resources.Fn.Properties.Environment.Variables.X: Fn::FindInMap: no mapping Sizes in Mappings"
-    );
+    assert_variable_errors(&[
+        ("!GetAtt Missing.Arn", "Fn::GetAtt of Missing.Arn: Missing is not a resource of the template"),
+        ("!Ref Missing", "Ref of Missing: not a parameter, a pseudo parameter or a resource of the template"),
+        (
+            "!Sub '${Missing}-x'",
+            "Fn::Sub of Missing: not a parameter, a pseudo parameter or a resource of the template",
+        ),
+        ("!Ref Table", "Ref of Table: the resource does not exist, its Condition Never is false"),
+        ("!GetAtt Fn.Role", "Fn::GetAtt of Fn.Role: AWS::Lambda::Function has no attribute Role (it has Arn)"),
+        ("!If [Sometimes, a, b]", "condition Sometimes is not declared in Conditions"),
+        (
+            "!ImportValue other-stack-table",
+            "Fn::ImportValue of other-stack-table: no other stack exists locally, give its value as an export",
+        ),
+        ("!FindInMap [Sizes, small, Memory]", "Fn::FindInMap: no mapping Sizes in Mappings"),
+    ]);
 }
 
 #[test]
@@ -216,6 +196,24 @@ fn bad_arguments() {
         ("!Split [',', [a]]", "Fn::Split takes a list of a delimiter and a string"),
         ("[a, b]", "expected a string, found a list"),
     ];
+    assert_variable_errors(&cases);
+}
+
+/// Each `(target, message)`: the route's `Target` set to `target` fails with `message`, named by
+/// the property's path.
+fn assert_target_errors(cases: &[(&str, &str)]) {
+    for (target, message) in cases {
+        assert_eq!(
+            error_of(&api_with(target, ""), &[]),
+            format!("Resources.SendRoute.Properties.Target: {message}"),
+            "{target}"
+        );
+    }
+}
+
+/// Each `(value, message)`: the function's variable `X` set to `value` fails with `message`,
+/// named by the variable's path.
+fn assert_variable_errors(cases: &[(&str, &str)]) {
     for (value, message) in cases {
         assert_eq!(
             error_of(&function_with(value, NEVER), &[]),
@@ -227,14 +225,10 @@ fn bad_arguments() {
 
 #[test]
 fn the_api_resources_must_fit_together() {
-    assert_eq!(
-        error_of(&api_with("integrations/Nothing", ""), &[]),
-        "Resources.SendRoute.Properties.Target: Nothing is the id of no integration of API ChatApi"
-    );
-    assert_eq!(
-        error_of(&api_with("SendInteg", ""), &[]),
-        "Resources.SendRoute.Properties.Target: expected integrations/<IntegrationId>, found \"SendInteg\""
-    );
+    assert_target_errors(&[
+        ("integrations/Nothing", "Nothing is the id of no integration of API ChatApi"),
+        ("SendInteg", "expected integrations/<IntegrationId>, found \"SendInteg\""),
+    ]);
     let orphan = api_with(
         "integrations/SendInteg",
         "  Orphan:\n    Type: AWS::ApiGatewayV2::Route\n    Properties: {ApiId: abc123, RouteKey: x}\n",

@@ -17,10 +17,16 @@ fn resolve(name: &str, overrides: &[&str]) -> Model {
     }
 }
 
+/// [`resolve`], for a fixture that must resolve without a warning.
+fn resolve_cleanly(name: &str) -> Model {
+    let model = resolve(name, &[]);
+    assert!(model.warnings.is_empty(), "{:?}", model.warnings);
+    model
+}
+
 #[test]
 fn short_forms_yaml_api_gateway_v2() {
-    let model = resolve("apigwv2-shortform.yaml", &[]);
-    assert!(model.warnings.is_empty(), "{:?}", model.warnings);
+    let model = resolve_cleanly("apigwv2-shortform.yaml");
     let api = model.api("ChatWebSocket").expect("api");
     assert_eq!(api.name, "dynamowave-chat");
     assert_eq!(api.api_key_selection_expression.as_deref(), Some("$request.header.x-api-key"));
@@ -182,21 +188,25 @@ fn long_forms_json_cloudformation() {
     assert_eq!((chat.timeout, chat.memory_size, chat.reserved_concurrent_executions), (6, 128, Some(20)));
     assert_eq!(chat.architectures, ["x86_64"]);
     let env = |k: &str| chat.environment[k].as_str();
-    assert_eq!(env("MESSAGES_TABLE"), "dynamowave-MessagesTable");
-    assert_eq!(env("MESSAGES_ARN"), "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable");
-    assert_eq!(
-        env("MESSAGES_STREAM"),
-        "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable/stream/1970-01-01T00:00:00.000"
-    );
-    assert_eq!(env("ROLE"), "arn:aws:iam::000000000000:role/dynamowave-ChatRole");
-    assert_eq!(env("FIRST_SUBNET"), "subnet-1");
-    assert_eq!(env("SUBNET_COUNT"), "2");
-    assert_eq!(
-        env("STACK_ID"),
-        "arn:aws:cloudformation:us-east-1:000000000000:stack/dynamowave/00000000-0000-0000-0000-000000000000"
-    );
-    assert_eq!(env("ENCODED"), "Y2hhdA==");
-    assert_eq!(env("SETTINGS"), r#"{"stage":"v1","subnets":["subnet-1","subnet-2"]}"#);
+    for (name, value) in [
+        ("MESSAGES_TABLE", "dynamowave-MessagesTable"),
+        ("MESSAGES_ARN", "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable"),
+        (
+            "MESSAGES_STREAM",
+            "arn:aws:dynamodb:us-east-1:000000000000:table/dynamowave-MessagesTable/stream/1970-01-01T00:00:00.000",
+        ),
+        ("ROLE", "arn:aws:iam::000000000000:role/dynamowave-ChatRole"),
+        ("FIRST_SUBNET", "subnet-1"),
+        ("SUBNET_COUNT", "2"),
+        (
+            "STACK_ID",
+            "arn:aws:cloudformation:us-east-1:000000000000:stack/dynamowave/00000000-0000-0000-0000-000000000000",
+        ),
+        ("ENCODED", "Y2hhdA=="),
+        ("SETTINGS", r#"{"stage":"v1","subnets":["subnet-1","subnet-2"]}"#),
+    ] {
+        assert_eq!(env(name), value, "{name}");
+    }
 
     let table = &model.tables["MessagesTable"];
     assert_eq!(table.billing_mode, "PROVISIONED");
@@ -233,8 +243,7 @@ fn long_forms_json_cloudformation() {
 
 #[test]
 fn sam_websocket_api() {
-    let model = resolve("sam-websocketapi.yaml", &[]);
-    assert!(model.warnings.is_empty(), "{:?}", model.warnings);
+    let model = resolve_cleanly("sam-websocketapi.yaml");
     let api = model.api("ChatApi").expect("api");
     assert_eq!(api.resource_type, "AWS::Serverless::WebSocketApi");
     assert_eq!(api.name, "dynamowave-ChatApi");

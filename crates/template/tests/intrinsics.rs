@@ -69,6 +69,13 @@ fn env(vars: &[&str]) -> BTreeMap<String, String> {
     }
 }
 
+/// Each `(expression, value)`: the expression, as a function's variable, evaluates to `value`.
+fn assert_values(cases: &[(&str, &str)]) {
+    for (expression, value) in cases {
+        assert_eq!(one(expression), *value, "{expression}");
+    }
+}
+
 fn one(var: &str) -> String {
     env(&[&format!("X: {var}")]).remove("X").unwrap_or_else(|| "<absent>".to_owned())
 }
@@ -77,19 +84,21 @@ fn one(var: &str) -> String {
 fn ref_of_parameters_pseudo_parameters_and_resources() {
     assert_eq!(one("!Ref Name"), "chat");
     // CloudFormation passes a Number parameter on as a string.
-    assert_eq!(one("!Ref Count"), "3");
-    assert_eq!(one("{Ref: Size}"), "small");
-    assert_eq!(one("!Ref AWS::Region"), "us-east-1");
-    assert_eq!(one("!Ref AWS::AccountId"), "000000000000");
-    assert_eq!(one("!Ref AWS::StackName"), "dynamowave");
-    assert_eq!(one("!Ref AWS::Partition"), "aws");
-    assert_eq!(one("!Ref AWS::URLSuffix"), "amazonaws.com");
-    assert_eq!(one("!Ref AWS::NoValue"), "<absent>");
-    assert_eq!(one("!Ref Items"), "chat-items");
-    assert_eq!(one("!Ref Api"), "api");
-    assert_eq!(one("!Ref Fn"), "dynamowave-Fn");
-    assert_eq!(one("!Ref Topic"), "arn:aws:sns:us-east-1:000000000000:alerts");
-    assert_eq!(one("!Ref Queue"), "https://sqs.us-east-1.amazonaws.com/000000000000/dynamowave-Queue");
+    assert_values(&[
+        ("!Ref Count", "3"),
+        ("{Ref: Size}", "small"),
+        ("!Ref AWS::Region", "us-east-1"),
+        ("!Ref AWS::AccountId", "000000000000"),
+        ("!Ref AWS::StackName", "dynamowave"),
+        ("!Ref AWS::Partition", "aws"),
+        ("!Ref AWS::URLSuffix", "amazonaws.com"),
+        ("!Ref AWS::NoValue", "<absent>"),
+        ("!Ref Items", "chat-items"),
+        ("!Ref Api", "api"),
+        ("!Ref Fn", "dynamowave-Fn"),
+        ("!Ref Topic", "arn:aws:sns:us-east-1:000000000000:alerts"),
+        ("!Ref Queue", "https://sqs.us-east-1.amazonaws.com/000000000000/dynamowave-Queue"),
+    ]);
 }
 
 #[test]
@@ -116,48 +125,56 @@ fn pseudo_parameters_and_parameters_take_the_callers_values() {
 
 #[test]
 fn sub_in_both_forms() {
-    assert_eq!(one(r#"!Sub "${Name}/${AWS::Region}/${Items}""#), "chat/us-east-1/chat-items");
-    assert_eq!(one(r#"!Sub "${Items.Arn}""#), "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items");
-    assert_eq!(one(r#"!Sub ["${A}-${B}-${Name}", {A: !Ref Count, B: !GetAtt Api.ApiId}]"#), "3-api-chat");
-    assert_eq!(one(r#"{"Fn::Sub": "plain"}"#), "plain");
-    assert_eq!(one(r#"!Sub "${!Literal} and ${!AWS::Region}""#), "${Literal} and ${AWS::Region}");
-    assert_eq!(one(r#"!Sub "costs $5, {braces}""#), "costs $5, {braces}");
+    assert_values(&[
+        (r#"!Sub "${Name}/${AWS::Region}/${Items}""#, "chat/us-east-1/chat-items"),
+        (r#"!Sub "${Items.Arn}""#, "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items"),
+        (r#"!Sub ["${A}-${B}-${Name}", {A: !Ref Count, B: !GetAtt Api.ApiId}]"#, "3-api-chat"),
+        (r#"{"Fn::Sub": "plain"}"#, "plain"),
+        (r#"!Sub "${!Literal} and ${!AWS::Region}""#, "${Literal} and ${AWS::Region}"),
+        (r#"!Sub "costs $5, {braces}""#, "costs $5, {braces}"),
+    ]);
 }
 
 #[test]
 fn get_att_in_both_forms() {
-    assert_eq!(one("!GetAtt Items.Arn"), "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items");
-    assert_eq!(
-        one("!GetAtt [Items, StreamArn]"),
-        "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items/stream/1970-01-01T00:00:00.000"
-    );
-    assert_eq!(one(r#"{"Fn::GetAtt": ["Fn", "Arn"]}"#), "arn:aws:lambda:us-east-1:000000000000:function:dynamowave-Fn");
-    assert_eq!(one("!GetAtt Api.ApiEndpoint"), "wss://api.execute-api.us-east-1.amazonaws.com");
-    assert_eq!(one("!GetAtt Api.ApiId"), "api");
-    // A type that is not emulated: an ARN from its logical id, other attributes by name.
-    assert_eq!(one("!GetAtt Queue.Arn"), "arn:aws:sqs:us-east-1:000000000000:Queue");
-    assert_eq!(one("!GetAtt Queue.QueueName"), "Queue.QueueName");
+    assert_values(&[
+        ("!GetAtt Items.Arn", "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items"),
+        (
+            "!GetAtt [Items, StreamArn]",
+            "arn:aws:dynamodb:us-east-1:000000000000:table/chat-items/stream/1970-01-01T00:00:00.000",
+        ),
+        (r#"{"Fn::GetAtt": ["Fn", "Arn"]}"#, "arn:aws:lambda:us-east-1:000000000000:function:dynamowave-Fn"),
+        ("!GetAtt Api.ApiEndpoint", "wss://api.execute-api.us-east-1.amazonaws.com"),
+        ("!GetAtt Api.ApiId", "api"),
+        // A type that is not emulated: an ARN from its logical id, other attributes by name.
+        ("!GetAtt Queue.Arn", "arn:aws:sqs:us-east-1:000000000000:Queue"),
+        ("!GetAtt Queue.QueueName", "Queue.QueueName"),
+    ]);
 }
 
 #[test]
 fn join_select_split_and_get_azs() {
-    assert_eq!(one("!Join [':', [a, !Ref Name, 3]]"), "a:chat:3");
-    assert_eq!(one("!Join ['', []]"), "");
-    assert_eq!(one("!Join [',', !Ref Zones]"), "a,b,c");
-    assert_eq!(one("!Select [2, !Ref Zones]"), "c");
-    assert_eq!(one("!Select ['1', [x, y]]"), "y");
-    assert_eq!(one("!Select [1, !Split ['/', 'a/b/c']]"), "b");
-    assert_eq!(one("!Join ['|', !Split [',', !Join [',', !Ref Zones]]]"), "a|b|c");
-    assert_eq!(one("!Join [',', !GetAZs '']"), "us-east-1a,us-east-1b,us-east-1c");
-    assert_eq!(one("!Select [0, !GetAZs eu-west-3]"), "eu-west-3a");
+    assert_values(&[
+        ("!Join [':', [a, !Ref Name, 3]]", "a:chat:3"),
+        ("!Join ['', []]", ""),
+        ("!Join [',', !Ref Zones]", "a,b,c"),
+        ("!Select [2, !Ref Zones]", "c"),
+        ("!Select ['1', [x, y]]", "y"),
+        ("!Select [1, !Split ['/', 'a/b/c']]", "b"),
+        ("!Join ['|', !Split [',', !Join [',', !Ref Zones]]]", "a|b|c"),
+        ("!Join [',', !GetAZs '']", "us-east-1a,us-east-1b,us-east-1c"),
+        ("!Select [0, !GetAZs eu-west-3]", "eu-west-3a"),
+    ]);
 }
 
 #[test]
 fn if_and_the_conditions() {
-    assert_eq!(one("!If [IsChat, yes-chat, not-chat]"), "yes-chat");
-    assert_eq!(one("!If [Neither, a, !Ref AWS::NoValue]"), "<absent>");
-    assert_eq!(one("!If [Both, !If [Either, both-either, both], no]"), "both-either");
-    assert_eq!(one("!If [Literal, t, f]"), "t");
+    assert_values(&[
+        ("!If [IsChat, yes-chat, not-chat]", "yes-chat"),
+        ("!If [Neither, a, !Ref AWS::NoValue]", "<absent>"),
+        ("!If [Both, !If [Either, both-either, both], no]", "both-either"),
+        ("!If [Literal, t, f]", "t"),
+    ]);
     let model = Template::parse(&format!("{BASE}          K: v\n"), "t")
         .and_then(|t| t.resolve(&Options::default()))
         .expect("model");
@@ -170,18 +187,19 @@ fn if_and_the_conditions() {
     assert_eq!(model.absent.iter().map(|s| s.logical_id.as_str()).collect::<Vec<_>>(), ["Gone"]);
     assert!(model.ignored.iter().all(|s| s.logical_id != "Gone"));
     // Fn::Equals & co. evaluate to booleans where a value is asked for.
-    assert_eq!(one("!Equals [!Ref Size, small]"), "true");
-    assert_eq!(one("!Not [!Equals [1, 1]]"), "false");
+    assert_values(&[("!Equals [!Ref Size, small]", "true"), ("!Not [!Equals [1, 1]]", "false")]);
 }
 
 #[test]
 fn find_in_map_import_value_and_the_rest() {
-    assert_eq!(one("!FindInMap [Sizes, !Ref Size, Memory]"), "128");
-    assert_eq!(one("!FindInMap [Sizes, large, Label]"), "L");
-    assert_eq!(one("!FindInMap [Sizes, huge, Label, {DefaultValue: XL}]"), "XL");
-    assert_eq!(one("!Base64 chat"), "Y2hhdA==");
-    assert_eq!(one("!Length [a, b, c]"), "3");
-    assert_eq!(one("!ToJsonString {a: !Ref Name, b: [1, true]}"), r#"{"a":"chat","b":[1,true]}"#);
+    assert_values(&[
+        ("!FindInMap [Sizes, !Ref Size, Memory]", "128"),
+        ("!FindInMap [Sizes, large, Label]", "L"),
+        ("!FindInMap [Sizes, huge, Label, {DefaultValue: XL}]", "XL"),
+        ("!Base64 chat", "Y2hhdA=="),
+        ("!Length [a, b, c]", "3"),
+        ("!ToJsonString {a: !Ref Name, b: [1, true]}", r#"{"a":"chat","b":[1,true]}"#),
+    ]);
     let options = Options {
         exports: BTreeMap::from([("shared-table".to_owned(), "table-from-another-stack".to_owned())]),
         ..Options::default()

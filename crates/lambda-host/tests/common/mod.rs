@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use dynamowave_lambda_host::{LambdaFunction, Runtime, RuntimeTools};
 
-/// `DW_TOOLS_DIR`, or `dw-tools` in the temp dir: the venv and the Node SDK, made once.
+/// The kit's tools dir: the venv and the Node SDK, made once.
 pub fn tools() -> RuntimeTools {
-    let dir =
-        std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"));
-    RuntimeTools::new(dir)
+    RuntimeTools::new(dynamowave_testkit::temp::tools_dir())
 }
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -5,8 +5,6 @@
 //! a number of times (or forever), then the next matching rule applies; no rule: pass through.
 //! Every request is logged with the fault it got, so tests can count the SDK's attempts.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

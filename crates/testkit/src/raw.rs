@@ -2,20 +2,15 @@
 //! frames byte by byte, so a test controls FIN, RSV, opcode, mask and the length encoding — and
 //! can therefore send what no well-behaved client library would. Frames from the server are
 //! parsed just as strictly (a server frame must never be masked).
-#![allow(dead_code)]
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use base64::Engine;
-use dynamowave_core::{ChatDeps, ChatSettings, Placement};
-use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
-use dynamowave_store_redb::RedbSettings;
-use dynamowave_store_redb::RedbStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+use crate::TIMEOUT;
+use crate::in_process::SUBPROTOCOL;
 
 pub const CONTINUATION: u8 = 0x0;
 pub const TEXT: u8 = 0x1;
@@ -23,37 +18,6 @@ pub const BINARY: u8 = 0x2;
 pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
 pub const PONG: u8 = 0xA;
-
-/// The real gateway, in-process chat handlers on a redb store in a temporary directory.
-pub struct Server {
-    pub addr: std::net::SocketAddr,
-    stop: ShutdownHandle,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-    }
-}
-
-pub async fn spawn_server() -> Server {
-    spawn_server_with(GatewaySettings::default()).await
-}
-
-pub async fn spawn_server_with(settings: GatewaySettings) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(RedbStore::open(dir.path(), RedbSettings::default()).expect("open store"));
-    let settings = GatewaySettings { listen: "127.0.0.1:0".parse().unwrap(), handle_signals: false, ..settings };
-    // The handlers post through this gateway: its PostToConnection limit is theirs.
-    let chat = ChatSettings { max_payload_bytes: settings.limits.max_message_bytes, ..ChatSettings::default() };
-    let gateway = Gateway::bind(settings).await.expect("bind gateway");
-    let deps = ChatDeps::new(store.clone(), store, gateway.connections_api(), chat, Placement::InProcess);
-    let addr = gateway.local_addr();
-    let stop = gateway.shutdown_handle();
-    tokio::spawn(gateway.serve(dynamowave_core::app::in_process(deps), None));
-    Server { addr, stop, _dir: dir }
-}
 
 /// How the payload length is written (RFC 6455 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,18 +133,17 @@ pub struct RawClient {
 impl RawClient {
     /// Connects to `/production` with the JSON framing (`dynamowave.v1`), so every answer is a
     /// JSON event the test can recognise.
-    pub async fn connect(server: &Server) -> RawClient {
-        Self::connect_to(server, "/production", Some("dynamowave.v1")).await
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        Self::connect_to(addr, "/production", Some(SUBPROTOCOL)).await
     }
 
-    pub async fn connect_to(server: &Server, path: &str, subprotocol: Option<&str>) -> RawClient {
-        let mut stream = TcpStream::connect(server.addr).await.expect("tcp connect");
+    pub async fn connect_to(addr: SocketAddr, path: &str, subprotocol: Option<&str>) -> RawClient {
+        let mut stream = TcpStream::connect(addr).await.expect("tcp connect");
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
         let protocol = subprotocol.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n",
-            server.addr
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("write upgrade");
         let mut buf = Vec::new();
@@ -314,8 +277,8 @@ fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
 
 /// The server still works for a new client: a `ping` action gets its `pong` event, and a
 /// message goes out and comes back.
-pub async fn assert_still_serving(server: &Server) {
-    let mut c = RawClient::connect(server).await;
+pub async fn assert_still_serving(addr: SocketAddr) {
+    let mut c = RawClient::connect(addr).await;
     c.send_text(r#"{"action":"ping"}"#).await;
     c.expect_event("pong").await;
     c.send_text(r#"{"action":"sendmessage","message":"still serving"}"#).await;
