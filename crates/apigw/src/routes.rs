@@ -37,9 +37,14 @@ impl RouteTable {
         self.routes.contains_key(route_key)
     }
 
-    /// The integration that answers `route_key`: its own, else `$default`'s.
+    /// The integration that answers `route_key`: its own, else `$default`'s. `$connect` and
+    /// `$disconnect` have only their own: `$default` takes messages, and without a `$connect`
+    /// route API Gateway admits every connection.
     pub fn get(&self, route_key: &str) -> Option<&Arc<dyn Integration>> {
-        self.routes.get(route_key).or_else(|| self.routes.get(route_key::DEFAULT))
+        self.routes.get(route_key).or_else(|| match route_key {
+            route_key::CONNECT | route_key::DISCONNECT => None,
+            _ => self.routes.get(route_key::DEFAULT),
+        })
     }
 
     /// The route keys that have a route.
@@ -98,5 +103,9 @@ mod tests {
         assert_eq!(status("leave").await, 404);
         assert!(table.contains("join") && !table.contains("leave"));
         assert!(RouteTable::new().get("join").is_none(), "no `$default`: no route");
+        assert!(
+            table.get(route_key::CONNECT).is_none() && table.get(route_key::DISCONNECT).is_none(),
+            "never `$default`"
+        );
     }
 }

@@ -5,17 +5,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
+use dynamowave_testkit::binary::mint_token;
+use dynamowave_testkit::temp::tools_dir;
 use dynamowave_testkit::ws::Client;
 use serde_json::{Value, json};
 
 /// The repository's root (the binary ships `infra/template.yaml` from it).
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tools_dir() -> PathBuf {
-    std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"))
 }
 
 /// `dynamowave serve --template …` until its `DYNAMOWAVE_LISTENING` lines, with stderr kept.
@@ -122,12 +121,7 @@ fn free_port() -> u16 {
 }
 
 fn mint(secret: &str, sub: &str, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_dynamowave"))
-        .args(["token", "--secret", secret, "--sub", sub, "--name", name, "--aud", "dynamowave", "--iss", "dynamowave"])
-        .output()
-        .expect("dynamowave token");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    mint_token(secret, sub, &["--name", name, "--aud", "dynamowave", "--iss", "dynamowave"])
 }
 
 /// Our own template, served as it is deployed: the chat's real Lambda binaries (built beside
@@ -316,4 +310,160 @@ fn an_unknown_intrinsic_or_a_missing_code_uri_is_named() {
         assert!(!out.status.success(), "{text}");
         assert!(stderr.contains(expected) && !stderr.contains("panicked"), "{stderr}");
     }
+}
+
+/// Two APIs of one template, each on its own port: composite route selection, a two-way MOCK
+/// route answering from its integration response, the stage's variables, an identity source
+/// checked before the authorizer, and the access log.
+const TWO_APIS: &str = r#"
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  EchoApi:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: echo
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: "${request.body.service}/${request.body.action}"
+  PingRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref EchoApi
+      RouteKey: chat/ping
+      RouteResponseSelectionExpression: $default
+      Target: !Sub "integrations/${PingIntegration}"
+  PingRouteResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref EchoApi
+      RouteId: !Ref PingRoute
+      RouteResponseKey: $default
+  PingIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref EchoApi
+      IntegrationType: MOCK
+      RequestTemplates:
+        $default: '{"statusCode": 200}'
+  PingIntegrationResponse:
+    Type: AWS::ApiGatewayV2::IntegrationResponse
+    Properties:
+      ApiId: !Ref EchoApi
+      IntegrationId: !Ref PingIntegration
+      IntegrationResponseKey: $default
+      ResponseTemplates:
+        $default: '{"pong": true}'
+  OneWayRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref EchoApi
+      RouteKey: chat/quiet
+      Target: !Sub "integrations/${PingIntegration}"
+  EchoStage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties:
+      ApiId: !Ref EchoApi
+      StageName: dev
+      StageVariables:
+        color: blue
+      AccessLogSettings:
+        DestinationArn: arn:aws:logs:us-east-1:123456789012:log-group:echo
+        Format: '{"requestId":"$context.requestId","routeKey":"$context.routeKey","status":"$context.status"}'
+  GuardedApi:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: guarded
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: $request.body.action
+  GuardedConnect:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref GuardedApi
+      RouteKey: $connect
+      AuthorizationType: CUSTOM
+      AuthorizerId: !Ref GuardedAuthorizer
+      Target: !Sub "integrations/${GuardedIntegration}"
+  GuardedIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref GuardedApi
+      IntegrationType: MOCK
+      RequestTemplates:
+        $default: '{"statusCode": 200}'
+  GuardedAuthorizer:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: !Ref GuardedApi
+      Name: guard
+      AuthorizerType: REQUEST
+      AuthorizerUri: arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:elsewhere/invocations
+      IdentitySource:
+        - route.request.querystring.token
+  GuardedStage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties:
+      ApiId: !Ref GuardedApi
+      StageName: live
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apis_with_route_responses_identity_sources_and_an_access_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("template.yaml");
+    std::fs::write(&template, TWO_APIS).expect("template");
+    let access_log = dir.path().join("access.log");
+    let config = print_config(&template, &[]);
+    let apis = config["apis"].as_array().expect("apis");
+    assert_eq!(apis.len(), 2, "{config}");
+    let served = serve(
+        &[
+            "--template",
+            template.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--access-log-file",
+            access_log.to_str().expect("utf-8"),
+        ],
+        2,
+    );
+    let (echo, guarded) = {
+        let find = |id: &str| {
+            served.urls.iter().find(|u| u.ends_with(id)).and_then(|u| u.split(' ').next()).expect(id).to_string()
+        };
+        (find("EchoApi"), find("GuardedApi"))
+    };
+    assert!(echo.ends_with("/dev") && guarded.ends_with("/live"), "{echo} {guarded}");
+    assert_ne!(echo.split('/').nth(2), guarded.split('/').nth(2), "each API on its own port");
+
+    // The composite expression selects `chat/ping`, a two-way route: its integration
+    // response's body comes back. `chat/quiet` has no route response: nothing comes back.
+    let mut c = Client::connect(&echo, false).await.expect("no $connect route: admitted");
+    c.send(json!({"service": "chat", "action": "quiet"})).await;
+    c.send(json!({"service": "chat", "action": "ping"})).await;
+    assert_eq!(c.recv_json().await, json!({"pong": true}), "only the two-way route answers");
+
+    // The identity source is missing: 401, and the authorizer (whose function is not in the
+    // template, so that running it would answer 500) is never reached.
+    let refusal = |r: Result<Client, _>| match r {
+        Ok(_) => panic!("the upgrade was admitted"),
+        Err(e) => format!("{e:?}"),
+    };
+    let refused = refusal(Client::connect(&guarded, false).await);
+    assert!(refused.contains("status: 401"), "no token: {refused}");
+    let broken = refusal(Client::connect(&format!("{guarded}?token=t"), false).await);
+    assert!(broken.contains("status: 500"), "a token reaches the (broken) authorizer: {broken}");
+
+    // One JSON line per connect and message, with the variables filled in.
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&access_log).unwrap_or_default();
+        let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        if lines.iter().any(|l| l["routeKey"] == "chat/ping") || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let keys: Vec<&str> = lines.iter().filter_map(|l| l["routeKey"].as_str()).collect();
+    assert!(keys.contains(&"$connect") && keys.contains(&"chat/ping"), "{lines:?}");
+    assert!(lines.iter().all(|l| l["requestId"].as_str().is_some_and(|id| !id.is_empty() && id != "-")), "{lines:?}");
 }

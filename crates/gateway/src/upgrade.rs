@@ -152,7 +152,14 @@ async fn upgrade_logged(
         record.request_id = event.request_context.request_id.clone();
         aws_metrics::connect_count(&state.settings);
         let started = std::time::Instant::now();
-        let answer = invoke(&state, route_key::CONNECT, event).await;
+        let answer = if state.integration_for(route_key::CONNECT).is_some() {
+            invoke(&state, route_key::CONNECT, event).await
+        } else {
+            // No `$connect` route: API Gateway admits the connection.
+            let mut admitted = ApiGatewayProxyResponse::default();
+            admitted.status_code = 200;
+            Ok(admitted)
+        };
         record.integration_latency = Some(started.elapsed());
         match &answer {
             Ok(r) => record.integration_status = Some(r.status_code),
