@@ -151,6 +151,9 @@ async fn plain_and_json_chat_through_the_lambda_binaries() {
 }
 
 /// History and `join` with `since` through the Lambda path.
+/// A GSI as `(name, key schema, projection type)`.
+type Index = (String, Vec<(String, String)>, String);
+
 /// Key schema as `(attribute, HASH|RANGE)` pairs.
 fn keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
     pairs.map(|(a, k)| (a.to_owned(), k.to_owned())).collect()
@@ -184,7 +187,7 @@ async fn lambda_mode_creates_the_templates_tables_in_an_empty_dynamodb_local_and
             keys(declared.key_schema.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))),
             "{logical_id}"
         );
-        let mut indexes: Vec<(String, Vec<(String, String)>, String)> = table
+        let mut indexes: Vec<Index> = table
             .global_secondary_indexes()
             .iter()
             .map(|g| {
@@ -196,7 +199,7 @@ async fn lambda_mode_creates_the_templates_tables_in_an_empty_dynamodb_local_and
             })
             .collect();
         indexes.sort();
-        let mut declared_indexes: Vec<(String, Vec<(String, String)>, String)> = declared
+        let mut declared_indexes: Vec<Index> = declared
             .global_secondary_indexes
             .iter()
             .map(|g| {
