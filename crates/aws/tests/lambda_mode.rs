@@ -1,10 +1,12 @@
 //! End to end through the real Lambda binaries: `dynamowave serve --handlers lambda` (the real
 //! CLI binary) runs `connect`, `disconnect`, `sendmessage`, `default` (and `authorizer`) under its
-//! local Lambda Runtime API, against moto's DynamoDB, and real WebSocket clients chat through it.
+//! local Lambda Runtime API, against DynamoDB Local (AWS's own, in which `serve` creates the
+//! tables from the template it ships with), and real WebSocket clients chat through it.
 //!
 //! Prerequisites, which `scripts/test` provides: `cargo build --workspace --bins` (the tests look
 //! for `dynamowave` and the Lambda binaries next to their own `deps/` directory, i.e. in
-//! `$CARGO_TARGET_DIR/debug`), and moto (`DW_MOTO_URL`, or `scripts/moto` started per test).
+//! `$CARGO_TARGET_DIR/debug`), Java 17 and DynamoDB Local (installed under `DW_TOOLS_DIR` on
+//! first use; one started per test, in memory).
 //! A missing binary fails the test with the command that builds it.
 
 use std::collections::HashMap;
@@ -12,18 +14,20 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamowave_aws::Tables;
+use dynamowave_dynamodb_local::{DynamoDbLocal, Install, Options};
 use dynamowave_testkit::binary::{self, App, Serve, bin_dir, require_bin, require_bin_in};
-use dynamowave_testkit::moto::{self, Moto};
+use dynamowave_testkit::moto;
+use dynamowave_testkit::temp::tools_dir;
 use dynamowave_testkit::ws::Client;
 use serde_json::json;
 
-/// The real `dynamowave serve --handlers lambda`, on its own three tables in moto.
+/// The real `dynamowave serve --handlers lambda`, on its own three tables in DynamoDB Local.
 struct LambdaApp {
     app: App,
     tables: Tables,
     ddb: aws_sdk_dynamodb::Client,
-    // Dropped last: the server goes before its moto.
-    _moto: Moto,
+    // Dropped last: the server goes before its DynamoDB.
+    local: DynamoDbLocal,
 }
 
 impl std::ops::Deref for LambdaApp {
@@ -42,10 +46,18 @@ impl LambdaApp {
         for f in ["connect", "disconnect", "sendmessage", "default", "authorizer"] {
             require_bin_in(&dir, f);
         }
-        let moto = moto::moto();
-        let config = moto::sdk_config(&moto).await;
+        let install =
+            Install::find_or_fetch(&tools_dir(), &|line| eprintln!("{line}")).expect("DynamoDB Local installs");
+        let local = DynamoDbLocal::start(&install, &Options::default()).await.expect("DynamoDB Local starts");
+        let config = moto::sdk_config_at(local.endpoint(), None).await;
         let ddb = aws_sdk_dynamodb::Client::new(&config);
-        let tables = moto::create_tables(&config, "lm").await;
+        // No tables yet: `serve` creates them, shaped as the shipped template shapes them.
+        let prefix = moto::unique("lm");
+        let tables = Tables {
+            connections: format!("{prefix}-connections"),
+            messages: format!("{prefix}-messages"),
+            rooms: format!("{prefix}-rooms"),
+        };
         let app = Serve::of(server)
             .args(["--handlers", "lambda"])
             .arg("--lambda-dir")
@@ -53,8 +65,9 @@ impl LambdaApp {
             .args(["--connections-table", &tables.connections])
             .args(["--messages-table", &tables.messages])
             .args(["--rooms-table", &tables.rooms])
+            .args(["--dynamodb-endpoint", local.endpoint()])
             .args(extra)
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &moto.url)
+            .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
             .env_remove("AWS_ENDPOINT_URL")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -62,7 +75,7 @@ impl LambdaApp {
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE")
             .spawn();
-        LambdaApp { app, tables, ddb, _moto: moto }
+        LambdaApp { app, tables, ddb, local }
     }
 
     /// The ConnectionsTable item of `id`, read consistently.
@@ -138,6 +151,91 @@ async fn plain_and_json_chat_through_the_lambda_binaries() {
 }
 
 /// History and `join` with `since` through the Lambda path.
+/// A GSI as `(name, key schema, projection type)`.
+type Index = (String, Vec<(String, String)>, String);
+
+/// Key schema as `(attribute, HASH|RANGE)` pairs.
+fn keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    pairs.map(|(a, k)| (a.to_owned(), k.to_owned())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_mode_creates_the_templates_tables_in_an_empty_dynamodb_local_and_chats() {
+    let app = LambdaApp::start(&[]).await;
+    // Once it listens, the tables exist, each shaped as `infra/template.yaml` declares it.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml");
+    let template = dynamowave_template::Template::from_file(&path).expect("infra/template.yaml reads");
+    let model = template.resolve(&dynamowave_template::Options::default()).expect("infra/template.yaml resolves");
+    let listed = app.ddb.list_tables().send().await.expect("ListTables").table_names.unwrap_or_default();
+    let mut expected_names =
+        vec![app.tables.connections.clone(), app.tables.messages.clone(), app.tables.rooms.clone()];
+    expected_names.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, expected_names, "DynamoDB Local at {}", app.local.endpoint());
+    for (logical_id, name) in [
+        ("ConnectionsTable", &app.tables.connections),
+        ("MessagesTable", &app.tables.messages),
+        ("RoomsTable", &app.tables.rooms),
+    ] {
+        let declared = &model.tables[logical_id];
+        let described = app.ddb.describe_table().table_name(name).send().await.expect("DescribeTable");
+        let table = described.table.expect("a table");
+        let key_schema = keys(table.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())));
+        assert_eq!(
+            key_schema,
+            keys(declared.key_schema.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))),
+            "{logical_id}"
+        );
+        let mut indexes: Vec<Index> = table
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                (
+                    g.index_name().unwrap_or_default().to_owned(),
+                    keys(g.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str()))),
+                    g.projection().and_then(|p| p.projection_type()).map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        indexes.sort();
+        let mut declared_indexes: Vec<Index> = declared
+            .global_secondary_indexes
+            .iter()
+            .map(|g| {
+                (
+                    g.index_name.clone(),
+                    keys(g.key_schema.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str()))),
+                    g.projection_type.clone(),
+                )
+            })
+            .collect();
+        declared_indexes.sort();
+        assert_eq!(indexes, declared_indexes, "{logical_id}");
+        let ttl = app.ddb.describe_time_to_live().table_name(name).send().await.expect("DescribeTimeToLive");
+        let ttl = ttl.time_to_live_description.expect("a TTL description");
+        assert_eq!(
+            ttl.attribute_name().map(str::to_owned),
+            declared.time_to_live_attribute.clone(),
+            "{logical_id}: {ttl:?}"
+        );
+        assert_eq!(ttl.time_to_live_status().map(|s| s.as_str()), Some("ENABLED"), "{logical_id}");
+    }
+    // The connections GSIs are what the chat reads rooms and names through.
+    assert!(model.tables["ConnectionsTable"].global_secondary_indexes.len() >= 2);
+
+    // And the chat is served on them.
+    let mut a = app.connect(true).await;
+    let mut b = app.connect(true).await;
+    a.send(json!({"action": "sendmessage", "message": "on DynamoDB Local", "id": "d1"})).await;
+    let m = b.recv_event("message").await;
+    assert_eq!((m["text"].as_str(), m["room"].as_str()), (Some("on DynamoDB Local"), Some("lobby")), "{m}");
+    let ack = a.recv_event("ack").await;
+    assert_eq!(ack["id"], "d1", "{ack}");
+    let key = [("room", AttributeValue::S("lobby".into())), ("seq", AttributeValue::N(ack["seq"].to_string()))];
+    assert!(moto::get_item(&app.ddb, &app.tables.messages, &key).await.is_some(), "the message is stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_join_since_recover_through_lambda() {
     let app = LambdaApp::start(&[]).await;
@@ -422,7 +520,7 @@ async fn fanout_round(app: &LambdaApp, members: usize, messages: usize) {
             let url = app.url.clone();
             let room = room.clone();
             async move {
-                // On this small machine moto is the bottleneck: a throttled `$connect` (the
+                // On this small machine the local DynamoDB is the bottleneck: a throttled `$connect` (the
                 // function's environments all busy) is retried, like a client would.
                 let mut c = loop {
                     match Client::connect(&url, false).await {

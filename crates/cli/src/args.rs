@@ -28,8 +28,8 @@ pub struct ServeArgs {
     /// Where the embedded store keeps its file.
     #[arg(long, env = "DYNAMOWAVE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Stage name: the WebSocket is `ws://LISTEN/{stage}` (default: `production`; with
-    /// --template, the template stage of that name, else its first stage).
+    /// Stage name: the WebSocket is `ws://LISTEN/{stage}` (default: the shipped template's
+    /// stage, `production`; with --template, the template stage of that name, else its first).
     #[arg(long, env = "DYNAMOWAVE_STAGE")]
     pub stage: Option<String>,
     /// `requestContext.apiId` of the events.
@@ -391,11 +391,7 @@ impl ServeArgs {
     /// The gateway's settings from the flags over the shipped template's stage (the default
     /// `serve` and Lambda mode).
     pub fn gateway_settings(&self) -> anyhow::Result<GatewaySettings> {
-        let mut defaults = crate::embedded::stage_defaults()?.clone();
-        // The shipped stage's name stays the gateway's own (`production`) until the local
-        // tests and docs that address `/production` move to the template's.
-        defaults.stage = GatewaySettings::default().stage;
-        self.gateway_settings_with(&defaults)
+        self.gateway_settings_with(crate::embedded::stage_defaults()?)
     }
 
     /// The stage name: --stage, else `defaults`'.

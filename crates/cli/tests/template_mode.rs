@@ -82,7 +82,7 @@ fn print_config_shows_our_templates_stage_throttles_concurrency_and_authorizer()
     let config = print_config(&repo().join("infra/template.yaml"), &[]);
     let api = &config["apis"][0];
     assert_eq!(api["logicalId"], "WebSocketApi");
-    assert_eq!(api["stage"], "prod", "the template's StageName default");
+    assert_eq!(api["stage"], "production", "the template's StageName default");
     assert_eq!(api["settings"]["defaultRoute"], json!({"rate": 1000.0, "burst": 500}));
     assert_eq!(api["settings"]["routeSettings"]["sendmessage"], json!({"rate": 100.0, "burst": 200}));
     assert_eq!(api["settings"]["perRouteConcurrency"]["sendmessage"], 100);
@@ -160,7 +160,7 @@ async fn our_template_runs_the_chat_functions_with_its_authorizer() {
         1,
     );
     let url = &served.urls[0];
-    assert_eq!(url, &format!("ws://{listen}/prod"), "the template's stage");
+    assert_eq!(url, &format!("ws://{listen}/production"), "the template's stage");
     // No token: the authorizer says 401.
     match Client::connect(url, true).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
