@@ -27,6 +27,12 @@ impl<'c, 't> Props<'c, 't> {
         format!("Resources.{}.Properties.{key}", self.logical_id)
     }
 
+    /// Whether `key` is written as a plain string (no intrinsic function): SAM names some
+    /// generated resources after such a value only.
+    pub(crate) fn is_literal_string(&self, key: &str) -> bool {
+        matches!(self.resource.properties.get(key), Some(Value::String(_)))
+    }
+
     pub(crate) fn get(&self, key: &str) -> Result<Option<Value>, Error> {
         self.ctx.property(self.logical_id, self.resource, key)
     }

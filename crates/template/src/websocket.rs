@@ -1,8 +1,8 @@
 //! WebSocket APIs: `AWS::ApiGatewayV2::Api` with `ProtocolType: WEBSOCKET` and the
 //! `AWS::ApiGatewayV2` resources attached to it by `ApiId`, and SAM's
 //! `AWS::Serverless::WebSocketApi`, read as the resources SAM generates from it (its
-//! documented logical ids: `<Api><RouteKey>Route`, `<Api><RouteKey>Integration`,
-//! `<Api>Authorizer`, `<Api><StageName>Stage`).
+//! logical ids its translator gives: `<Api><Key>Route`, `<Api><Key>Integration`,
+//! `<Api>ConnectAuthorizer`, `<Api><StageName>Stage`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -570,7 +570,7 @@ fn sam_api(
         let fields = Fields::of(&auth, &props.path("Auth"))?;
         let auth_type = fields.required_string("AuthType")?;
         if auth_type == "CUSTOM" {
-            let authorizer_id = format!("{logical_id}Authorizer");
+            let authorizer_id = format!("{logical_id}ConnectAuthorizer");
             let arn = fields.required_string("AuthArn")?;
             let uri = invocation(&arn);
             let function = function_for(&uri, functions, &fields.path("AuthArn"), warnings);
@@ -592,7 +592,7 @@ fn sam_api(
     for (route_key, config) in as_object(&routes, &props.path("Routes"))? {
         let path = format!("{}.{route_key}", props.path("Routes"));
         let fields = Fields::of(config, &path)?;
-        let normalized: String = route_key.chars().filter(char::is_ascii_alphanumeric).collect();
+        let normalized = sam_route_id(route_key);
         let integration_id = format!("{logical_id}{normalized}Integration");
         let uri = invocation(&fields.required_string("FunctionArn")?);
         let function = function_for(&uri, functions, &fields.path("FunctionArn"), warnings);
@@ -623,11 +623,16 @@ fn sam_api(
     }
 
     let stage_name = props.string("StageName")?.unwrap_or_else(|| names::SAM_DEFAULT_STAGE.to_owned());
+    // SAM's stage id: the name in it when written as a string, none when an intrinsic gives it.
+    let stage_id = if stage_name == names::SAM_DEFAULT_STAGE {
+        format!("{logical_id}DefaultStage")
+    } else if props.is_literal_string("StageName") {
+        format!("{logical_id}{stage_name}Stage")
+    } else {
+        format!("{logical_id}Stage")
+    };
     api.stages.push(Stage {
-        logical_id: format!(
-            "{logical_id}{}Stage",
-            stage_name.chars().filter(char::is_ascii_alphanumeric).collect::<String>()
-        ),
+        logical_id: stage_id,
         stage_name,
         description: None,
         default_route_settings: match props.get("DefaultRouteSettings")? {
@@ -645,4 +650,15 @@ fn sam_api(
         )?,
     });
     Ok(api)
+}
+
+/// The part of SAM's generated ids a route key gives: `$connect` → `Connect`, `sendMessage` →
+/// `Sendmessage` (Python's `str.capitalize`, as SAM's WebSocket generator does).
+fn sam_route_id(route_key: &str) -> String {
+    let key = route_key.strip_prefix('$').unwrap_or(route_key);
+    let mut chars = key.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect())
+        .unwrap_or_default()
 }

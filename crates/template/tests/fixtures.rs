@@ -255,21 +255,21 @@ fn sam_websocket_api() {
     assert_eq!(
         routes,
         [
-            ("ChatApiconnectRoute", "$connect", Some("ChatApiconnectIntegration"), "CUSTOM"),
-            ("ChatApidisconnectRoute", "$disconnect", Some("ChatApidisconnectIntegration"), "NONE"),
-            ("ChatApisendMessageRoute", "sendMessage", Some("ChatApisendMessageIntegration"), "NONE"),
+            ("ChatApiConnectRoute", "$connect", Some("ChatApiConnectIntegration"), "CUSTOM"),
+            ("ChatApiDisconnectRoute", "$disconnect", Some("ChatApiDisconnectIntegration"), "NONE"),
+            ("ChatApiSendmessageRoute", "sendMessage", Some("ChatApiSendmessageIntegration"), "NONE"),
         ]
     );
-    assert_eq!(api.routes[0].authorizer.as_deref(), Some("ChatApiAuthorizer"));
+    assert_eq!(api.routes[0].authorizer.as_deref(), Some("ChatApiConnectAuthorizer"));
     assert_eq!(api.routes[2].route_response_selection_expression.as_deref(), Some("$default"));
     let functions: Vec<(&str, Option<&str>, u64)> =
         api.integrations.iter().map(|i| (i.logical_id.as_str(), i.function.as_deref(), i.timeout_in_millis)).collect();
     assert_eq!(
         functions,
         [
-            ("ChatApiconnectIntegration", Some("ConnectFunction"), 29_000),
-            ("ChatApidisconnectIntegration", Some("DisconnectFunction"), 29_000),
-            ("ChatApisendMessageIntegration", Some("SendMessageFunction"), 5_000),
+            ("ChatApiConnectIntegration", Some("ConnectFunction"), 29_000),
+            ("ChatApiDisconnectIntegration", Some("DisconnectFunction"), 29_000),
+            ("ChatApiSendmessageIntegration", Some("SendMessageFunction"), 5_000),
         ]
     );
     let [authorizer] = api.authorizers.as_slice() else { panic!("{:?}", api.authorizers) };
@@ -279,7 +279,7 @@ fn sam_websocket_api() {
     );
     assert_eq!(authorizer.identity_source, ["route.request.header.Authorization"]);
     let [stage] = api.stages.as_slice() else { panic!("{:?}", api.stages) };
-    assert_eq!((stage.logical_id.as_str(), stage.stage_name.as_str()), ("ChatApiprodStage", "prod"));
+    assert_eq!((stage.logical_id.as_str(), stage.stage_name.as_str()), ("ChatApiStage", "prod"));
     // From Globals.WebSocketApi.
     assert_eq!(
         (stage.default_route_settings.throttling_burst_limit, stage.default_route_settings.throttling_rate_limit),
