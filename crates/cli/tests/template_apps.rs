@@ -12,11 +12,12 @@
 //! Local is installed once into `DW_TOOLS_DIR` (else the system temp dir's `dw-tools`).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dynamowave_dynamodb_local::{DynamoDbLocal, Install, LocalDynamoDb, Options};
 use dynamowave_testkit::binary::{App, spawn_app};
+use dynamowave_testkit::temp::tools_dir;
 use dynamowave_testkit::ws::Client;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -25,9 +26,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// Cold starts of a Node or Python execution environment on a busy machine take seconds.
 const SLOW: Duration = Duration::from_secs(30);
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("DW_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("dw-tools"))
-}
 
 fn fixture(app: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/apps").join(app).join("template.yaml");

@@ -55,6 +55,8 @@ impl Serve {
         cmd.args(["serve", "--listen", "127.0.0.1:0"]);
         // TEST_LOG=debug shows the server's logs; otherwise warnings only, and only on failure.
         cmd.env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        // The runtimes, DynamoDB Local and the local CA: installed once for every test.
+        cmd.env("DYNAMOWAVE_TOOLS_DIR", crate::temp::tools_dir());
         Serve { cmd, data_dir: None }
     }
 
