@@ -26,7 +26,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// Cold starts of a Node or Python execution environment on a busy machine take seconds.
 const SLOW: Duration = Duration::from_secs(30);
 
-
 fn fixture(app: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/apps").join(app).join("template.yaml");
     assert!(path.is_file(), "fixture template missing: {}", path.display());
