@@ -33,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
         // them, so a lone surrogate escape elsewhere, e.g. `"\ude00"`, passes it but not the
         // gateway's full parse: such a frame goes to `$default`, which answers `invalid_json`.)
         if serde_json::from_str::<serde_json::Value>(body).is_ok() {
-            let routed = dynamowave_gateway::events::select_route("$request.body.action", body);
+            let routed = dynamowave_gateway::route_selection::RouteSelection::parse("$request.body.action")
+                .expect("the default expression parses")
+                .select(body);
             assert_eq!(routed.as_deref(), Some(own.as_str()));
         }
     }
