@@ -418,6 +418,10 @@ fn lambda_function(
     if !code_dir.exists() {
         bail!("function {}: its CodeUri {} does not exist", f.logical_id, code_dir.display());
     }
+    // Absolute, because the runtimes start in the code directory: a path relative to ours
+    // (`serve --template app/template.yaml`) would be resolved again from there.
+    let code_dir = std::fs::canonicalize(&code_dir)
+        .with_context(|| format!("function {}: its CodeUri {}", f.logical_id, code_dir.display()))?;
     let progress = |line: &str| eprintln!("function {}: {line}", f.logical_id);
     let mut lambda = if f.build_method.as_deref() == Some("rust-cargolambda") && matches!(runtime, Runtime::Provided(_))
     {

@@ -12,11 +12,11 @@
 //! Local is installed once into `DW_TOOLS_DIR` (else the system temp dir's `dw-tools`).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dynamowave_dynamodb_local::{DynamoDbLocal, Install, LocalDynamoDb, Options};
-use dynamowave_testkit::binary::{App, spawn_app};
+use dynamowave_testkit::binary::{App, Serve, require_bin};
 use dynamowave_testkit::temp::tools_dir;
 use dynamowave_testkit::ws::Client;
 use futures_util::{SinkExt, StreamExt};
@@ -26,10 +26,17 @@ use tokio_tungstenite::tungstenite::Message;
 /// Cold starts of a Node or Python execution environment on a busy machine take seconds.
 const SLOW: Duration = Duration::from_secs(30);
 
+/// The repository's root, where a developer runs `dynamowave serve --template`.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The fixture's template, relative to the repository's root as a developer would type it (the
+/// functions' `CodeUri`s are then relative paths twice over).
 fn fixture(app: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/apps").join(app).join("template.yaml");
-    assert!(path.is_file(), "fixture template missing: {}", path.display());
-    path.to_string_lossy().into_owned()
+    let path = format!("tests/fixtures/apps/{app}/template.yaml");
+    assert!(repo_root().join(&path).is_file(), "fixture template missing: {path}");
+    path
 }
 
 /// DynamoDB Local for one app, and the app served from its template against it.
@@ -37,7 +44,10 @@ async fn serve(app: &str) -> (DynamoDbLocal, App) {
     let install = Install::find_or_fetch(&tools_dir(), &|line| eprintln!("{line}")).expect("DynamoDB Local installs");
     let ddb = DynamoDbLocal::start(&install, &Options::default()).await.expect("DynamoDB Local starts");
     let template = fixture(app);
-    let served = spawn_app(&["--template", &template, "--dynamodb-endpoint", ddb.endpoint()]);
+    let served = Serve::of(require_bin("dynamowave"))
+        .current_dir(repo_root())
+        .args(["--template", &template, "--dynamodb-endpoint", ddb.endpoint()])
+        .spawn();
     (ddb, served)
 }
 

@@ -82,6 +82,13 @@ impl Serve {
         self
     }
 
+    /// The working directory the server starts in (relative paths in its arguments are read
+    /// from there).
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Serve {
+        self.cmd.current_dir(dir);
+        self
+    }
+
     pub fn env_remove(mut self, key: &str) -> Serve {
         self.cmd.env_remove(key);
         self
