@@ -212,8 +212,9 @@ fn decade_above(x: f64) -> f64 {
     10f64.powf(x.max(10.0).log10().ceil())
 }
 
+/// `1,234,567`; under 10 with one decimal unless whole (`2.5`, `1`).
 fn with_thousands(x: f64) -> String {
-    if x < 10.0 {
+    if x < 10.0 && x.fract() != 0.0 {
         return format!("{x:.1}");
     }
     let digits = format!("{:.0}", x);
@@ -262,6 +263,8 @@ pub fn latency_svg(scenario: &str, runs: &[&Run], size: (u32, u32)) -> anyhow::R
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 18))
             .margin(12)
+            // Room for the last x tick's label, centred on the plot's right edge.
+            .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
             .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..y_max).log_scale())?;
@@ -273,18 +276,18 @@ pub fn latency_svg(scenario: &str, runs: &[&Run], size: (u32, u32)) -> anyhow::R
             .y_label_formatter(&|y| with_thousands(*y))
             .x_desc("percentile (%), log scale of 1 / (1 - p)")
             .y_desc("latency (µs, log scale)")
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(RGBColor(244, 244, 244))
             .draw()?;
         for (i, (run, points)) in series.iter().enumerate() {
             let c = colour(i);
             let latency = &run.report.load.as_ref().map(|l| l.latency.clone()).unwrap_or_default();
             let name = format!(
-                "{} (p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs; {} samples)",
+                // Short: the legend's width is estimated, not measured, and the last point is the max.
+                "{} (p50 {}, p99 {}, p99.9 {} µs; {} samples)",
                 run.server,
                 with_thousands(latency.p50_us),
                 with_thousands(latency.p99_us),
                 with_thousands(latency.p999_us),
-                with_thousands(latency.max_us),
                 with_thousands(latency.count as f64)
             );
             chart
@@ -295,7 +298,8 @@ pub fn latency_svg(scenario: &str, runs: &[&Run], size: (u32, u32)) -> anyhow::R
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            // Latency rises to the right: the lower right is where the curves are not.
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
             .label_font(("sans-serif", 13))
@@ -337,8 +341,9 @@ pub fn cpu_by_room_size_svg(runs: &[Run], growth_prefix: &str, size: (u32, u32))
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Server CPU per delivery by room size (~25,000 deliveries/s)", ("sans-serif", 18))
+            .caption("Server CPU per delivery by room size", ("sans-serif", 18))
             .margin(12)
+            .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(70)
             .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
@@ -349,7 +354,7 @@ pub fn cpu_by_room_size_svg(runs: &[Run], growth_prefix: &str, size: (u32, u32))
             .y_label_formatter(&|y| format!("{y:.2}"))
             .x_desc("room size (members, log scale)")
             .y_desc("server CPU seconds per 1M deliveries")
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(RGBColor(244, 244, 244))
             .draw()?;
         for (i, (server, points)) in by_server.iter().enumerate() {
             let c = colour(i);
@@ -357,18 +362,18 @@ pub fn cpu_by_room_size_svg(runs: &[Run], growth_prefix: &str, size: (u32, u32))
                 .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
                 .label(*server)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|&(x, y)| Text::new(format!("{y:.2}"), (x, y), ("sans-serif", 12).into_font().color(&c))),
-            )?;
+            // Each point with its value beside it, clear of the line.
+            chart.draw_series(points.iter().map(|&(x, y)| {
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 4, c.filled())
+                    + Text::new(format!("{y:.2}"), (7, -16), ("sans-serif", 12).into_font().color(&c))
+            }))?;
         }
         if let Some(floor) = floor {
             let grey = RGBColor(90, 90, 90);
             chart
                 .draw_series(DashedLineSeries::new([(x_min, floor), (x_max, floor)], 8, 5, grey.stroke_width(1)))?
-                .label(format!("send floor: one send() per delivery, no server ({floor:.2})"))
+                .label(format!("send floor: one send() per delivery, no server ({floor:.2} CPU-s per 1M)"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1)));
         }
         chart
@@ -602,5 +607,6 @@ mod tests {
         assert_eq!(with_thousands(1_234_567.0), "1,234,567");
         assert_eq!(with_thousands(999.0), "999");
         assert_eq!(with_thousands(2.5), "2.5");
+        assert_eq!(with_thousands(1.0), "1");
     }
 }
