@@ -1,6 +1,8 @@
 //! `dynamowave-bench`: the load generator as a standalone command (the same arguments as
 //! `dynamowave bench`), and `dynamowave-bench plot`, which draws a directory of its JSON reports.
 
+use std::io::Write as _;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,8 +30,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Plot(args)) => {
+            let mut out = std::io::stdout().lock();
             for path in dynamowave_bench::plot::plot(&args)? {
-                println!("{}", path.display());
+                writeln!(out, "{}", path.display())?;
             }
         }
         None => dynamowave_bench::run_blocking(cli.args)?.print_table(),

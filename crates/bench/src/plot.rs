@@ -228,6 +228,21 @@ fn with_thousands(x: f64) -> String {
     out
 }
 
+/// The legend of every series given a label, boxed, at `position`.
+fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 13))
+        .draw()?;
+    Ok(())
+}
+
 /// The latency-by-percentile picture of one scenario's runs; `None` when none has a curve.
 pub fn latency_svg(scenario: &str, runs: &[&Run], size: (u32, u32)) -> anyhow::Result<Option<String>> {
     let series: Vec<(&Run, Vec<(f64, f64)>)> = runs
@@ -296,14 +311,8 @@ pub fn latency_svg(scenario: &str, runs: &[&Run], size: (u32, u32)) -> anyhow::R
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            // Latency rises to the right: the lower right is where the curves are not.
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font(("sans-serif", 13))
-            .draw()?;
+        // Latency rises to the right: the lower right is where the curves are not.
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present()?;
     }
     Ok(Some(svg))
@@ -376,13 +385,7 @@ pub fn cpu_by_room_size_svg(runs: &[Run], growth_prefix: &str, size: (u32, u32))
                 .label(format!("send floor: one send() per delivery, no server ({floor:.2} CPU-s per 1M)"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font(("sans-serif", 13))
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present()?;
     }
     Ok(Some(svg))
