@@ -19,6 +19,9 @@
 //! With `--server-pid` the server's CPU seconds and RSS over the measured window come from `/proc`;
 //! the generator reports its own CPU use too, and says when it saturated its cores.
 //!
+//! `dynamowave-bench plot --input DIR` draws a directory of `--json` reports (latency by
+//! percentile per scenario, CPU per delivery by room size) as SVG files.
+//!
 //! # Layout
 //! - [`apigw`]: the load mode for sample-style apps (`--protocol apigw-sample`): message format,
 //!   connection tasks and accounting.
@@ -31,6 +34,8 @@
 //!   the generator must out-read the server it measures).
 //! - `runner`: connection tasks and the controller for the load, idle and churn modes.
 //! - `floor`: the send floor's writer and drainer threads, pinned with `taskset`.
+//! - [`plot`]: [`plot::PlotArgs`] and the SVG pictures of a directory of reports (`plotters`, SVG
+//!   backend only).
 //! - [`report`]: [`Report`], serialisable and printable.
 //! - `main.rs`: the `dynamowave-bench` binary ([`BenchArgs`] from the command line, then [`run_blocking`]).
 //!
@@ -66,6 +71,7 @@ mod client;
 pub mod event;
 mod floor;
 mod lean;
+pub mod plot;
 pub mod procfs;
 pub mod report;
 mod runner;
