@@ -42,6 +42,11 @@ fn command(args: &[&str]) -> Command {
 fn serve(args: &[&str], apis: usize) -> Served {
     let mut cmd = command(args);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    serve_command(cmd, apis)
+}
+
+/// Spawns `cmd` (stdout and stderr piped) and waits for `apis` listening lines.
+fn serve_command(mut cmd: Command, apis: usize) -> Served {
     let mut child = cmd.spawn().expect("spawn dynamowave");
     let stderr = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
     let err_pipe = child.stderr.take().expect("stderr");
@@ -466,4 +471,56 @@ async fn two_apis_with_route_responses_identity_sources_and_an_access_log() {
     let keys: Vec<&str> = lines.iter().filter_map(|l| l["routeKey"].as_str()).collect();
     assert!(keys.contains(&"$connect") && keys.contains(&"chat/ping"), "{lines:?}");
     assert!(lines.iter().all(|l| l["requestId"].as_str().is_some_and(|id| !id.is_empty() && id != "-")), "{lines:?}");
+}
+
+/// Copies the fixture app `name` (tests/fixtures/apps) into `dir`, without build output.
+fn copy_fixture(name: &str, dir: &Path) {
+    let from = repo().join("tests/fixtures/apps").join(name);
+    let status = Command::new("cp").arg("-r").arg(&from).arg(dir).status().expect("cp");
+    assert!(status.success(), "copy {}", from.display());
+    let _ = std::fs::remove_dir_all(dir.join(name).join("echo/target"));
+}
+
+/// A `rust-cargolambda` function with no prebuilt binary is built from its `CodeUri` with cargo
+/// (`cargo lambda build` where cargo-lambda is installed) and runs behind its route; source that
+/// does not compile names the function and leaves the route answering as API Gateway does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rust_function_is_built_from_its_code_uri() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_fixture("rust-echo", dir.path());
+    let template = dir.path().join("rust-echo/template.yaml");
+    let empty = dir.path().join("no-prebuilt-binaries");
+    std::fs::create_dir(&empty).expect("dir");
+    let target = dir.path().join("target");
+    let args = |t: &Path| {
+        vec![
+            "--template".to_string(),
+            t.to_str().expect("utf-8").to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--lambda-dir".into(),
+            empty.to_str().expect("utf-8").into(),
+        ]
+    };
+    let spawn = |t: &Path| {
+        let mut cmd = command(&args(t).iter().map(String::as_str).collect::<Vec<_>>());
+        cmd.env("CARGO_TARGET_DIR", &target).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    let served = serve_command(spawn(&template), 1);
+    let url = served.urls[0].split(' ').next().expect("url").to_string();
+    let mut c = Client::connect(&url, false).await.expect("no $connect route: admitted");
+    c.send(json!({"action": "anything"})).await;
+    let answer = c.recv_text().await;
+    assert!(answer.starts_with("rust echo: ") && answer.ends_with(" bytes of event"), "{answer}");
+    drop((c, served));
+
+    let main = dir.path().join("rust-echo/echo/src/main.rs");
+    std::fs::write(&main, "fn main() { this is not rust }\n").expect("break the source");
+    let served = serve_command(spawn(&template), 1);
+    let url = served.urls[0].split(' ').next().expect("url").to_string();
+    let mut c = Client::connect(&url, false).await.expect("admitted");
+    expect_internal_error(&mut c, "anything").await;
+    let stderr = served.stderr.lock().clone();
+    assert!(stderr.contains("EchoFunction") && stderr.contains("failed") && !stderr.contains("panicked"), "{stderr}");
 }
