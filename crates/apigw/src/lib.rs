@@ -17,6 +17,11 @@
 //!   reserved route keys ([`routes::route_key`]).
 //! - [`payload`]: [`lambda_payload`], an event as API Gateway sends it to a Lambda function.
 //! - [`app`]: [`App`], everything an app gives the gateway: routes, [`ErrorFrames`], [`Asset`]s.
+//!
+//! # Repeated on purpose
+//!
+//! [`ConnectionsApi::post_to_many`]'s signature stands again in the local gateway's and the AWS
+//! SDK's implementations, each of which overrides the default for its own transport.
 
 pub mod app;
 pub mod connections_api;
