@@ -70,31 +70,16 @@ impl std::fmt::Debug for RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::IntegrationError;
-    use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+    use crate::{integration_fn, proxy_response};
 
-    struct Answers(i64);
-
-    #[async_trait::async_trait]
-    impl Integration for Answers {
-        async fn invoke(
-            &self,
-            _event: ApiGatewayWebsocketProxyRequest,
-        ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
-            let mut response = ApiGatewayProxyResponse::default();
-            response.status_code = self.0;
-            Ok(response)
-        }
+    /// An integration that answers `status`.
+    fn answers(status: i64) -> Arc<dyn Integration> {
+        Arc::new(integration_fn(move |_| async move { Ok(proxy_response(status, None)) }))
     }
 
     #[tokio::test]
     async fn a_route_without_its_own_integration_goes_to_default() {
-        let table: RouteTable = [
-            ("join", Arc::new(Answers(201)) as Arc<dyn Integration>),
-            (route_key::DEFAULT, Arc::new(Answers(404)) as Arc<dyn Integration>),
-        ]
-        .into_iter()
-        .collect();
+        let table: RouteTable = [("join", answers(201)), (route_key::DEFAULT, answers(404))].into_iter().collect();
         let status = |key: &str| {
             let integration = table.get(key).cloned();
             async move { integration.expect("a route").invoke(Default::default()).await.expect("answer").status_code }

@@ -27,6 +27,13 @@
 //!
 //! `serve.rs`, `lambda.rs` and `template_mode.rs` depend on `args.rs` and `authorizer.rs`,
 //! never on each other.
+//!
+//! # Repeated on purpose
+//!
+//! - The flags of `args.rs` open alike (a doc line, `#[arg(long, env = …)]`, a field): clap's
+//!   shape for a flag, each with its own name, variable and help.
+//! - The plan of `template_mode.rs` (`FunctionPlan`, …), which `--print-config` prints, has the
+//!   shape of the template model's structs it is built from: one serialised field per setting.
 
 mod args;
 mod authorizer;

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use dynamowave_apigw::proxy_response;
 use dynamowave_core::integration::{Integration, IntegrationError};
 use dynamowave_template::{Integration as TemplateIntegration, IntegrationResponse};
 
@@ -87,10 +88,7 @@ impl Integration for MockIntegration {
         &self,
         _event: ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
-        let mut response = ApiGatewayProxyResponse::default();
-        response.status_code = i64::from(self.status);
-        response.body = self.body.clone().map(aws_lambda_events::encodings::Body::Text);
-        Ok(response)
+        Ok(proxy_response(i64::from(self.status), self.body.clone()))
     }
 }
 

@@ -194,61 +194,7 @@ async fn our_template_runs_the_chat_functions_with_its_authorizer() {
 }
 
 /// A template whose `$connect` is a MOCK and whose other routes are broken in each way.
-const BROKEN: &str = r#"
-AWSTemplateFormatVersion: "2010-09-09"
-Resources:
-  Api:
-    Type: AWS::ApiGatewayV2::Api
-    Properties: {Name: broken, ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}
-  ConnectRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: {ApiId: !Ref Api, RouteKey: $connect, Target: !Sub "integrations/${ConnectMock}"}
-  ConnectMock:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties: {ApiId: !Ref Api, IntegrationType: MOCK, RequestTemplates: {"$default": '{"statusCode": 200}'}}
-  NoIntegrationRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: {ApiId: !Ref Api, RouteKey: nothing}
-  JavaRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: {ApiId: !Ref Api, RouteKey: java, Target: !Sub "integrations/${JavaIntegration}"}
-  JavaIntegration:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref Api
-      IntegrationType: AWS_PROXY
-      IntegrationUri: !Sub "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${JavaFunction.Arn}/invocations"
-  JavaFunction:
-    Type: AWS::Lambda::Function
-    Properties: {Runtime: java21, Handler: x.Handler, Code: ./java, Role: arn:aws:iam::000000000000:role/x}
-  CrashRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: {ApiId: !Ref Api, RouteKey: crash, Target: !Sub "integrations/${CrashIntegration}"}
-  CrashIntegration:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref Api
-      IntegrationType: AWS_PROXY
-      IntegrationUri: !Sub "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${CrashFunction.Arn}/invocations"
-  CrashFunction:
-    Type: AWS::Lambda::Function
-    Properties: {Runtime: provided.al2023, Handler: bootstrap, Code: ./crash, Role: arn:aws:iam::000000000000:role/x}
-  SlowRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: {ApiId: !Ref Api, RouteKey: slow, Target: !Sub "integrations/${SlowIntegration}"}
-  SlowIntegration:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties:
-      ApiId: !Ref Api
-      IntegrationType: AWS_PROXY
-      IntegrationUri: !Sub "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${SlowFunction.Arn}/invocations"
-  SlowFunction:
-    Type: AWS::Lambda::Function
-    Properties: {Runtime: provided.al2023, Handler: bootstrap, Code: ./slow, Timeout: 1, Role: arn:aws:iam::000000000000:role/x}
-  Stage:
-    Type: AWS::ApiGatewayV2::Stage
-    Properties: {ApiId: !Ref Api, StageName: test}
-"#;
+const BROKEN: &str = include_str!("templates/broken.yaml");
 
 fn write_script(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");

@@ -31,6 +31,13 @@
 //! - [`error`]: the domain's errors ([`StoreError`], [`HandlerError`]).
 //! - `testing` (feature `testing`): an in-memory store and a recording `ConnectionsApi` for unit
 //!   tests of pure logic, and [`contract`], the suite every storage adapter must pass.
+//!
+//! # Repeated on purpose
+//!
+//! The ports' method signatures in [`store`] (`members`, `read_before`, `claim_room`, …) stand
+//! again in each adapter (`testing`, `dynamowave-store-redb`, `dynamowave-aws`) and in the
+//! tests' spies: Rust has each `impl` restate them. What the adapters decide alike has one
+//! place ([`store::RoomClaim::claim_in`], the per-connection room rule of the in-memory ones).
 
 pub mod app;
 pub mod connections_api;

@@ -1,6 +1,7 @@
 //! The storage ports. Each adapter (embedded redb, DynamoDB) implements both, and passes the
 //! shared suite in [`crate::contract`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -186,4 +187,19 @@ pub enum RoomClaim {
     Added,
     /// It belongs to `max` other rooms: refused, nothing recorded.
     Full,
+}
+
+impl RoomClaim {
+    /// Claims `room` for a connection that belongs to `rooms`, at most `max` of them, and
+    /// records it in `rooms` when added: the rule of every in-memory claim set.
+    pub fn claim_in(rooms: &mut HashSet<String>, room: &str, max: usize) -> RoomClaim {
+        if rooms.contains(room) {
+            RoomClaim::Member
+        } else if rooms.len() >= max {
+            RoomClaim::Full
+        } else {
+            rooms.insert(room.to_string());
+            RoomClaim::Added
+        }
+    }
 }

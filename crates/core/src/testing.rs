@@ -330,15 +330,7 @@ impl MessageLog for MemoryStore {
         _expires_at: i64,
     ) -> Result<RoomClaim, StoreError> {
         let mut s = self.state.lock();
-        let mine = s.claims.entry(connection_id.to_string()).or_default();
-        if mine.contains(room) {
-            Ok(RoomClaim::Member)
-        } else if mine.len() >= max {
-            Ok(RoomClaim::Full)
-        } else {
-            mine.insert(room.to_string());
-            Ok(RoomClaim::Added)
-        }
+        Ok(RoomClaim::claim_in(s.claims.entry(connection_id.to_string()).or_default(), room, max))
     }
 
     async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {

@@ -65,6 +65,13 @@
 //! ```
 //!
 //! How a connection is built for memory and CPU: `docs/gateway.md`, "One connection".
+//!
+//! # Repeated on purpose
+//!
+//! - The settings structs (`settings`) and the access log's record (`access_log`) share their
+//!   shape with the template model's structs: one documented field per API Gateway setting or
+//!   `$context` variable, named as AWS names it.
+//! - `registry`'s `post_to_many` restates `dynamowave_apigw::ConnectionsApi`'s signature.
 
 mod access_log;
 mod assets;

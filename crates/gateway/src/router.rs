@@ -51,7 +51,8 @@ async fn dispatch(
             let on_upgrade = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
             match (upgrade::websocket_key(&method, &headers), on_upgrade) {
                 (Some(key), Some(on_upgrade)) => {
-                    upgrade::upgrade(state.clone(), key, on_upgrade, peer, headers, uri).await
+                    upgrade::upgrade(state.clone(), upgrade::UpgradeRequest { key, on_upgrade, peer, headers, uri })
+                        .await
                 }
                 _ => {
                     let mut response = gateway_error(

@@ -64,25 +64,30 @@ pub(crate) fn websocket_key(method: &Method, headers: &HeaderMap) -> Option<Head
     headers.get(header::SEC_WEBSOCKET_KEY).cloned()
 }
 
+/// A WebSocket upgrade request, as the router has taken it apart.
+pub(crate) struct UpgradeRequest {
+    /// `Sec-WebSocket-Key`.
+    pub key: HeaderValue,
+    /// The connection, once the `101` is written.
+    pub on_upgrade: OnUpgrade,
+    pub peer: SocketAddr,
+    pub headers: HeaderMap,
+    pub uri: Uri,
+}
+
 /// `GET /{stage}` with an upgrade: runs the authorizer and `$connect`, then upgrades or refuses.
-pub(crate) async fn upgrade(
-    state: Arc<GatewayState>,
-    key: HeaderValue,
-    on_upgrade: OnUpgrade,
-    peer: SocketAddr,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+pub(crate) async fn upgrade(state: Arc<GatewayState>, request: UpgradeRequest) -> Response {
     let Some(log) = &state.access_log else {
-        return upgrade_logged(state.clone(), key, on_upgrade, peer, headers, uri, &mut AccessRecord::default()).await;
+        return upgrade_logged(state.clone(), request, &mut AccessRecord::default()).await;
     };
+    let (peer, headers) = (request.peer, &request.headers);
     let mut record = AccessRecord::starting("CONNECT");
     record.request_id = Some(aws_id());
     record.route_key = Some(route_key::CONNECT.to_string());
     record.source_ip = Some(peer.ip());
     record.user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
     record.domain_name = Some(state.domain_name(headers.get(header::HOST).and_then(|v| v.to_str().ok())));
-    let response = upgrade_logged(state.clone(), key, on_upgrade, peer, headers, uri, &mut record).await;
+    let response = upgrade_logged(state.clone(), request, &mut record).await;
     let status = response.status();
     record.status = Some(status.as_u16());
     if status.as_u16() >= 400 && record.integration_status.is_none() && record.error_message.is_none() {
@@ -93,15 +98,8 @@ pub(crate) async fn upgrade(
 }
 
 /// [`upgrade`], noting in `record` what the access log says of it.
-async fn upgrade_logged(
-    state: Arc<GatewayState>,
-    key: HeaderValue,
-    on_upgrade: OnUpgrade,
-    peer: SocketAddr,
-    headers: HeaderMap,
-    uri: Uri,
-    record: &mut AccessRecord,
-) -> Response {
+async fn upgrade_logged(state: Arc<GatewayState>, request: UpgradeRequest, record: &mut AccessRecord) -> Response {
+    let UpgradeRequest { key, on_upgrade, peer, headers, uri } = request;
     if let Some(refused) = refuse_foreign_origin(&state, &headers) {
         aws_metrics::client_error(&state.settings, route_key::CONNECT);
         return refused;
@@ -156,9 +154,7 @@ async fn upgrade_logged(
             invoke(&state, route_key::CONNECT, event).await
         } else {
             // No `$connect` route: API Gateway admits the connection.
-            let mut admitted = ApiGatewayProxyResponse::default();
-            admitted.status_code = 200;
-            Ok(admitted)
+            Ok(dynamowave_apigw::proxy_response(200, None))
         };
         record.integration_latency = Some(started.elapsed());
         match &answer {

@@ -12,37 +12,32 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use async_trait::async_trait;
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
-use dynamowave_apigw::{ConnectionsApi, Integration, IntegrationError};
+use dynamowave_apigw::{ConnectionsApi, Integration, IntegrationError, integration_fn, proxy_response};
 use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::Bucket;
 use dynamowave_testkit::in_process::routes_gateway;
 use serde_json::Value;
 
-/// Posts each message back to the connection that sent it.
-struct Echo {
-    api: OnceLock<Arc<dyn ConnectionsApi>>,
-}
-
-#[async_trait]
-impl Integration for Echo {
-    async fn invoke(
-        &self,
-        event: ApiGatewayWebsocketProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
-        let mut ok = ApiGatewayProxyResponse::default();
-        ok.status_code = 200;
-        if event.request_context.event_type.as_deref() != Some("MESSAGE") {
-            return Ok(ok);
+/// Posts each message back to the connection that sent it, through the `@connections` API the
+/// gateway sets once it is up.
+fn echo(api: Arc<OnceLock<Arc<dyn ConnectionsApi>>>) -> Arc<dyn Integration> {
+    Arc::new(integration_fn(move |event: ApiGatewayWebsocketProxyRequest| {
+        let api = api.clone();
+        async move {
+            if event.request_context.event_type.as_deref() != Some("MESSAGE") {
+                return Ok(proxy_response(200, None));
+            }
+            let id = event.request_context.connection_id.clone().unwrap_or_default();
+            let api = api.get().ok_or_else(|| IntegrationError::Failed("no @connections API yet".into()))?;
+            let body = event.body.unwrap_or_default();
+            api.post_to_connection(&id, Bytes::from(body))
+                .await
+                .map_err(|e| IntegrationError::Failed(e.to_string()))?;
+            Ok(proxy_response(200, None))
         }
-        let id = event.request_context.connection_id.clone().unwrap_or_default();
-        let api = self.api.get().ok_or_else(|| IntegrationError::Failed("no @connections API yet".into()))?;
-        let body = event.body.unwrap_or_default();
-        api.post_to_connection(&id, Bytes::from(body)).await.map_err(|e| IntegrationError::Failed(e.to_string()))?;
-        Ok(ok)
-    }
+    }))
 }
 
 /// Cases that API Gateway refuses by design, each with the close code the gateway answers and
@@ -82,13 +77,13 @@ async fn autobahn_fuzzingclient_cases_1_to_7_and_10() {
     let run = run_sh();
     assert!(run.is_file(), "Autobahn's run.sh not found at {} (set AUTOBAHN_RUN)", run.display());
 
-    let echo = Arc::new(Echo { api: OnceLock::new() });
+    let api = Arc::new(OnceLock::new());
     let mut settings = GatewaySettings::default();
     // The suite sends its cases back to back from one client; API Gateway's per-connection
     // rate is not what is under test here.
     settings.throttling.per_connection = Bucket { rate: 100_000.0, burst: 100_000 };
-    let gateway = routes_gateway(settings, vec![("$default", echo.clone() as Arc<dyn Integration>)]).await;
-    let _ = echo.api.set(gateway.connections_api.clone());
+    let gateway = routes_gateway(settings, vec![("$default", echo(api.clone()))]).await;
+    let _ = api.set(gateway.connections_api.clone());
     let url = gateway.url();
 
     let outdir = std::env::temp_dir().join(format!("dw-autobahn-{}", uuid_like()));

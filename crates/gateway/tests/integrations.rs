@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use dynamowave_apigw::{App, Asset, ErrorFrame, ErrorFrames, Integration, IntegrationError};
+use dynamowave_apigw::{App, Asset, ErrorFrame, ErrorFrames, Integration, IntegrationError, proxy_response};
 use dynamowave_gateway::GatewaySettings;
 use dynamowave_gateway::settings::{Bucket, Concurrency};
 use dynamowave_testkit::in_process::{RunningGateway, app_gateway, routes_gateway};
@@ -52,8 +52,7 @@ impl Integration for Scripted {
         if self.fail {
             return Err(IntegrationError::Failed("boom".into()));
         }
-        let mut r = ApiGatewayProxyResponse::default();
-        r.status_code = self.status;
+        let mut r = proxy_response(self.status, None);
         if let Some((k, v)) = self.header {
             r.headers.insert(k, v.parse().unwrap());
         }

@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
 };
-use aws_lambda_events::encodings::Body;
-use dynamowave_apigw::{App, Integration, IntegrationError};
+use dynamowave_apigw::{App, Integration, IntegrationError, integration_fn, proxy_response};
 use dynamowave_gateway::{AuthDecision, ConnectAuthorizer, Gateway, GatewayError, GatewaySettings, ShutdownHandle};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -44,10 +43,7 @@ impl Integration for Recorder {
         if self.fail {
             return Err(IntegrationError::Failed("boom".into()));
         }
-        let mut r = ApiGatewayProxyResponse::default();
-        r.status_code = 200;
-        r.body = self.body.clone().map(Body::Text);
-        Ok(r)
+        Ok(proxy_response(200, self.body.clone()))
     }
 }
 
@@ -306,7 +302,7 @@ async fn api_gateways_metric_names_are_exposed_beside_ours() {
         ("$connect", Recorder::answering(None)),
         ("ok", Recorder::answering(None)),
         ("boom", failing.clone()),
-        ("refuse", Arc::new(Status(502))),
+        ("refuse", Arc::new(integration_fn(|_| async { Ok(proxy_response(502, None)) }))),
     ]);
     let settings = GatewaySettings {
         api_id: "metricsapi".into(),
@@ -355,21 +351,6 @@ async fn api_gateways_metric_names_are_exposed_beside_ours() {
     assert!(metrics.contains("dynamowave_connects_total"));
     assert!(metrics.contains("dynamowave_handler_seconds_bucket"));
     assert_eq!(failing.events().len(), 1);
-}
-
-/// Answers with a fixed status and no body.
-struct Status(i64);
-
-#[async_trait]
-impl Integration for Status {
-    async fn invoke(
-        &self,
-        _event: ApiGatewayWebsocketProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
-        let mut r = ApiGatewayProxyResponse::default();
-        r.status_code = self.0;
-        Ok(r)
-    }
 }
 
 /// AWS's CLF example for WebSocket APIs.

@@ -5,10 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
-use dynamowave_apigw::{App, Integration, IntegrationError};
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use dynamowave_apigw::{App, Integration, integration_fn, proxy_response};
 use dynamowave_gateway::settings::Limits;
 use dynamowave_gateway::{Gateway, GatewaySettings, ShutdownHandle};
 use dynamowave_local_ca::LocalCa;
@@ -18,22 +16,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Answers `$connect` with 200, and every message with its own body (a two-way route).
-struct Echo;
-
-#[async_trait]
-impl Integration for Echo {
-    async fn invoke(
-        &self,
-        event: ApiGatewayWebsocketProxyRequest,
-    ) -> Result<ApiGatewayProxyResponse, IntegrationError> {
-        let mut r = ApiGatewayProxyResponse::default();
-        r.status_code = 200;
+/// Answers `$connect` with 200, and every message with its own body, after the domain and the
+/// connection id it came by (a two-way route).
+fn echo() -> Arc<dyn Integration> {
+    Arc::new(integration_fn(|event: ApiGatewayWebsocketProxyRequest| async move {
         let c = event.request_context;
         let (domain, id) = (c.domain_name.unwrap_or_default(), c.connection_id.unwrap_or_default());
-        r.body = event.body.map(|b| Body::Text(format!("{domain}|{id}|{b}")));
-        Ok(r)
-    }
+        Ok(proxy_response(200, event.body.map(|b| format!("{domain}|{id}|{b}"))))
+    }))
 }
 
 struct Running {
@@ -74,9 +64,7 @@ async fn start(name: &str, limits: Limits) -> Running {
     let gw = Gateway::bind(settings).await.expect("bind");
     let port = gw.local_addr().port();
     let stop = gw.shutdown_handle();
-    let app = App::new(
-        [("$connect", Arc::new(Echo) as Arc<dyn Integration>), ("$default", Arc::new(Echo))].into_iter().collect(),
-    );
+    let app = App::new([("$connect", echo()), ("$default", echo())].into_iter().collect());
     tokio::spawn(gw.serve(app, None));
     Running { port, ca, stop, _dir: TempDir(dir) }
 }

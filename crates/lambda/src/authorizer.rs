@@ -7,11 +7,8 @@
 //! another audience or issuer), or the error `Unauthorized`, which API Gateway turns into 401.
 
 use aws_config::SdkConfig;
-use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
-};
-use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
-use dynamowave_auth::{AllowedOrigins, AuthError, AuthSettings, check_origin};
+use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse};
+use dynamowave_auth::{AllowedOrigins, AuthError, AuthSettings, check_origin, deny};
 use dynamowave_core::is_warmup_event;
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
@@ -71,20 +68,6 @@ pub async fn load_settings(sdk_config: &SdkConfig) -> Result<AuthSettings, Setup
         settings = settings.with_jwks_url(&url).await?;
     }
     Ok(settings)
-}
-
-fn deny(method_arn: &str) -> ApiGatewayCustomAuthorizerResponse {
-    let mut statement = IamPolicyStatement::default();
-    statement.action = vec!["execute-api:Invoke".to_string()];
-    statement.effect = IamPolicyEffect::Deny;
-    statement.resource = vec![method_arn.to_string()];
-    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
-    policy.version = Some("2012-10-17".to_string());
-    policy.statement = vec![statement];
-    let mut response = ApiGatewayCustomAuthorizerResponse::default();
-    response.principal_id = Some("denied".to_string());
-    response.policy_document = policy;
-    response
 }
 
 /// One authorizer invocation that lets in no browser page ([`AllowedOrigins::none`]): see

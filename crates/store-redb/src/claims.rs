@@ -20,15 +20,7 @@ const FIRST_SWEEP: usize = 1024;
 
 impl Claims {
     pub fn claim(&mut self, connection_id: &str, room: &str, max: usize) -> RoomClaim {
-        let rooms = self.by_connection.entry(connection_id.to_string()).or_default();
-        if rooms.contains(room) {
-            RoomClaim::Member
-        } else if rooms.len() >= max {
-            RoomClaim::Full
-        } else {
-            rooms.insert(room.to_string());
-            RoomClaim::Added
-        }
+        RoomClaim::claim_in(self.by_connection.entry(connection_id.to_string()).or_default(), room, max)
     }
 
     pub fn release(&mut self, connection_id: &str) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use dynamowave_core::MessageLog;
-use dynamowave_core::model::NewMessage;
+use dynamowave_core::model::{NewMessage, now_ms};
 use dynamowave_store_redb::{FILE_NAME, RedbSettings, RedbStore, restore};
 use dynamowave_testkit::temp::TempPath;
 use redb::{Database, TableDefinition};
@@ -19,10 +19,6 @@ const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 
 fn message(room: &str, text: &str, ts: i64) -> NewMessage {
     NewMessage { room: room.into(), id: None, from: "alice".into(), publisher: "alice".into(), text: text.into(), ts }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Writes raw bytes into the (closed) store's file, bypassing the store.

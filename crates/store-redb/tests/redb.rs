@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dynamowave_core::contract::{connection_store_contract, message_log_contract};
-use dynamowave_core::model::NewMessage;
+use dynamowave_core::model::{NewMessage, now_ms};
 use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, MessageLog, StoreError};
 use dynamowave_store_redb::{RedbSettings, RedbStore, restore};
 use dynamowave_testkit::temp::TempPath;
@@ -41,10 +41,6 @@ fn message(room: &str, id: Option<&str>, text: &str, ts: i64) -> NewMessage {
         text: text.into(),
         ts,
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

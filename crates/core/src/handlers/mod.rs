@@ -17,7 +17,6 @@ pub mod sequencer;
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
@@ -240,10 +239,7 @@ pub(crate) async fn handle_action(
 
 /// An integration response with a text body.
 pub(crate) fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
-    let mut r = ApiGatewayProxyResponse::default();
-    r.status_code = status;
-    r.body = Some(Body::Text(body.to_string()));
-    r
+    dynamowave_apigw::proxy_response(status, Some(body.to_string()))
 }
 
 pub(crate) use crate::model::now_ms;
