@@ -1003,10 +1003,14 @@ pub(crate) async fn run(
     if !stats.recovery.supported {
         notes.push("the server does not answer `join … since` with `recovered`: recovery not supported".to_owned());
     }
-    if stats.messages.lost > 0 || stats.messages.duplicated > 0 {
+    if stats.messages.lost > 0 {
+        notes.push(format!("recovered clients lost {} deliveries", stats.messages.lost));
+    }
+    if stats.messages.duplicated > 0 || stats.messages.out_of_order > 0 {
         notes.push(format!(
-            "recovered clients lost {} deliveries; {} duplicated",
-            stats.messages.lost, stats.messages.duplicated
+            "{} deliveries repeated and {} came after a higher seq: live messages reach a rejoining client while its \
+             replay is sent; a client that drops every seq not above its last would lose the late ones",
+            stats.messages.duplicated, stats.messages.out_of_order
         ));
     }
     if !drained {
