@@ -6,8 +6,8 @@ use std::time::Duration;
 
 /// What one benchmark run does. Every flag can also come from `DYNAMOWAVE_BENCH_<FLAG>`.
 ///
-/// The mode is a load run (senders and receivers) unless `--idle`, `--churn` or `--send-floor` is
-/// given.
+/// The mode is a load run (senders and receivers) unless `--idle`, `--churn`, `--send-floor` or
+/// `--storm` is given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// WebSocket URL of the server under test (unused with `--send-floor`).
@@ -72,6 +72,18 @@ pub struct BenchArgs {
     /// million such writes.
     #[arg(long, env = "DYNAMOWAVE_BENCH_SEND_FLOOR", conflicts_with_all = ["idle", "churn"])]
     pub send_floor: bool,
+
+    /// A reconnect storm: `--connections` clients join `--rooms`, `--senders` other connections
+    /// publish `--rate` msgs/s into the rooms, every client's TCP connection is aborted at once
+    /// after `--warmup`, and all reconnect with `join … since` (at most `--connect-concurrency` at
+    /// a time); publishing goes on for `--duration` after the last is back. Reports the
+    /// connect-and-join rate, recovery and loss.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_STORM", conflicts_with_all = ["idle", "churn", "send_floor"])]
+    pub storm: bool,
+
+    /// With `--storm`: how long the clients stay away after the drop before reconnecting.
+    #[arg(long, env = "DYNAMOWAVE_BENCH_STORM_OUTAGE", value_parser = parse_duration, default_value = "0s")]
+    pub storm_outage: Duration,
 
     /// New connections per second while connecting (a ramp); 0 = as fast as `--connect-concurrency`
     /// allows.
@@ -139,6 +151,8 @@ impl Default for BenchArgs {
             idle: false,
             churn: false,
             send_floor: false,
+            storm: false,
+            storm_outage: Duration::ZERO,
             connect_rate: 0.0,
             connect_concurrency: 256,
             connect_timeout: Duration::from_secs(10),
@@ -163,6 +177,8 @@ pub enum Mode {
     Churn,
     /// One frame written to each of many loopback connections per round; no server involved.
     SendFloor,
+    /// Every connection dropped at once and reconnected with `join … since`.
+    Storm,
 }
 
 impl BenchArgs {
@@ -170,6 +186,8 @@ impl BenchArgs {
     pub fn mode(&self) -> Mode {
         if self.send_floor {
             Mode::SendFloor
+        } else if self.storm {
+            Mode::Storm
         } else if self.churn {
             Mode::Churn
         } else if self.idle {
@@ -200,6 +218,9 @@ impl BenchArgs {
             if self.rate == 0.0 && self.window == 0 {
                 return Err(ArgsError::Invalid("--window must be at least 1 with --rate 0"));
             }
+        }
+        if self.mode() == Mode::Storm {
+            crate::storm::validate(self)?;
         }
         if self.mode() == Mode::SendFloor && !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(ArgsError::Invalid("--rate must be a finite number > 0 with --send-floor"));

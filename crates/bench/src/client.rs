@@ -151,6 +151,12 @@ impl Target {
         Ok(ws)
     }
 
+    /// TCP connect from `source` and upgrade with the lean client, joining nothing.
+    pub(crate) async fn upgrade(&self, source: Option<IpAddr>) -> Result<LeanWs, ConnectError> {
+        let stream = self.tcp(source).await?;
+        Ok(LeanWs::handshake(stream, &self.host, &self.path, SUBPROTOCOL).await?)
+    }
+
     /// Connects with the lean client and joins room `bench-<room>`, waiting for `joined`, all
     /// within `timeout`.
     pub async fn connect_and_join(

@@ -177,6 +177,13 @@ impl LeanWs {
         Ok(Drained::Open)
     }
 
+    /// Drops the connection without a close frame, resetting TCP (`SO_LINGER` 0): to the server
+    /// it looks like the network went away, not like a client leaving.
+    pub fn abort(self) {
+        // Without the zero linger a plain close would do: the server still sees no close frame.
+        let _ = self.stream.set_zero_linger();
+    }
+
     /// Writes the pongs that [`LeanWs::drain`] queued.
     pub async fn flush_pongs(&mut self) -> std::io::Result<()> {
         if self.pongs.is_empty() {

@@ -1,7 +1,7 @@
 //! A lean load generator for DynamoWave Chat and any server speaking protocol v1's JSON framing
 //! (subprotocol `dynamowave.v1`), such as the Node.js peer it is compared with.
 //!
-//! Four modes:
+//! Five modes:
 //! - **load** (default): `--connections` spread over `--rooms` (`join bench-<i>`), the first
 //!   `--senders` of them sending `sendmessage` at a fixed total `--rate` (or flat out with a window
 //!   of unacknowledged messages). Every text carries its send timestamp; receivers measure latency
@@ -11,6 +11,8 @@
 //! - **churn** (`--churn`): connect/disconnect loops; reports connects per second.
 //! - **send floor** (`--send-floor`): no server; one pinned thread writes a small WebSocket frame to
 //!   each of many loopback sockets per round and reports its CPU seconds per 1,000,000 writes.
+//! - **storm** (`--storm`): clients in rooms, every TCP connection reset at once, all back with
+//!   `join … since`; reports the connect-and-join rate, recovery, loss and presence events.
 //!
 //! With `--protocol apigw-sample` the load mode speaks to apps written like AWS's WebSocket chat
 //! sample instead (`?room=R` on connect, `sendmessage` with a `data` field, raw broadcast frames):
@@ -34,6 +36,7 @@
 //!   the generator must out-read the server it measures).
 //! - `runner`: connection tasks and the controller for the load, idle and churn modes.
 //! - `floor`: the send floor's writer and drainer threads, pinned with `taskset`.
+//! - [`storm`]: the reconnect storm: its run, its report section and its loss accounting.
 //! - [`plot`]: [`plot::PlotArgs`] and the SVG pictures of a directory of reports (`plotters`, SVG
 //!   backend only).
 //! - [`report`]: [`Report`], serialisable and printable.
@@ -75,6 +78,7 @@ pub mod plot;
 pub mod procfs;
 pub mod report;
 mod runner;
+pub mod storm;
 
 pub use args::{BenchArgs, Mode, Protocol};
 pub use report::Report;

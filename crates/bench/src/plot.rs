@@ -434,6 +434,7 @@ mod tests {
             load: None,
             idle: None,
             send_floor: None,
+            storm: None,
             server: None,
             generator: Default::default(),
             notes: Vec::new(),

@@ -29,6 +29,8 @@ pub struct Report {
     pub idle: Option<IdleStats>,
     /// Send-floor mode only.
     pub send_floor: Option<SendFloorStats>,
+    /// Storm mode only.
+    pub storm: Option<crate::storm::StormStats>,
     /// With `--server-pid`.
     pub server: Option<ServerStats>,
     /// The generator's own CPU use, to show it was not the bottleneck.
@@ -328,6 +330,9 @@ impl Report {
             row("send lag max", format!("{:.1} ms", l.send_lag_max_ms));
             row("server errors", fmt_map(&l.errors));
             row("unexpected closes", l.unexpected_closes.to_string());
+        }
+        for (k, v) in self.storm.iter().flat_map(crate::storm::StormStats::rows) {
+            row(&k, v);
         }
         if let Some(i) = &self.idle {
             row("idle", format!("{} held, {} closed by the server", i.held, i.unexpected_closes));

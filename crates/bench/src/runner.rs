@@ -414,6 +414,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         load: None,
         idle: None,
         send_floor: None,
+        storm: None,
         server: None,
         generator: GeneratorStats { nofile_limit, ..GeneratorStats::default() },
         notes: Vec::new(),
@@ -439,6 +440,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         }
         Mode::Load | Mode::Idle => run_connected(&args, resolve().await?, sources, &mut report).await?,
         Mode::SendFloor => crate::floor::run(&args, &mut report).await?,
+        Mode::Storm => crate::storm::run(&args, resolve().await?, sources, &mut report).await?,
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
@@ -623,7 +625,7 @@ async fn run_connected(
                     Some(s.rss_end_kib.saturating_sub(s.rss_before_connect_kib) as f64 * 1024.0 / held as f64);
             }
         }
-        Mode::Churn | Mode::SendFloor => {}
+        Mode::Churn | Mode::SendFloor | Mode::Storm => {}
     }
     if let Some(load) = report.load.as_mut() {
         load.latency = LatencySummary::from_histogram(&shared.latency.merged());
