@@ -432,7 +432,7 @@ async fn bench_init_times() {
         ("CONNECTIONS_TABLE", "bench-connections"),
         ("MESSAGES_TABLE", "bench-messages"),
         ("ROOMS_TABLE", "bench-rooms"),
-        ("JWT_SECRET", "bench-secret"),
+        ("JWT_SECRET", "bench-secret-bench-secret-bench-secret"),
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9"),
