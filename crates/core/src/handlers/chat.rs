@@ -98,11 +98,94 @@ fn room_or_current(me: &ConnectionRecord, room: Option<String>) -> Result<String
 /// cannot be trusted: another epoch (the log was created anew), a seq beyond the log's end (the
 /// store was reset), or a gap older than retention or larger than `max_replay`. Then the client
 /// is told `recovered: false` and reloads with `history`.
+///
+/// The replay runs before the connection is a member, paced by the client's reading; the last
+/// few messages and the membership then change hands at a cut between two fan-outs (in one
+/// process: [`super::sequencer::Cut`]), so the client gets each seq once, in order: the replay,
+/// then live. Lambda invocations share no cut; there a message fanned out during the handover
+/// may also come live (the client drops a seq it already has).
 async fn join(deps: &ChatDeps, me: &ConnectionRecord, room: &str, since: Option<u64>, epoch: Option<&str>) -> Answer {
     validate_room(room)?;
     if me.room.as_deref() != Some(room) {
         admit(deps, me, room).await??;
     }
+    let state = deps.messages.room_state(room).await?;
+    let refusal = since.and_then(|since| {
+        if epoch.is_some_and(|e| e != state.epoch) {
+            Some("epoch_changed")
+        } else if since > state.last_seq {
+            Some("position_ahead_of_log")
+        } else if since + 1 < state.first_seq {
+            Some("gap_older_than_retention")
+        } else if state.last_seq - since > deps.settings.max_replay as u64 {
+            Some("gap_too_large")
+        } else {
+            None
+        }
+    });
+    let Some(since) = since.filter(|_| refusal.is_none()) else {
+        enter(deps, me, room).await?;
+        return Ok(ServerEvent::Joined {
+            room,
+            epoch: &state.epoch,
+            last_seq: state.last_seq,
+            replayed: since.map(|_| 0),
+            recovered: since.map(|_| false),
+            reason: refusal,
+        }
+        .to_bytes());
+    };
+    let mut replay = Replay { after: since, replayed: 0, budget: deps.settings.max_replay };
+    let joined = |replay: &Replay, complete: bool| {
+        ServerEvent::Joined {
+            room,
+            epoch: &state.epoch,
+            last_seq: state.last_seq.max(replay.after),
+            replayed: Some(replay.replayed),
+            recovered: Some(complete),
+            reason: (!complete).then_some("gap_too_large"),
+        }
+        .to_bytes()
+    };
+    let Some(sequencer) = &deps.sequencer else {
+        // No cut across processes: a member first, so that no message falls between the replay
+        // and the membership; what comes live during the replay the client orders by `seq`.
+        enter(deps, me, room).await?;
+        let sent = replay.run(deps, me, room, u64::MAX, true).await?;
+        let complete = !sent || replay.budget > 0 || deps.messages.read_after(room, replay.after, 1).await?.is_empty();
+        return Ok(joined(&replay, complete));
+    };
+    sequencer.prepare(room, || async { Ok(deps.messages.room_state(room).await?.last_seq) }).await?;
+    // Up to what has been fanned out so far, again while the room moves on faster than a page
+    // per round: what is left then comes at the cut, or live.
+    loop {
+        let (upto, from) = (sequencer.fanned_out(room).unwrap_or(u64::MAX), replay.after);
+        if !replay.run(deps, me, room, upto, true).await? {
+            // Gone, or closed as a slow consumer: nobody is left to answer, nor to enter the room.
+            return Ok(joined(&replay, true));
+        }
+        let left = sequencer.fanned_out(room).map_or(0, |f| f.saturating_sub(replay.after));
+        if left <= deps.settings.log_page_messages as u64 || replay.budget == 0 || replay.after == from {
+            break;
+        }
+    }
+    let cut = sequencer.cut(room).await;
+    let upto = cut.fanned_out.unwrap_or(u64::MAX);
+    // What was fanned out since the replay's last page: a few messages, posted without waiting
+    // for the reader, since the room's next fan-out waits for the cut.
+    if !replay.run(deps, me, room, upto, false).await? {
+        return Ok(joined(&replay, true));
+    }
+    // Out of budget with more to send: the client reloads with `history` instead.
+    let complete =
+        replay.budget > 0 || deps.messages.read_after(room, replay.after, 1).await?.iter().all(|m| m.seq > upto);
+    enter(deps, me, room).await?;
+    drop(cut);
+    Ok(joined(&replay, complete))
+}
+
+/// Makes `room` the connection's room, telling its old room and the new one.
+async fn enter(deps: &ChatDeps, me: &ConnectionRecord, room: &str) -> Result<(), HandlerError> {
     let old = deps.connections.set_room(&me.connection_id, Some(room)).await?;
     if let Some(old_room) = old.room.as_deref()
         && old_room != room
@@ -112,73 +195,56 @@ async fn join(deps: &ChatDeps, me: &ConnectionRecord, room: &str, since: Option<
     if old.room.as_deref() != Some(room) {
         announce_presence(deps, room, me, "join").await?;
     }
-    let state = deps.messages.room_state(room).await?;
-    let Some(since) = since else {
-        return Ok(ServerEvent::Joined {
-            room,
-            epoch: &state.epoch,
-            last_seq: state.last_seq,
-            replayed: None,
-            recovered: None,
-            reason: None,
-        }
-        .to_bytes());
-    };
-    let refusal = if epoch.is_some_and(|e| e != state.epoch) {
-        Some("epoch_changed")
-    } else if since > state.last_seq {
-        Some("position_ahead_of_log")
-    } else if since + 1 < state.first_seq {
-        Some("gap_older_than_retention")
-    } else if state.last_seq - since > deps.settings.max_replay as u64 {
-        Some("gap_too_large")
-    } else {
-        None
-    };
-    if let Some(reason) = refusal {
-        return Ok(ServerEvent::Joined {
-            room,
-            epoch: &state.epoch,
-            last_seq: state.last_seq,
-            replayed: Some(0),
-            recovered: Some(false),
-            reason: Some(reason),
-        }
-        .to_bytes());
-    }
-    // The replay goes out a page of the log at a time, each message only when the connection
-    // has room for it (`reply` is paced by the client's reading): a reader that never reads
-    // holds at most its send queue and one page, however much it asked for.
-    let plain = me.framing == Framing::Plain;
-    let (mut after, mut replayed) = (since, 0usize);
-    let mut want = deps.settings.next_log_page(0, 0);
-    'replay: while replayed < deps.settings.max_replay {
-        want = want.min(deps.settings.max_replay - replayed);
-        let page = deps.messages.read_after(room, after, want).await?;
-        let (read, bytes) = (page.len(), page.iter().map(|m| m.text.len()).sum::<usize>());
-        for m in page {
-            after = m.seq;
-            let frame = if plain { Bytes::from(m.text) } else { ServerEvent::Message(&m).to_bytes() };
-            if !reply(deps, &me.connection_id, frame, Some("join")).await? {
-                // Gone, or closed as a slow consumer: nobody is left to answer.
-                break 'replay;
+    Ok(())
+}
+
+/// A `join … since` replay's position: the last seq sent and how many more it may send.
+struct Replay {
+    after: u64,
+    replayed: usize,
+    budget: usize,
+}
+
+impl Replay {
+    /// Sends the stored messages after `self.after` up to `upto`, a page of the log at a time.
+    /// `paced`: each message only when the connection has room for it, so a reader that never
+    /// reads holds at most its send queue and one page, however much it asked for. `false` when
+    /// the connection is gone (or was closed as a slow consumer).
+    async fn run(
+        &mut self,
+        deps: &ChatDeps,
+        me: &ConnectionRecord,
+        room: &str,
+        upto: u64,
+        paced: bool,
+    ) -> Result<bool, HandlerError> {
+        let plain = me.framing == Framing::Plain;
+        let mut want = deps.settings.next_log_page(0, 0);
+        while self.budget > 0 && self.after < upto {
+            want = want.min(self.budget);
+            let page = deps.messages.read_after(room, self.after, want).await?;
+            let (read, bytes) = (page.len(), page.iter().map(|m| m.text.len()).sum::<usize>());
+            for m in page.into_iter().take_while(|m| m.seq <= upto) {
+                self.after = m.seq;
+                let frame = if plain { Bytes::from(m.text) } else { ServerEvent::Message(&m).to_bytes() };
+                let sent = if paced {
+                    reply(deps, &me.connection_id, frame, Some("join")).await?
+                } else {
+                    post(deps, &me.connection_id, frame).await?
+                };
+                if !sent {
+                    return Ok(false);
+                }
+                self.replayed += 1;
+                self.budget -= 1;
             }
-            replayed += 1;
+            if read < want {
+                break;
+            }
+            want = deps.settings.next_log_page(read, bytes);
         }
-        if read < want {
-            break;
-        }
-        want = deps.settings.next_log_page(read, bytes);
+        Ok(true)
     }
-    Ok(ServerEvent::Joined {
-        room,
-        epoch: &state.epoch,
-        last_seq: state.last_seq.max(after),
-        replayed: Some(replayed),
-        recovered: Some(true),
-        reason: None,
-    }
-    .to_bytes())
 }
 
 async fn leave(deps: &ChatDeps, me: &ConnectionRecord) -> Answer {

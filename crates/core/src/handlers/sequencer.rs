@@ -6,6 +6,10 @@
 //! fan-out, so every member receives a room's messages in `seq` order. (Lambda invocations share
 //! no memory; there, as on AWS, clients order by `seq` themselves — see `docs/protocol.md`.)
 //!
+//! A [`Cut`] holds a room between two fan-outs: a `join … since` catches up to the last seq fanned
+//! out and becomes a member while no fan-out runs, so that it gets every seq once and in order:
+//! the replay up to the cut, then live from the next.
+//!
 //! A room's entry is dropped once nobody has used it for [`RoomSequencer::idle`] and no turn of
 //! it is held, so rooms that come and go (they expire when empty) do not stay in memory; a
 //! room used again gets a fresh entry, initialised from the log again.
@@ -44,6 +48,8 @@ struct RoomTurns {
     /// before any append of this process to it, so it is exact.
     next: OnceCell<Mutex<u64>>,
     notify: Notify,
+    /// Held by each fan-out while it runs, and by a [`Cut`].
+    fanning: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RoomSequencer {
@@ -104,7 +110,12 @@ impl RoomSequencer {
             .map
             .entry(room.to_string())
             .or_insert_with(|| {
-                Arc::new(RoomTurns { last_used: Mutex::new(now), next: OnceCell::new(), notify: Notify::new() })
+                Arc::new(RoomTurns {
+                    last_used: Mutex::new(now),
+                    next: OnceCell::new(),
+                    notify: Notify::new(),
+                    fanning: Arc::new(tokio::sync::Mutex::new(())),
+                })
             })
             .clone();
         *turns.last_used.lock() = now;
@@ -131,14 +142,41 @@ impl RoomSequencer {
                 break;
             }
         }
-        Turn { turns, seq }
+        let fanning = Arc::clone(&turns.fanning).lock_owned().await;
+        Turn { turns, seq, _fanning: fanning }
     }
+
+    /// The last seq of `room` whose fan-out has finished (or been given up on), once the room's
+    /// position is known ([`RoomSequencer::prepare`]). Only grows; without a [`Cut`] it may be
+    /// passed at any moment.
+    pub fn fanned_out(&self, room: &str) -> Option<u64> {
+        let turns = self.turns(room);
+        turns.next.get().map(|n| n.lock().saturating_sub(1))
+    }
+
+    /// Waits for the running fan-out of `room` to finish and holds off the next one until the
+    /// [`Cut`] is dropped. Call [`RoomSequencer::prepare`] first.
+    pub async fn cut(&self, room: &str) -> Cut {
+        let turns = self.turns(room);
+        let fanning = Arc::clone(&turns.fanning).lock_owned().await;
+        let fanned_out = turns.next.get().map(|n| n.lock().saturating_sub(1));
+        Cut { fanned_out, _turns: turns, _fanning: fanning }
+    }
+}
+
+/// A room held between two fan-outs ([`RoomSequencer::cut`]).
+pub struct Cut {
+    /// Every seq up to this one has been fanned out; none after it has started.
+    pub fanned_out: Option<u64>,
+    _turns: Arc<RoomTurns>,
+    _fanning: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// A room's turn to fan out `seq`; dropping it lets `seq + 1` go.
 pub struct Turn {
     turns: Arc<RoomTurns>,
     seq: u64,
+    _fanning: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Drop for Turn {
@@ -210,5 +248,31 @@ mod tests {
         let quick = std::time::Instant::now();
         drop(s.turn("r", 3).await);
         assert!(quick.elapsed() < Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn a_cut_waits_for_the_running_fan_out_and_holds_off_the_next() {
+        let s = Arc::new(RoomSequencer::new(Duration::from_secs(5)));
+        s.prepare("r", || async { Ok(4) }).await.unwrap();
+        assert_eq!(s.fanned_out("r"), Some(4));
+        let five = s.turn("r", 5).await;
+        let cutter = {
+            let s = s.clone();
+            tokio::spawn(async move { s.cut("r").await.fanned_out })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!cutter.is_finished(), "the cut waits for seq 5's fan-out");
+        drop(five);
+        assert_eq!(cutter.await.unwrap(), Some(5), "the cut comes right after seq 5");
+        let cut = s.cut("r").await;
+        let six = {
+            let s = s.clone();
+            tokio::spawn(async move { drop(s.turn("r", 6).await) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!six.is_finished(), "seq 6 waits for the cut");
+        drop(cut);
+        six.await.unwrap();
+        assert_eq!(s.fanned_out("r"), Some(6));
     }
 }
