@@ -272,7 +272,8 @@ pub fn per_million_messages(s: &Scenario, memory_mb: f64) -> Usage {
 
 /// Usage per 1,000 connection-hours at rest: the minutes themselves, a connect-join-disconnect
 /// every `max_connection_minutes`, and a `ping` (in, `pong` out, one `default` invocation) every
-/// `heartbeat_minutes`, the ping priced at the mean `default` invocation measured.
+/// `heartbeat_minutes`, the ping priced at the mean invocation of the `$default` function measured
+/// (its name holds `default`), which answers `ping`.
 pub fn at_rest_per_thousand_hours(a: &AtRest, memory_mb: f64) -> Usage {
     let minutes = 1000.0 * 60.0;
     let per_connection = Usage::from_counted(&a.counted, memory_mb).scaled(1.0 / a.connections.max(1) as f64);
@@ -281,9 +282,9 @@ pub fn at_rest_per_thousand_hours(a: &AtRest, memory_mb: f64) -> Usage {
     let ping_ms = a
         .counted
         .lambda
-        .get("default")
-        .filter(|d| d.requests > 0.0)
-        .map_or(0.0, |d| d.billed_ms / d.requests);
+        .iter()
+        .find(|(name, d)| name.to_ascii_lowercase().contains("default") && d.requests > 0.0)
+        .map_or(0.0, |(_, d)| d.billed_ms / d.requests);
     let heartbeat = Usage {
         api_messages: 2.0 * pings,
         lambda_requests: pings,
@@ -455,7 +456,7 @@ mod tests {
     fn at_rest_counts_minutes_lives_and_heartbeats() {
         let a = AtRest {
             connections: 10,
-            counted: counted(30.0, &[("connect", 10.0, 20.0), ("default", 10.0, 40.0)], 0.0, 30.0),
+            counted: counted(30.0, &[("ConnectFunction", 10.0, 20.0), ("DefaultFunction", 10.0, 40.0)], 0.0, 30.0),
             max_connection_minutes: 120.0,
             heartbeat_minutes: 10.0,
         };
