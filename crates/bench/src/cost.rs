@@ -311,11 +311,11 @@ pub fn seed_per_million(s: &Seed, memory_mb: f64) -> Usage {
 
 fn units(v: f64) -> String {
     if v >= 100.0 {
-        format!("{:.0}", v)
+        format!("{v:.0}")
     } else if v >= 1.0 {
-        format!("{:.2}", v)
+        format!("{v:.2}")
     } else {
-        format!("{:.4}", v)
+        format!("{v:.4}")
     }
 }
 

@@ -204,7 +204,9 @@ async fn forward(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = format!("{upstream}{path}").parse().context("the upstream URL")?;
     let response = client.request(Request::from_parts(parts, Full::new(body))).await?;
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    // The body goes back whole, with its own length.
+    parts.headers.remove(hyper::header::TRANSFER_ENCODING);
     let body = body.collect().await.context("reading DynamoDB's answer")?.to_bytes();
     if let Some(operation) = operation {
         meter.record(&operation, parts.status.as_u16(), &body);
@@ -238,7 +240,15 @@ pub async fn start(args: &MeterArgs) -> anyhow::Result<MeterServer> {
     let shared = meter.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    eprintln!("ddb-meter: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let (meter, client, upstream) = (shared.clone(), client.clone(), upstream.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
