@@ -267,7 +267,18 @@ pub fn per_million_messages(s: &Scenario, memory_mb: f64) -> Usage {
     if s.messages <= 0.0 {
         return Usage::default();
     }
-    load.minus(&base).scaled(1e6 / s.messages)
+    // Lambda per function: the lifecycle functions' times vary between the two runs (a busy
+    // machine), and must not eat the message functions' figure.
+    let (mut requests, mut billed_ms) = (0.0, 0.0);
+    for (name, l) in &s.load.lambda {
+        let b = s.baseline.lambda.get(name).cloned().unwrap_or_default();
+        requests += (l.requests - b.requests).max(0.0);
+        billed_ms += (l.billed_ms - b.billed_ms).max(0.0);
+    }
+    let mut diff = load.minus(&base);
+    diff.lambda_requests = requests;
+    diff.lambda_gb_seconds = gb_seconds(billed_ms, memory_mb);
+    diff.scaled(1e6 / s.messages)
 }
 
 /// Usage per 1,000 connection-hours at rest: the minutes themselves, a connect-join-disconnect
@@ -395,8 +406,8 @@ pub fn render(m: &Measurements) -> String {
 pub fn run(args: &CostArgs) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&args.input)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.input.display()))?;
-    let m: Measurements =
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a cost input: {e}", args.input.display()))?;
+    let m: Measurements = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a cost input: {e}", args.input.display()))?;
     Ok(render(&m))
 }
 
@@ -433,7 +444,12 @@ mod tests {
             room_size: 10,
             connections: 100,
             messages: 1000.0,
-            load: counted(200.0 + 11_000.0, &[("connect", 100.0, 300.0), ("sendmessage", 1000.0, 5000.0)], 1000.0, 2100.0),
+            load: counted(
+                200.0 + 11_000.0,
+                &[("connect", 100.0, 300.0), ("sendmessage", 1000.0, 5000.0)],
+                1000.0,
+                2100.0,
+            ),
             baseline: counted(200.0, &[("connect", 100.0, 300.0)], 0.0, 100.0),
         };
         let u = per_million_messages(&s, 256.0);
@@ -494,7 +510,14 @@ mod tests {
         }))
         .expect("input");
         let md = render(&m);
-        for want in ["### Rooms of 10", "At rest", "seed's design", "| 100 | rooms of 10 |", PRICES_AS_OF, "Command: scripts/cost"] {
+        for want in [
+            "### Rooms of 10",
+            "At rest",
+            "seed's design",
+            "| 100 | rooms of 10 |",
+            PRICES_AS_OF,
+            "Command: scripts/cost",
+        ] {
             assert!(md.contains(want), "{want} missing in:\n{md}");
         }
         assert!(md.contains("| API Gateway messages | 11000000 messages | 11.0000 |"), "{md}");

@@ -92,10 +92,7 @@ pub fn consumed_units(body: &[u8]) -> Option<f64> {
     let consumed = value.get("ConsumedCapacity")?;
     let units = |c: &serde_json::Value| {
         c.get("CapacityUnits").and_then(|u| u.as_f64()).unwrap_or_else(|| {
-            ["ReadCapacityUnits", "WriteCapacityUnits"]
-                .iter()
-                .filter_map(|k| c.get(*k).and_then(|u| u.as_f64()))
-                .sum()
+            ["ReadCapacityUnits", "WriteCapacityUnits"].iter().filter_map(|k| c.get(*k).and_then(|u| u.as_f64())).sum()
         })
     };
     match consumed {
@@ -193,8 +190,7 @@ async fn forward(
 ) -> anyhow::Result<Response<Full<Bytes>>> {
     let (mut parts, body) = request.into_parts();
     let body = body.collect().await.context("reading the request")?.to_bytes();
-    let operation =
-        parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(|t| operation_of(t).to_owned());
+    let operation = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(|t| operation_of(t).to_owned());
     let body = match operation.as_ref().and_then(|_| with_consumed_capacity(&body)) {
         Some(rewritten) => Bytes::from(rewritten),
         None => body,
@@ -233,7 +229,8 @@ pub async fn start(args: &MeterArgs) -> anyhow::Result<MeterServer> {
     if !upstream.starts_with("http://") {
         anyhow::bail!("--upstream {upstream}: only plain http:// endpoints (DynamoDB Local) are metered");
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let meter = Arc::new(Meter::default());
     let client: Upstream = Client::builder(TokioExecutor::new()).build_http();
@@ -254,7 +251,8 @@ pub async fn start(args: &MeterArgs) -> anyhow::Result<MeterServer> {
                 let service = hyper::service::service_fn(move |request| {
                     handle(request, meter.clone(), client.clone(), upstream.clone())
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -296,7 +294,10 @@ mod tests {
         assert_eq!(consumed_units(put), Some(6.0));
         let batch = br#"{"UnprocessedItems":{},"ConsumedCapacity":[{"TableName":"a","CapacityUnits":2.0},{"TableName":"b","CapacityUnits":1.0}]}"#;
         assert_eq!(consumed_units(batch), Some(3.0));
-        assert_eq!(consumed_units(br#"{"ConsumedCapacity":{"ReadCapacityUnits":0.5,"WriteCapacityUnits":1.0}}"#), Some(1.5));
+        assert_eq!(
+            consumed_units(br#"{"ConsumedCapacity":{"ReadCapacityUnits":0.5,"WriteCapacityUnits":1.0}}"#),
+            Some(1.5)
+        );
         assert_eq!(consumed_units(br#"{"Count":3}"#), None);
 
         let meter = Meter::default();

@@ -38,9 +38,12 @@ async fn call(endpoint: &str, operation: &str, body: Value) -> (u16, Value) {
 async fn a_put_item_through_the_meter_is_counted_with_dynamodb_locals_units() {
     let install = Install::find_or_fetch(&tools_dir(), &|line| eprintln!("{line}")).expect("DynamoDB Local installs");
     let local = DynamoDbLocal::start(&install, &Options::default()).await.expect("DynamoDB Local starts");
-    let meter = ddb_meter::start(&MeterArgs { listen: "127.0.0.1:0".parse().expect("addr"), upstream: local.endpoint().into() })
-        .await
-        .expect("the meter starts");
+    let meter = ddb_meter::start(&MeterArgs {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        upstream: local.endpoint().into(),
+    })
+    .await
+    .expect("the meter starts");
     let proxy = format!("http://{}", meter.addr);
 
     let (status, _) = call(
