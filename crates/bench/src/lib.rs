@@ -40,6 +40,10 @@
 //! - [`plot`]: [`plot::PlotArgs`] and the SVG pictures of a directory of reports (`plotters`, SVG
 //!   backend only).
 //! - [`report`]: [`Report`], serialisable and printable.
+//! - [`ddb_meter`]: `dynamowave-bench ddb-meter`, a proxy before DynamoDB Local that counts each
+//!   operation's read and write units (`ReturnConsumedCapacity`).
+//! - [`cost`]: `dynamowave-bench cost`, the AWS bill of a measured run at list prices
+//!   (docs/cost.md's tables).
 //! - `main.rs`: the `dynamowave-bench` binary ([`BenchArgs`] from the command line, then [`run_blocking`]).
 //!
 //! # Repeated on purpose
@@ -71,6 +75,8 @@ pub mod accounting;
 pub mod apigw;
 pub mod args;
 mod client;
+pub mod cost;
+pub mod ddb_meter;
 pub mod event;
 mod floor;
 mod lean;

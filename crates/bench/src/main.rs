@@ -1,5 +1,6 @@
 //! `dynamowave-bench`: the load generator as a standalone command (the same arguments as
-//! `dynamowave bench`), and `dynamowave-bench plot`, which draws a directory of its JSON reports.
+//! `dynamowave bench`), `dynamowave-bench plot`, which draws a directory of its JSON reports,
+//! `dynamowave-bench ddb-meter` (DynamoDB units through a proxy) and `dynamowave-bench cost`.
 
 use std::io::Write as _;
 
@@ -24,6 +25,10 @@ enum Command {
     /// Draw the JSON reports of a directory (`<scenario>.<server>.json`) as SVG: latency by
     /// percentile per scenario and CPU per delivery by room size.
     Plot(dynamowave_bench::plot::PlotArgs),
+    /// A proxy before DynamoDB Local counting read and write units per operation (`GET /ddb-meter`).
+    DdbMeter(dynamowave_bench::ddb_meter::MeterArgs),
+    /// The AWS bill, at list prices, of the measurements `scripts/cost` collects (Markdown).
+    Cost(dynamowave_bench::cost::CostArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +40,8 @@ fn main() -> anyhow::Result<()> {
                 writeln!(out, "{}", path.display())?;
             }
         }
+        Some(Command::DdbMeter(args)) => dynamowave_bench::ddb_meter::run_blocking(&args)?,
+        Some(Command::Cost(args)) => print!("{}", dynamowave_bench::cost::run(&args)?),
         None => dynamowave_bench::run_blocking(cli.args)?.print_table(),
     }
     Ok(())

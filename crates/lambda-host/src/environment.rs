@@ -48,6 +48,7 @@ pub(crate) struct Environment {
     exited: watch::Receiver<Option<String>>,
     stopper: Stopper,
     server: JoinHandle<()>,
+    memory_mb: u32,
 }
 
 /// Stops the process once; shared with the Runtime API (init error) and the host.
@@ -198,7 +199,23 @@ impl Environment {
             let _ = exit_tx.send(Some(how));
         });
 
-        Ok(Arc::new(Environment { id, generation, pid, api, queue: queue_tx, exited: exit_rx, stopper, server }))
+        Ok(Arc::new(Environment {
+            id,
+            generation,
+            pid,
+            api,
+            queue: queue_tx,
+            exited: exit_rx,
+            stopper,
+            server,
+            // The function's own `MemorySize` (its environment says it) over the host's default.
+            memory_mb: function
+                .env
+                .iter()
+                .rfind(|(k, _)| k == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(settings.memory_mb),
+        }))
     }
 
     pub(crate) fn is_alive(&self) -> bool {
@@ -249,9 +266,18 @@ impl Environment {
             _ = tokio::time::sleep(init_timeout) => return Err(RunError::InitTimeout),
         }
         // Phase 2: the function timeout.
+        let started = Instant::now();
         tokio::select! {
             reply = reply_rx => match reply {
-                Ok(outcome) => Ok((request_id, outcome)),
+                Ok(outcome) => {
+                    // Lambda's own line in the function's log, from the event handed over to the
+                    // answer; billed in whole milliseconds, rounded up.
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    tracing::info!(target: "lambda", function = %self.api.function,
+                        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB",
+                        ms.ceil().max(1.0) as u64, self.memory_mb);
+                    Ok((request_id, outcome))
+                }
                 Err(_) => Err(RunError::Crashed(self.crash_reason())),
             },
             _ = self.wait_exit() => Err(RunError::Crashed(self.crash_reason())),
