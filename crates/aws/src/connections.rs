@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use dynamowave_core::model::Page;
 use dynamowave_core::names::name_key;
-use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, StoreError};
+use dynamowave_core::{ConnectionRecord, ConnectionStore, Framing, StoreError, StoreResult};
 use tracing::{debug, warn};
 
 use crate::store::{DynamoDbStore, Item, get_n, get_s, map_sdk_error, n, opt_s, rooms_key, s};
@@ -75,7 +75,7 @@ fn framing_str(f: Framing) -> &'static str {
     }
 }
 
-fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
+fn from_item(item: &Item) -> StoreResult<ConnectionRecord> {
     let framing = match get_s(item, "framing")?.as_str() {
         "plain" => Framing::Plain,
         "json" => Framing::Json,
@@ -105,7 +105,7 @@ impl DynamoDbStore {
 
     /// One BatchWriteItem chunk (at most 25 deletes), resubmitting `UnprocessedItems` with
     /// backoff until none are left or the attempts run out.
-    async fn delete_chunk(&self, ids: &[&String]) -> Result<(), StoreError> {
+    async fn delete_chunk(&self, ids: &[&String]) -> StoreResult<()> {
         let mut pending: Vec<WriteRequest> = Vec::with_capacity(ids.len());
         for id in ids {
             let delete = DeleteRequest::builder()
@@ -145,7 +145,7 @@ impl DynamoDbStore {
         connection_id: &str,
         update: UpdateItemFluentBuilder,
         returning: ReturnValue,
-    ) -> Result<ConnectionRecord, StoreError> {
+    ) -> StoreResult<ConnectionRecord> {
         let out = update
             .table_name(&self.tables.connections)
             .set_key(Some(Self::key(connection_id)))
@@ -189,7 +189,7 @@ impl DynamoDbStore {
 
     /// Claims `key` for the owner of `record` (whose name has that key), adding it to the
     /// holders; `NameTaken` if another owner's connection holds it.
-    async fn claim_name(&self, key: &str, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn claim_name(&self, key: &str, record: &ConnectionRecord) -> StoreResult<()> {
         let owner = record.name_owner().as_key();
         for _ in 0..CLAIM_ROUNDS {
             let joined = self
@@ -231,7 +231,7 @@ impl DynamoDbStore {
         Err(StoreError::NameTaken(format!("the name key {key:?} is contended")))
     }
 
-    async fn read_claim(&self, key: &str) -> Result<Option<Claim>, StoreError> {
+    async fn read_claim(&self, key: &str) -> StoreResult<Option<Claim>> {
         let item = self.get_item(&self.tables.rooms, Self::claim_key(key), "GetItem name claim").await?;
         let Some(item) = item.filter(|i| !i.is_empty()) else { return Ok(None) };
         let holders = match item.get("holders") {
@@ -248,7 +248,7 @@ impl DynamoDbStore {
 
     /// A holder of `claim` that is still registered under the claim's owner, if any. (Its name
     /// may not show the claimed one yet: a rename claims before it sets the name.)
-    async fn live_holder(&self, claim: &Claim) -> Result<Option<String>, StoreError> {
+    async fn live_holder(&self, claim: &Claim) -> StoreResult<Option<String>> {
         for id in &claim.holders {
             if let Some(c) = self.get_connection(id).await?
                 && c.name_owner().as_key() == claim.owner
@@ -268,7 +268,7 @@ impl DynamoDbStore {
         }
     }
 
-    async fn try_release_name(&self, key: &str, connection_id: &str) -> Result<(), StoreError> {
+    async fn try_release_name(&self, key: &str, connection_id: &str) -> StoreResult<()> {
         let out = self
             .client
             .update_item()
@@ -324,7 +324,7 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
-    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn put_connection(&self, record: &ConnectionRecord) -> StoreResult<()> {
         let put = self
             .client
             .put_item()
@@ -354,12 +354,12 @@ impl ConnectionStore for DynamoDbStore {
         Ok(())
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn get_connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         let item = self.get_item(&self.tables.connections, Self::key(connection_id), "GetItem").await?;
         item.as_ref().map(from_item).transpose()
     }
 
-    async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn delete_connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         let out = self
             .client
             .delete_item()
@@ -379,7 +379,7 @@ impl ConnectionStore for DynamoDbStore {
 
     // The batch does not read the names back to release them: a claim whose holders are all
     // gone is free (see the module docs), so the stale connections of a fan-out cost no more.
-    async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError> {
+    async fn delete_connections(&self, connection_ids: &[String]) -> StoreResult<()> {
         // BatchWriteItem rejects a request that names the same key twice.
         let unique: BTreeSet<&String> = connection_ids.iter().collect();
         let unique: Vec<&String> = unique.into_iter().collect();
@@ -389,7 +389,7 @@ impl ConnectionStore for DynamoDbStore {
         Ok(())
     }
 
-    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError> {
+    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> StoreResult<ConnectionRecord> {
         let update = match room {
             Some(room) => self
                 .client
@@ -404,7 +404,7 @@ impl ConnectionStore for DynamoDbStore {
         self.update_existing(connection_id, update, ReturnValue::AllOld).await
     }
 
-    async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
+    async fn set_name(&self, connection_id: &str, name: &str) -> StoreResult<ConnectionRecord> {
         let Some(old) = self.get_connection(connection_id).await? else {
             return Err(StoreError::NotFound(format!("connection {connection_id}")));
         };
@@ -438,12 +438,7 @@ impl ConnectionStore for DynamoDbStore {
         }
     }
 
-    async fn members(
-        &self,
-        room: &str,
-        next: Option<&str>,
-        page_size: usize,
-    ) -> Result<Page<ConnectionRecord>, StoreError> {
+    async fn members(&self, room: &str, next: Option<&str>, page_size: usize) -> StoreResult<Page<ConnectionRecord>> {
         // The continuation token is the last key's connectionId: with the room, it is the whole
         // of RoomIndex's LastEvaluatedKey (index key plus table key).
         let start = next.map(|id| Item::from([("room".to_string(), s(room)), ("connectionId".to_string(), s(id))]));
@@ -469,7 +464,7 @@ impl ConnectionStore for DynamoDbStore {
         Ok(Page { items, next })
     }
 
-    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+    async fn name_holders(&self, name: &str) -> StoreResult<Vec<ConnectionRecord>> {
         let key = name_key(name);
         let Some(claim) = self.read_claim(&key).await? else { return Ok(Vec::new()) };
         let mut holders = Vec::with_capacity(claim.holders.len());

@@ -32,7 +32,7 @@ use aws_sdk_dynamodb::types::{
 };
 use dynamowave_core::model::{Appended, NewMessage, RoomState, StoredMessage, now_ms};
 use dynamowave_core::store::{RoomClaim, RoomsCursor, RoomsPage};
-use dynamowave_core::{MessageLog, StoreError};
+use dynamowave_core::{MessageLog, StoreError, StoreResult};
 use tracing::{debug, warn};
 
 use crate::store::{
@@ -67,7 +67,7 @@ pub(crate) const ACTIVE_AT: &str = "activeAt";
 /// fill the pages it reads; then it answers a short page with a `next`.
 const MAX_PAGE_ROUNDS: usize = 8;
 
-fn meta_from_item(item: &Item) -> Result<Meta, StoreError> {
+fn meta_from_item(item: &Item) -> StoreResult<Meta> {
     Ok(Meta {
         last_seq: get_n(item, "lastSeq")?,
         first_seq: get_n(item, "firstSeq")?,
@@ -120,7 +120,7 @@ fn new_append_token() -> String {
     format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }
 
-fn message_from_item(item: &Item) -> Result<StoredMessage, StoreError> {
+fn message_from_item(item: &Item) -> StoreResult<StoredMessage> {
     Ok(StoredMessage {
         room: get_s(item, "room")?,
         seq: get_n(item, "seq")?,
@@ -144,7 +144,7 @@ enum Lost {
 }
 
 impl DynamoDbStore {
-    async fn read_meta(&self, room: &str) -> Result<Option<Meta>, StoreError> {
+    async fn read_meta(&self, room: &str) -> StoreResult<Option<Meta>> {
         let item = self.get_item(&self.tables.rooms, rooms_key(room), "GetItem room meta").await?;
         item.as_ref().map(meta_from_item).transpose()
     }
@@ -152,7 +152,7 @@ impl DynamoDbStore {
     /// The seq of the newest message item of `room`, 0 if none. A room whose meta item TTL
     /// deleted may still have message items that TTL has not deleted yet (it deletes in no
     /// particular order): a new log continues after them rather than collide with them.
-    async fn newest_seq(&self, room: &str) -> Result<u64, StoreError> {
+    async fn newest_seq(&self, room: &str) -> StoreResult<u64> {
         Ok(self.read_range(room, None, None, 1).await?.first().map_or(0, |m| m.seq))
     }
 
@@ -163,7 +163,7 @@ impl DynamoDbStore {
 
     /// The room's meta item, created (with a new epoch) if it does not exist yet; a lapsed one
     /// gets a new lease of the empty-room TTL (somebody is using it again).
-    async fn ensure_meta(&self, room: &str) -> Result<Meta, StoreError> {
+    async fn ensure_meta(&self, room: &str) -> StoreResult<Meta> {
         if let Some(mut meta) = self.read_meta(room).await? {
             if meta.lapsed() {
                 let expires_at = self.empty_expiry();
@@ -224,17 +224,17 @@ impl DynamoDbStore {
         }
     }
 
-    async fn get_message(&self, room: &str, seq: u64) -> Result<Option<StoredMessage>, StoreError> {
+    async fn get_message(&self, room: &str, seq: u64) -> StoreResult<Option<StoredMessage>> {
         self.get_message_item(room, seq).await?.as_ref().map(message_from_item).transpose()
     }
 
-    async fn get_message_item(&self, room: &str, seq: u64) -> Result<Option<Item>, StoreError> {
+    async fn get_message_item(&self, room: &str, seq: u64) -> StoreResult<Option<Item>> {
         let key = Item::from([("room".to_string(), s(room)), ("seq".to_string(), n(seq))]);
         self.get_item(&self.tables.messages, key, "GetItem message").await
     }
 
     /// The message a stored idempotency key points at.
-    async fn stored_duplicate(&self, room: &str, key: &str) -> Result<StoredMessage, StoreError> {
+    async fn stored_duplicate(&self, room: &str, key: &str) -> StoreResult<StoredMessage> {
         let item = self.get_item(&self.tables.rooms, rooms_key(key), "GetItem idempotency").await?;
         let item = item.ok_or_else(|| StoreError::Unavailable(format!("idempotency item {key} vanished")))?;
         let seq: u64 = get_n(&item, "seq")?;
@@ -251,7 +251,7 @@ impl DynamoDbStore {
         stored: &StoredMessage,
         idem_key: Option<&str>,
         token: &str,
-    ) -> Result<Result<(), Lost>, StoreError> {
+    ) -> StoreResult<Result<(), Lost>> {
         let expires_at = message.ts / 1000 + self.settings.message_retention_secs;
         // The room outlives its newest message by the empty-room TTL.
         let room_expires_at = expires_at + self.settings.empty_room_ttl_secs;
@@ -376,7 +376,7 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl MessageLog for DynamoDbStore {
-    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
+    async fn append(&self, message: NewMessage) -> StoreResult<Appended> {
         let idem_key = message.id.as_deref().map(|id| idempotency_key(&message.room, &message.publisher, id));
         let token = new_append_token();
         for attempt in 0..self.settings.append_max_attempts {
@@ -415,23 +415,18 @@ impl MessageLog for DynamoDbStore {
         )))
     }
 
-    async fn read_after(&self, room: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn read_after(&self, room: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         self.read_range(room, Some(after), None, limit).await
     }
 
-    async fn read_before(
-        &self,
-        room: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn read_before(&self, room: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         if before == Some(0) {
             return Ok(Vec::new());
         }
         self.read_range(room, None, before, limit).await
     }
 
-    async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
+    async fn room_state(&self, room: &str) -> StoreResult<RoomState> {
         let meta = self.ensure_meta(room).await?;
         // Retention expires the oldest messages by TTL, so the oldest retained seq is read
         // from the log itself, not from the meta item.
@@ -444,11 +439,11 @@ impl MessageLog for DynamoDbStore {
         Ok(RoomState { room: room.to_string(), epoch: meta.epoch, last_seq: meta.last_seq, first_seq })
     }
 
-    async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
+    async fn room_exists(&self, room: &str) -> StoreResult<bool> {
         Ok(self.read_meta(room).await?.is_some_and(|m| !m.lapsed()))
     }
 
-    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> StoreResult<RoomsPage> {
         let limit = limit.max(1);
         let mut start: Option<Item> = after.map(|c| {
             Item::from([
@@ -504,13 +499,7 @@ impl MessageLog for DynamoDbStore {
         Ok(RoomsPage { rooms: found.into_iter().map(|(_, r)| r).collect(), next })
     }
 
-    async fn claim_room(
-        &self,
-        connection_id: &str,
-        room: &str,
-        max: usize,
-        expires_at: i64,
-    ) -> Result<RoomClaim, StoreError> {
+    async fn claim_room(&self, connection_id: &str, room: &str, max: usize, expires_at: i64) -> StoreResult<RoomClaim> {
         // One conditional update of a string set: atomic, so concurrent claims never pass `max`.
         let out = self
             .client
@@ -544,7 +533,7 @@ impl MessageLog for DynamoDbStore {
         }
     }
 
-    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn release_rooms(&self, connection_id: &str) -> StoreResult<()> {
         self.client
             .delete_item()
             .table_name(&self.tables.rooms)
@@ -566,7 +555,7 @@ impl DynamoDbStore {
         after: Option<u64>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+    ) -> StoreResult<Vec<StoredMessage>> {
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
         let (condition, bound) = match (after, before) {

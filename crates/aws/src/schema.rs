@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
-use dynamowave_core::StoreError;
+use dynamowave_core::{StoreError, StoreResult};
 use tracing::info;
 
 use crate::config::Tables;
@@ -26,15 +26,15 @@ fn build_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("building a table definition: {e}"))
 }
 
-fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
+fn key(name: &str, key_type: KeyType) -> StoreResult<KeySchemaElement> {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().map_err(build_err)
 }
 
-fn attr(name: &str, t: ScalarAttributeType) -> Result<AttributeDefinition, StoreError> {
+fn attr(name: &str, t: ScalarAttributeType) -> StoreResult<AttributeDefinition> {
     AttributeDefinition::builder().attribute_name(name).attribute_type(t).build().map_err(build_err)
 }
 
-fn gsi(name: &str, hash: &str) -> Result<GlobalSecondaryIndex, StoreError> {
+fn gsi(name: &str, hash: &str) -> StoreResult<GlobalSecondaryIndex> {
     GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key(hash, KeyType::Hash)?)
@@ -52,7 +52,7 @@ fn on_demand_table(client: &Client, name: &str) -> CreateTableFluentBuilder {
 /// Creates the ConnectionsTable (with `RoomIndex` and `NameIndex`), MessagesTable and
 /// RoomsTable (with `ActivityIndex`, which `rooms` queries), on-demand billing, TTL on `expiresAt`. Tables that exist already are left as
 /// they are, so this is safe to run at every start.
-pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
+pub async fn create_tables(client: &Client, tables: &Tables) -> StoreResult<()> {
     use ScalarAttributeType::{N, S};
     let connections = on_demand_table(client, &tables.connections)
         .attribute_definitions(attr("connectionId", S)?)
@@ -108,7 +108,7 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
 }
 
 /// Waits (up to about two minutes) for a new table to become ACTIVE; moto's are at once.
-async fn wait_active(client: &Client, table: &str) -> Result<(), StoreError> {
+async fn wait_active(client: &Client, table: &str) -> StoreResult<()> {
     for _ in 0..120 {
         let out =
             client.describe_table().table_name(table).send().await.map_err(|e| map_sdk_error("DescribeTable", e))?;

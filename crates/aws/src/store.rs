@@ -8,7 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamowave_core::StoreError;
+use dynamowave_core::{StoreError, StoreResult};
 
 use crate::config::{DynamoDbSettings, Tables};
 
@@ -48,7 +48,7 @@ impl DynamoDbStore {
 
     /// A strongly consistent GetItem of `key` in `table` (every read of ours must see the
     /// writes before it); `operation` names it in errors.
-    pub(crate) async fn get_item(&self, table: &str, key: Item, operation: &str) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_item(&self, table: &str, key: Item, operation: &str) -> StoreResult<Option<Item>> {
         let out = self
             .client
             .get_item()
@@ -103,11 +103,11 @@ pub(crate) fn n(v: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-pub(crate) fn get_s(item: &Item, key: &str) -> Result<String, StoreError> {
+pub(crate) fn get_s(item: &Item, key: &str) -> StoreResult<String> {
     opt_s(item, key)?.ok_or_else(|| StoreError::Corrupt(format!("item has no string attribute {key}")))
 }
 
-pub(crate) fn opt_s(item: &Item, key: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn opt_s(item: &Item, key: &str) -> StoreResult<Option<String>> {
     match item.get(key) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
@@ -115,7 +115,7 @@ pub(crate) fn opt_s(item: &Item, key: &str) -> Result<Option<String>, StoreError
     }
 }
 
-pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Result<T, StoreError> {
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> StoreResult<T> {
     match item.get(key) {
         Some(AttributeValue::N(v)) => {
             v.parse().map_err(|_| StoreError::Corrupt(format!("attribute {key} = {v:?} is out of range")))

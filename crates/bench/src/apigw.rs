@@ -12,7 +12,7 @@
 //! thousand messages a second at most: one tokio-tungstenite connection per task is plenty here,
 //! where the v1 load mode needs its lean client.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +24,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::accounting::{LatencyShards, LatencySummary, Seen, SeqTracker, Tally, expected_deliveries, new_histogram};
+use crate::accounting::{LatencyShards, LatencySummary, Seen, SeqTracker, expected_deliveries, new_histogram};
 use crate::args::BenchArgs;
 use crate::client::{ConnectError, Target};
 use crate::procfs;
-use crate::report::{ConnectStats, LoadStats, Report, ServerStats};
+use crate::report::{ConnectStats, Report, ServerStats};
+use crate::runner::{ConnReport, Sources};
 
 /// The first word of every message the generator sends, to tell its frames from anything else.
 const TAG: &str = "dwb";
@@ -88,20 +89,9 @@ pub fn parse_delivery(frame: &str) -> Option<Delivery> {
 /// One connection's counters, handed back when it stops.
 #[derive(Debug, Default)]
 struct ConnResult {
-    room: usize,
-    connected: bool,
+    counts: ConnReport,
     connect_error: Option<String>,
     connect_ns: u64,
-    sent_in_window: u64,
-    sent_total: u64,
-    own_copies: u64,
-    received_in_window: u64,
-    duplicated: u64,
-    out_of_order: u64,
-    foreign: u64,
-    errors: BTreeMap<String, u64>,
-    closed_early: bool,
-    max_lag_ns: u64,
 }
 
 /// What the tasks share.
@@ -158,6 +148,7 @@ pub(crate) async fn run(args: &BenchArgs, target: Target, report: &mut Report) -
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.senders as f64 / args.rate));
     let before_connect = args.server_pid.and_then(|p| procfs::sample(Some(p)).ok());
 
+    let sources = Sources::from_args(&args.source_addrs);
     let connect_began = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
@@ -168,7 +159,7 @@ pub(crate) async fn run(args: &BenchArgs, target: Target, report: &mut Report) -
             url: room_url(&args.url, &format!("bench-{run_id}-{room}")),
             sender: i < args.senders,
             target: target.clone(),
-            source: source_for(args, i),
+            source: sources.of(i),
             shared: Arc::clone(&shared),
             phase: phase_rx.clone(),
             gate: Arc::clone(&gate),
@@ -257,7 +248,7 @@ pub(crate) async fn run(args: &BenchArgs, target: Target, report: &mut Report) -
             ..ServerStats::default()
         });
     }
-    fill_load(args, report, &results, window_seconds, drained, &shared);
+    fill_load(args, report, results, window_seconds, drained, &shared);
     Ok(())
 }
 
@@ -267,16 +258,11 @@ fn progress(args: &BenchArgs, line: &str) {
     }
 }
 
-fn source_for(args: &BenchArgs, i: usize) -> Option<IpAddr> {
-    let default_source = args.source_addrs.len() == 1 && args.source_addrs[0] == IpAddr::from([127, 0, 0, 1]);
-    (!default_source).then(|| args.source_addrs[i % args.source_addrs.len()])
-}
-
 fn fill_connect(report: &mut Report, results: &[ConnResult], seconds: f64) {
     let mut stats = ConnectStats { attempted: results.len() as u64, seconds, ..ConnectStats::default() };
     let mut histogram = new_histogram();
     for r in results {
-        if r.connected {
+        if r.counts.joined {
             stats.established += 1;
             let _ = histogram.record(r.connect_ns.clamp(1_000, 60_000_000_000));
         } else {
@@ -289,63 +275,24 @@ fn fill_connect(report: &mut Report, results: &[ConnResult], seconds: f64) {
     report.connect = stats;
 }
 
+/// The runner's load section over this sample's counters, with its latency.
 fn fill_load(
     args: &BenchArgs,
     report: &mut Report,
-    results: &[ConnResult],
+    results: Vec<ConnResult>,
     window_seconds: f64,
     drained: bool,
     shared: &Shared,
 ) {
-    let rooms = args.rooms.max(1);
-    let mut sent = vec![0u64; rooms];
-    let mut members = vec![0u64; rooms];
-    let mut load = LoadStats { drained, ..LoadStats::default() };
-    let mut tally = Tally::default();
-    for r in results {
-        if r.connected {
-            members[r.room] += 1;
-        }
-        if r.closed_early {
-            load.unexpected_closes += 1;
-        }
-        sent[r.room] += r.sent_in_window;
-        load.sent += r.sent_in_window;
-        load.sent_total += r.sent_total;
-        load.acked += r.own_copies;
-        load.send_lag_max_ms = load.send_lag_max_ms.max(r.max_lag_ns as f64 / 1e6);
-        tally.received += r.received_in_window;
-        tally.duplicated += r.duplicated;
-        tally.out_of_order += r.out_of_order;
-        load.foreign_frames += r.foreign;
-        for (k, v) in &r.errors {
-            *load.errors.entry(k.clone()).or_default() += v;
-        }
+    let counts: Vec<ConnReport> = results.into_iter().map(|r| r.counts).collect();
+    crate::runner::fill_load(args, report, &counts, window_seconds, drained);
+    if let Some(load) = report.load.as_mut() {
+        load.latency = LatencySummary::from_histogram(&shared.latency.merged());
     }
-    tally.expected = expected_deliveries(&sent, &members);
-    load.set_totals(&tally, window_seconds);
-    load.latency = LatencySummary::from_histogram(&shared.latency.merged());
-    report.set_cpu_per_delivery(load.delivered);
     report.notes.push(
         "protocol apigw-sample: `acked` counts the senders' own copies (the app acknowledges nothing); order is per sender"
             .to_owned(),
     );
-    if !drained {
-        report.notes.push(format!("not drained after {:?}: some deliveries never arrived", args.drain));
-    }
-    if args.rate > 0.0 && load.offered_per_second < args.rate * 0.95 {
-        report.notes.push(format!(
-            "offered {:.0} msgs/s of the {} asked: the senders fell behind (send lag up to {:.0} ms)",
-            load.offered_per_second, args.rate, load.send_lag_max_ms
-        ));
-    }
-    if load.lost > 0 || load.duplicated > 0 || load.out_of_order > 0 {
-        report.notes.push(format!(
-            "{} deliveries lost, {} duplicated, {} out of order",
-            load.lost, load.duplicated, load.out_of_order
-        ));
-    }
-    report.load = Some(load);
 }
 
 /// One connection's task.
@@ -369,7 +316,8 @@ struct Conn {
 
 impl Conn {
     async fn run(mut self) -> ConnResult {
-        let mut result = ConnResult { room: self.room, ..ConnResult::default() };
+        let mut result = ConnResult::default();
+        result.counts.room = self.room;
         let began = Instant::now();
         let ws = {
             let _slot = self.gate.acquire().await;
@@ -382,7 +330,7 @@ impl Conn {
                 return result;
             }
         };
-        result.connected = true;
+        result.counts.joined = true;
         result.connect_ns = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.connected.fetch_add(1, Ordering::Relaxed);
         self.shared.members[self.room].fetch_add(1, Ordering::Relaxed);
@@ -398,7 +346,7 @@ impl Conn {
             if phase == Phase::Sending && self.sender && next_send.is_none() {
                 next_send = Some(tokio::time::Instant::now() + self.phase_offset);
             }
-            let window_open = self.interval.is_none() && seq.saturating_sub(result.own_copies) < self.window;
+            let window_open = self.interval.is_none() && seq.saturating_sub(result.counts.acked) < self.window;
             let may_send = phase == Phase::Sending && self.sender;
             let send_at = match (may_send, self.interval, next_send) {
                 (true, Some(_), Some(at)) => Some(at),
@@ -415,7 +363,7 @@ impl Conn {
                     let now_ns = self.shared.now_ns();
                     if let (Some(iv), Some(at)) = (self.interval, next_send) {
                         let lag = tokio::time::Instant::now().saturating_duration_since(at);
-                        result.max_lag_ns = result.max_lag_ns.max(u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX));
+                        result.counts.max_lag_ns = result.counts.max_lag_ns.max(u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX));
                         next_send = Some(at + iv);
                     }
                     // Past the window's end nothing more is sent: the drain only waits.
@@ -425,13 +373,13 @@ impl Conn {
                     }
                     let data = message_data(self.index, seq, now_ns, self.size);
                     if ws.send(Message::text(send_frame(&data))).await.is_err() {
-                        result.closed_early = true;
+                        result.counts.closed_early = true;
                         break;
                     }
                     seq += 1;
-                    result.sent_total += 1;
+                    result.counts.sent_total += 1;
                     if self.shared.in_window(now_ns) {
-                        result.sent_in_window += 1;
+                        result.counts.sent_in_window += 1;
                         self.shared.sent_in_window[self.room].fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -440,10 +388,10 @@ impl Conn {
                         Some(Ok(Message::Text(text))) => self.on_text(&text, &mut trackers, &mut result),
                         Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
                             Ok(text) => self.on_text(text, &mut trackers, &mut result),
-                            Err(_) => result.foreign += 1,
+                            Err(_) => result.counts.foreign += 1,
                         },
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                            result.closed_early = *self.phase.borrow() != Phase::Stop;
+                            result.counts.closed_early = *self.phase.borrow() != Phase::Stop;
                             break;
                         }
                         Some(Ok(_)) => {}
@@ -468,26 +416,26 @@ impl Conn {
         let Some(d) = parse_delivery(text) else {
             // API Gateway's (and serverless-offline's) answer when the integration failed.
             if text.contains("Internal server error") {
-                *result.errors.entry("internal_server_error".to_owned()).or_default() += 1;
+                *result.counts.errors.entry("internal_server_error".to_owned()).or_default() += 1;
             } else {
-                result.foreign += 1;
+                result.counts.foreign += 1;
             }
             return;
         };
         if d.sender == self.index {
-            result.own_copies += 1;
+            result.counts.acked += 1;
         }
         let seen = trackers.entry(d.sender).or_default().observe(d.seq);
         if !self.shared.in_window(d.sent_ns) {
             return;
         }
         match seen {
-            Seen::Duplicate => result.duplicated += 1,
+            Seen::Duplicate => result.counts.duplicated += 1,
             Seen::OutOfOrder | Seen::InOrder => {
                 if seen == Seen::OutOfOrder {
-                    result.out_of_order += 1;
+                    result.counts.out_of_order += 1;
                 }
-                result.received_in_window += 1;
+                result.counts.received_in_window += 1;
                 self.shared.received_in_window.fetch_add(1, Ordering::Relaxed);
                 let latency = self.shared.now_ns().saturating_sub(d.sent_ns);
                 self.shared.latency.record(self.index, latency);

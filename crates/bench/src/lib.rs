@@ -50,9 +50,6 @@
 //!
 //! - `lean`'s masked-frame encoder is RFC 6455's client framing, as the gateway's frame-parser
 //!   tests also write it: the generator must not depend on the server it measures.
-//! - `apigw`'s `fill_load` sums its connections' counters in the shape of the runner's, over its own
-//!   counters (a sender's own copies stand for acknowledgements); the totals and rates they lead
-//!   to are computed once, in [`report`].
 //! - The report's structs (one per mode) and the runner's mode functions share their shapes
 //!   (documented fields; `(args, target, sources, report)`), not their logic.
 //!

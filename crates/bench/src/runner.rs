@@ -106,7 +106,7 @@ struct LiveTotals {
 /// Settings every connection task reads.
 struct TaskConfig {
     target: Target,
-    sources: Option<Vec<IpAddr>>,
+    sources: Sources,
     rooms: usize,
     senders: usize,
     /// Per-sender interval between sends; None = flat out.
@@ -116,27 +116,40 @@ struct TaskConfig {
     connect_timeout: Duration,
 }
 
-impl TaskConfig {
-    fn source(&self, idx: usize) -> Option<IpAddr> {
-        self.sources.as_ref().map(|s| s[idx % s.len()])
+/// The local addresses connections are made from, in turn; `None`: the kernel picks.
+#[derive(Clone, Debug)]
+pub(crate) struct Sources(Option<Arc<[IpAddr]>>);
+
+impl Sources {
+    /// With only the default address, the kernel picks the source (as any client would); binding
+    /// explicitly only matters to spread ports over several addresses.
+    pub(crate) fn from_args(addrs: &[IpAddr]) -> Self {
+        let default_only = addrs.len() == 1 && addrs[0] == IpAddr::from([127, 0, 0, 1]);
+        Sources((!default_only).then(|| addrs.into()))
+    }
+
+    /// The source of connection `idx`.
+    pub(crate) fn of(&self, idx: usize) -> Option<IpAddr> {
+        self.0.as_ref().map(|s| s[idx % s.len()])
     }
 }
 
-/// What a connection task hands back.
-#[derive(Debug, Default)]
-struct ConnReport {
-    room: usize,
-    joined: bool,
-    closed_early: bool,
-    sent_total: u64,
-    sent_in_window: u64,
-    acked: u64,
-    max_lag_ns: u64,
-    received_in_window: u64,
-    duplicated: u64,
-    out_of_order: u64,
-    foreign: u64,
-    errors: BTreeMap<String, u64>,
+/// What a connection task hands back (the API Gateway sample's too: there `joined` is "connected",
+/// the room being the whole API, and `acked` the sender's own copies).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConnReport {
+    pub(crate) room: usize,
+    pub(crate) joined: bool,
+    pub(crate) closed_early: bool,
+    pub(crate) sent_total: u64,
+    pub(crate) sent_in_window: u64,
+    pub(crate) acked: u64,
+    pub(crate) max_lag_ns: u64,
+    pub(crate) received_in_window: u64,
+    pub(crate) duplicated: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) foreign: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
 }
 
 /// A connection's outcome of the connect phase.
@@ -201,7 +214,7 @@ async fn connection_task(
     let room = idx % cfg.rooms;
     let live = &shared.live[idx];
     let began = Instant::now();
-    let connected = cfg.target.connect_and_join(cfg.source(idx), room, cfg.connect_timeout).await;
+    let connected = cfg.target.connect_and_join(cfg.sources.of(idx), room, cfg.connect_timeout).await;
     drop(permit);
     let mut ws: LeanWs = match connected {
         Ok(ws) => ws,
@@ -388,10 +401,7 @@ impl Progress {
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     args.validate()?;
     let nofile_limit = raise_nofile_limit();
-    // With only the default address, let the kernel pick the source (as any client would); binding
-    // explicitly only matters to spread ports over several addresses.
-    let default_source = args.source_addrs.len() == 1 && args.source_addrs[0] == IpAddr::from([127, 0, 0, 1]);
-    let sources = (!default_source).then(|| args.source_addrs.clone());
+    let sources = Sources::from_args(&args.source_addrs);
     let mut report = Report {
         label: args.label.clone(),
         mode: args.mode(),
@@ -455,12 +465,7 @@ fn raise_nofile_limit() -> u64 {
 }
 
 /// Load and idle: connect every connection, then run senders or hold.
-async fn run_connected(
-    args: &BenchArgs,
-    target: Target,
-    sources: Option<Vec<IpAddr>>,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn run_connected(args: &BenchArgs, target: Target, sources: Sources, report: &mut Report) -> anyhow::Result<()> {
     let n = args.connections;
     let mode = args.mode();
     let shared = Arc::new(RunState {
@@ -715,7 +720,13 @@ pub(crate) fn fill_generator(
     }
 }
 
-fn fill_load(args: &BenchArgs, report: &mut Report, results: &[ConnReport], window_seconds: f64, drained: bool) {
+pub(crate) fn fill_load(
+    args: &BenchArgs,
+    report: &mut Report,
+    results: &[ConnReport],
+    window_seconds: f64,
+    drained: bool,
+) {
     let rooms = args.rooms.max(1);
     let mut sent_per_room = vec![0u64; rooms];
     let mut members = vec![0u64; rooms];
@@ -757,22 +768,19 @@ fn fill_load(args: &BenchArgs, report: &mut Report, results: &[ConnReport], wind
             load.offered_per_second, args.rate, load.send_lag_max_ms
         ));
     }
-    if load.lost > 0 || load.duplicated > 0 {
-        report.notes.push(format!("{} deliveries lost, {} duplicated", load.lost, load.duplicated));
+    if load.lost > 0 || load.duplicated > 0 || load.out_of_order > 0 {
+        report.notes.push(format!(
+            "{} deliveries lost, {} duplicated, {} out of order",
+            load.lost, load.duplicated, load.out_of_order
+        ));
     }
     // Latency comes from the shared histograms; `run_connected` adds it.
     report.load = Some(load);
 }
 
 /// Churn: `--connections` loops connect (upgrade only) and disconnect until the window ends.
-async fn run_churn(
-    args: &BenchArgs,
-    target: Target,
-    sources: Option<Vec<IpAddr>>,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn run_churn(args: &BenchArgs, target: Target, sources: Sources, report: &mut Report) -> anyhow::Result<()> {
     let target = Arc::new(target);
-    let sources = Arc::new(sources);
     let began = Instant::now();
     let window_start_at = began + args.warmup;
     let window_end_at = window_start_at + args.duration;
@@ -782,20 +790,15 @@ async fn run_churn(
     let timeout = args.connect_timeout;
     let mut workers = Vec::with_capacity(args.connections);
     for w in 0..args.connections {
-        let (target, sources, latency, completed, failed) = (
-            Arc::clone(&target),
-            Arc::clone(&sources),
-            Arc::clone(&latency),
-            Arc::clone(&completed),
-            Arc::clone(&failed),
-        );
+        let (target, sources, latency, completed, failed) =
+            (Arc::clone(&target), sources.clone(), Arc::clone(&latency), Arc::clone(&completed), Arc::clone(&failed));
         workers.push(tokio::spawn(async move {
             let mut in_window = 0u64;
             let mut attempts_in_window = 0u64;
             let mut failures: BTreeMap<String, u64> = BTreeMap::new();
             let mut i = w;
             while Instant::now() < window_end_at {
-                let source = sources.as_ref().as_ref().map(|s| s[i % s.len()]);
+                let source = sources.of(i);
                 i += 1;
                 let t0 = Instant::now();
                 let counted = t0 >= window_start_at;

@@ -19,7 +19,6 @@
 //! recovery: their gaps are counted apart, as `lost_unrecovered`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,7 +33,8 @@ use crate::client::{ConnectError, Target};
 use crate::event::{self, Event};
 use crate::lean::{Drained, LeanWs};
 use crate::procfs::{self, ProcSample};
-use crate::report::{Report, ServerStats};
+use crate::report::{ConnectStats, Report, ServerStats};
+use crate::runner::Sources;
 
 /// The storm's own checks of the flags it reads.
 pub(crate) fn validate(args: &BenchArgs) -> Result<(), ArgsError> {
@@ -112,6 +112,27 @@ pub enum Recovered {
     NotBack(String),
 }
 
+/// Deliveries at the clients, added up by how each came back.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Deliveries {
+    /// Seqs the recovered clients should hold: from their first `joined` to their room's last
+    /// acknowledged seq.
+    pub expected: u64,
+    /// Distinct seqs of those received (live or replayed).
+    pub delivered: u64,
+    /// Expected minus delivered, at recovered clients.
+    pub lost: u64,
+    /// Seqs missing at clients that were not recovered (told `recovered: false`, never told, or not
+    /// back): what they would reload with `history`.
+    pub lost_unrecovered: u64,
+    /// Deliveries of a seq the client already had (every client).
+    pub duplicated: u64,
+    /// Deliveries after a higher seq (every client).
+    pub out_of_order: u64,
+    /// Deliveries outside the range the client should hold (every client).
+    pub outside: u64,
+}
+
 /// Adds clients' tallies up by how they came back.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StormTally {
@@ -123,66 +144,34 @@ pub struct StormTally {
     pub unanswered: u64,
     /// Clients that did not get back, by failure kind.
     pub not_back: BTreeMap<String, u64>,
-    /// Expected deliveries at recovered clients.
-    pub expected: u64,
-    /// Distinct deliveries at recovered clients.
-    pub delivered: u64,
-    /// Missing at recovered clients: the loss that counts.
-    pub lost: u64,
-    /// Missing at clients that were not recovered (told so, never told, or not back).
-    pub lost_unrecovered: u64,
-    /// Duplicates at every client.
-    pub duplicated: u64,
-    /// Late deliveries at every client.
-    pub out_of_order: u64,
-    /// Deliveries outside the expected range at every client.
-    pub outside: u64,
+    /// What the clients received.
+    pub deliveries: Deliveries,
 }
 
 impl StormTally {
     /// Adds one client.
     pub fn add(&mut self, how: &Recovered, t: &ClientTally) {
-        self.duplicated += t.duplicated;
-        self.out_of_order += t.out_of_order;
-        self.outside += t.outside;
+        let d = &mut self.deliveries;
+        d.duplicated += t.duplicated;
+        d.out_of_order += t.out_of_order;
+        d.outside += t.outside;
         match how {
             Recovered::Yes => {
                 self.recovered += 1;
-                self.expected += t.expected;
-                self.delivered += t.received;
-                self.lost += t.lost;
+                d.expected += t.expected;
+                d.delivered += t.received;
+                d.lost += t.lost;
                 return;
             }
             Recovered::No(reason) => *self.not_recovered.entry(reason.clone()).or_default() += 1,
             Recovered::Unanswered => self.unanswered += 1,
             Recovered::NotBack(kind) => *self.not_back.entry(kind.clone()).or_default() += 1,
         }
-        self.lost_unrecovered += t.lost;
+        d.lost_unrecovered += t.lost;
     }
 }
 
 // ---- the report's section -------------------------------------------------------------------
-
-/// A join phase: the first connect, or the reconnect after the drop.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct JoinPhase {
-    /// Clients that tried.
-    pub attempted: u64,
-    /// Clients that got `joined`.
-    pub joined: u64,
-    /// Clients that did not.
-    pub failed: u64,
-    /// Failures by kind (`timeout`, `http_429`, `join_<code>`, ...).
-    pub failures: BTreeMap<String, u64>,
-    /// First connect: wall time of the phase. Reconnect: from the reconnect's start (the drop plus
-    /// the outage) to the last `joined`.
-    pub seconds: f64,
-    /// The connect-and-join rate: `joined / seconds`.
-    pub per_second: f64,
-    /// First connect: TCP connect to `joined`. Reconnect: the drop to `joined` (waiting for a
-    /// connect slot included).
-    pub latency: LatencySummary,
-}
 
 /// Recovery after the drop.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -208,22 +197,9 @@ pub struct StormMessages {
     pub published: u64,
     /// Of those, acknowledged (with their room's seq).
     pub acked: u64,
-    /// Seqs the recovered clients should hold: from their first `joined` to their room's last
-    /// acknowledged seq.
-    pub expected: u64,
-    /// Distinct seqs of those received (live or replayed).
-    pub delivered: u64,
-    /// Expected minus delivered, at recovered clients.
-    pub lost: u64,
-    /// Seqs missing at clients that were not recovered (told `recovered: false`, never told, or not
-    /// back): what they would reload with `history`.
-    pub lost_unrecovered: u64,
-    /// Deliveries of a seq the client already had (every client).
-    pub duplicated: u64,
-    /// Deliveries after a higher seq (every client).
-    pub out_of_order: u64,
-    /// Deliveries outside the range the client should hold (every client).
-    pub outside: u64,
+    /// What the clients received (flattened: the report's fields stand beside `acked`).
+    #[serde(flatten)]
+    pub deliveries: Deliveries,
     /// Publishers' `error` events by code.
     pub errors: BTreeMap<String, u64>,
     /// Whether every acknowledgement arrived within `--drain`.
@@ -267,12 +243,16 @@ pub struct StormStats {
     pub publishers: usize,
     /// `--storm-outage`, seconds.
     pub outage_seconds: f64,
-    /// The first connect and join.
-    pub initial: JoinPhase,
+    /// The first connect and join: `seconds` is the phase's wall time, `latency` from TCP connect
+    /// to `joined`.
+    pub initial: ConnectStats,
     /// Connections reset at the drop.
     pub dropped: u64,
-    /// The reconnect: its `per_second` is the storm's connect-and-join rate.
-    pub reconnect: JoinPhase,
+    /// The reconnect: its `per_second` is the storm's connect-and-join rate, `seconds` from the
+    /// reconnect's start (the drop plus the outage) to the last `joined`, `latency` from the drop
+    /// to `joined` (waiting for a connect slot included). Failures by kind (`timeout`,
+    /// `http_429`, `join_<code>`, ...).
+    pub reconnect: ConnectStats,
     /// Seconds from the drop until the last client was back and joined.
     pub seconds_to_all_back: f64,
     /// Every client that joined at first joined again.
@@ -298,7 +278,8 @@ impl StormStats {
             }
         };
         let ms = |us: f64| format!("{:.1} ms", us / 1_000.0);
-        let (i, r, c, m, p) = (&self.initial, &self.reconnect, &self.recovery, &self.messages, &self.presence);
+        let (i, r, c, d, p) =
+            (&self.initial, &self.reconnect, &self.recovery, &self.messages.deliveries, &self.presence);
         let mut rows = vec![
             (
                 "storm".to_owned(),
@@ -311,7 +292,7 @@ impl StormStats {
                 "first join".to_owned(),
                 format!(
                     "{} of {} in {:.2} s ({:.0}/s), {} failed ({})",
-                    i.joined,
+                    i.established,
                     i.attempted,
                     i.seconds,
                     i.per_second,
@@ -324,7 +305,7 @@ impl StormStats {
                 format!(
                     "{} dropped, {} of {} back in {:.2} s after the drop: {:.0} joins/s, {} failed ({})",
                     self.dropped,
-                    r.joined,
+                    r.established,
                     r.attempted,
                     self.seconds_to_all_back,
                     r.per_second,
@@ -356,12 +337,12 @@ impl StormStats {
             "storm messages".to_owned(),
             format!(
                 "{} published ({} acked); recovered clients: {} of {} expected, lost {}; not recovered: {} missing",
-                m.published, m.acked, m.delivered, m.expected, m.lost, m.lost_unrecovered
+                self.messages.published, self.messages.acked, d.delivered, d.expected, d.lost, d.lost_unrecovered
             ),
         ));
         rows.push((
             "storm dup / late / outside".to_owned(),
-            format!("{} / {} / {}", m.duplicated, m.out_of_order, m.outside),
+            format!("{} / {} / {}", d.duplicated, d.out_of_order, d.outside),
         ));
         rows.push((
             "presence events".to_owned(),
@@ -407,7 +388,7 @@ enum Publishing {
 
 struct Cfg {
     target: Target,
-    sources: Option<Vec<IpAddr>>,
+    sources: Sources,
     rooms: usize,
     publishers: usize,
     /// Between two sends of one publisher.
@@ -417,12 +398,6 @@ struct Cfg {
     connect_timeout: Duration,
     initial_slots: Semaphore,
     reconnect_slots: Semaphore,
-}
-
-impl Cfg {
-    fn source(&self, idx: usize) -> Option<IpAddr> {
-        self.sources.as_ref().map(|s| s[idx % s.len()])
-    }
 }
 
 #[derive(Default)]
@@ -527,7 +502,7 @@ async fn connect(
     shared: &Shared,
 ) -> Result<(LeanWs, JoinInfo), String> {
     let attempt = async {
-        let mut ws = cfg.target.upgrade(cfg.source(idx)).await.map_err(|e| e.kind())?;
+        let mut ws = cfg.target.upgrade(cfg.sources.of(idx)).await.map_err(|e| e.kind())?;
         ws.send_text(frame).await.map_err(|e| ConnectError::Tcp(e).kind())?;
         loop {
             let mut answer = None;
@@ -736,12 +711,7 @@ fn sample(pid: Option<u32>) -> Option<ProcSample> {
 
 /// Runs the storm and fills `report.storm`, plus `connect` (the first join), `server` (the storm:
 /// the drop to the last `joined`) and `generator`.
-pub(crate) async fn run(
-    args: &BenchArgs,
-    target: Target,
-    sources: Option<Vec<IpAddr>>,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(args: &BenchArgs, target: Target, sources: Sources, report: &mut Report) -> anyhow::Result<()> {
     let n = args.connections;
     let cfg = Arc::new(Cfg {
         target,
@@ -770,7 +740,7 @@ pub(crate) async fn run(
     let (pub_tx, pub_rx) = watch::channel(Publishing::Wait);
     let mut publishers: Vec<JoinHandle<PublisherReport>> = Vec::with_capacity(args.senders);
     for k in 0..args.senders {
-        let ws = tokio::time::timeout(args.connect_timeout, cfg.target.upgrade(cfg.source(n + k)))
+        let ws = tokio::time::timeout(args.connect_timeout, cfg.target.upgrade(cfg.sources.of(n + k)))
             .await
             .map_err(|_| ConnectError::Timeout)
             .and_then(|r| r)
@@ -797,12 +767,12 @@ pub(crate) async fn run(
     };
     let mut first_latency = new_histogram();
     let mut last_line = Instant::now();
-    while stats.initial.joined + stats.initial.failed < n as u64 {
+    while stats.initial.established + stats.initial.failed < n as u64 {
         let Some(outcome) = out_rx.recv().await else { break };
         if let Outcome::First(r) = outcome {
             match r {
                 Ok(d) => {
-                    stats.initial.joined += 1;
+                    stats.initial.established += 1;
                     first_latency.saturating_record(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
                 }
                 Err(kind) => {
@@ -812,17 +782,17 @@ pub(crate) async fn run(
             }
         }
         if last_line.elapsed() >= Duration::from_secs(1) {
-            say(format!("first join {}/{n} (failed {})", stats.initial.joined, stats.initial.failed));
+            say(format!("first join {}/{n} (failed {})", stats.initial.established, stats.initial.failed));
             last_line = Instant::now();
         }
     }
     stats.initial.attempted = n as u64;
     stats.initial.seconds = began.elapsed().as_secs_f64();
-    stats.initial.per_second = stats.initial.joined as f64 / stats.initial.seconds.max(1e-9);
+    stats.initial.per_second = stats.initial.established as f64 / stats.initial.seconds.max(1e-9);
     stats.initial.latency = LatencySummary::from_histogram(&first_latency);
     let after_first = sample(args.server_pid);
-    say(format!("{} clients joined in {:.2} s; publishing", stats.initial.joined, stats.initial.seconds));
-    if stats.initial.joined == 0 {
+    say(format!("{} clients joined in {:.2} s; publishing", stats.initial.established, stats.initial.seconds));
+    if stats.initial.established == 0 {
         let _ = phase_tx.send(Phase::Stop);
         let _ = pub_tx.send(Publishing::Stop);
         anyhow::bail!("no client reached `joined`: {:?}", stats.initial.failures);
@@ -835,17 +805,17 @@ pub(crate) async fn run(
     let storm_start = (sample(args.server_pid), procfs::sample(None).ok());
     let drop_at = *shared.drop_at.get_or_init(Instant::now);
     let _ = phase_tx.send(Phase::Drop);
-    stats.dropped = stats.initial.joined;
+    stats.dropped = stats.initial.established;
     say(format!("dropped {} connections; reconnecting", stats.dropped));
     let mut again_latency = new_histogram();
     let mut last_back = drop_at;
     let mut failed_again = 0u64;
-    while stats.reconnect.joined + failed_again < stats.initial.joined {
+    while stats.reconnect.established + failed_again < stats.initial.established {
         let Some(outcome) = out_rx.recv().await else { break };
         if let Outcome::Again(r) = outcome {
             match r {
                 Ok(d) => {
-                    stats.reconnect.joined += 1;
+                    stats.reconnect.established += 1;
                     last_back = Instant::now();
                     again_latency.saturating_record(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
                 }
@@ -856,21 +826,21 @@ pub(crate) async fn run(
             }
         }
         if last_line.elapsed() >= Duration::from_secs(1) {
-            say(format!("back {}/{} (failed {failed_again})", stats.reconnect.joined, stats.initial.joined));
+            say(format!("back {}/{} (failed {failed_again})", stats.reconnect.established, stats.initial.established));
             last_line = Instant::now();
         }
     }
     let storm_end = (sample(args.server_pid), procfs::sample(None).ok());
-    stats.reconnect.attempted = stats.initial.joined;
+    stats.reconnect.attempted = stats.initial.established;
     stats.reconnect.failed = failed_again;
     stats.seconds_to_all_back = last_back.duration_since(drop_at).as_secs_f64();
     stats.reconnect.seconds = last_back.saturating_duration_since(drop_at + args.storm_outage).as_secs_f64();
-    stats.reconnect.per_second = stats.reconnect.joined as f64 / stats.reconnect.seconds.max(1e-9);
+    stats.reconnect.per_second = stats.reconnect.established as f64 / stats.reconnect.seconds.max(1e-9);
     stats.reconnect.latency = LatencySummary::from_histogram(&again_latency);
-    stats.all_back = stats.reconnect.joined == stats.initial.joined;
+    stats.all_back = stats.reconnect.established == stats.initial.established;
     say(format!(
         "{} back in {:.2} s ({:.0} joins/s); publishing for {:?} more",
-        stats.reconnect.joined, stats.seconds_to_all_back, stats.reconnect.per_second, args.duration
+        stats.reconnect.established, stats.seconds_to_all_back, stats.reconnect.per_second, args.duration
     ));
 
     // Publishing goes on, then the acknowledgements and deliveries are collected.
@@ -943,7 +913,7 @@ pub(crate) async fn run(
         let baseline = first.last_seq.unwrap_or(lo.saturating_sub(1));
         tally.add(&how, &tally_client(baseline, hi.max(baseline), &c.acc.seqs));
     }
-    stats.presence.per_client_mean = stats.presence.total as f64 / stats.initial.joined.max(1) as f64;
+    stats.presence.per_client_mean = stats.presence.total as f64 / stats.initial.established.max(1) as f64;
     stats.presence.per_client_max = presence_max;
     stats.recovery.supported = tally.recovered > 0 || !tally.not_recovered.is_empty();
     stats.recovery.recovered = tally.recovered;
@@ -951,24 +921,12 @@ pub(crate) async fn run(
     stats.recovery.reasons = tally.not_recovered.clone();
     stats.recovery.unanswered = tally.unanswered;
     let m = &mut stats.messages;
-    m.expected = tally.expected;
-    m.delivered = tally.delivered;
-    m.lost = tally.lost;
-    m.lost_unrecovered = tally.lost_unrecovered;
-    m.duplicated = tally.duplicated;
-    m.out_of_order = tally.out_of_order;
-    m.outside = tally.outside;
+    m.deliveries = tally.deliveries.clone();
 
     // The report's shared sections: `connect` is the first join, `server` and `generator` the storm.
     let window = stats.seconds_to_all_back.max(1e-9);
     report.window_seconds = stats.seconds_to_all_back;
-    report.connect.attempted = stats.initial.attempted;
-    report.connect.established = stats.initial.joined;
-    report.connect.failed = stats.initial.failed;
-    report.connect.failures = stats.initial.failures.clone();
-    report.connect.seconds = stats.initial.seconds;
-    report.connect.per_second = stats.initial.per_second;
-    report.connect.latency = stats.initial.latency.clone();
+    report.connect = stats.initial.clone();
     crate::runner::fill_generator(report, storm_start.1, storm_end.1, window);
     if let (Some(pid), Some(before), Some(first_end), Some(start), Some(end)) =
         (args.server_pid, before, after_first, storm_start.0, storm_end.0)
@@ -978,7 +936,8 @@ pub(crate) async fn run(
             initial_cpu_seconds: before.cpu_seconds_until(&first_end),
             storm_cpu_seconds: cpu,
             storm_cpu_utilisation: cpu / window,
-            storm_cpu_ms_per_join: (stats.reconnect.joined > 0).then(|| cpu * 1e3 / stats.reconnect.joined as f64),
+            storm_cpu_ms_per_join: (stats.reconnect.established > 0)
+                .then(|| cpu * 1e3 / stats.reconnect.established as f64),
         });
         report.server = Some(ServerStats {
             pid,
@@ -1003,14 +962,14 @@ pub(crate) async fn run(
     if !stats.recovery.supported {
         notes.push("the server does not answer `join … since` with `recovered`: recovery not supported".to_owned());
     }
-    if stats.messages.lost > 0 {
-        notes.push(format!("recovered clients lost {} deliveries", stats.messages.lost));
+    if stats.messages.deliveries.lost > 0 {
+        notes.push(format!("recovered clients lost {} deliveries", stats.messages.deliveries.lost));
     }
-    if stats.messages.duplicated > 0 || stats.messages.out_of_order > 0 {
+    if stats.messages.deliveries.duplicated > 0 || stats.messages.deliveries.out_of_order > 0 {
         notes.push(format!(
             "{} deliveries repeated and {} came after a higher seq: live messages reach a rejoining client while its \
              replay is sent; a client that drops every seq not above its last would lose the late ones",
-            stats.messages.duplicated, stats.messages.out_of_order
+            stats.messages.deliveries.duplicated, stats.messages.deliveries.out_of_order
         ));
     }
     if !drained {
@@ -1069,9 +1028,9 @@ mod tests {
         all.add(&Recovered::Unanswered, &tally_client(0, 10, &[1, 2, 3, 9, 10]));
         all.add(&Recovered::NotBack("timeout".into()), &tally_client(0, 10, &[1]));
         assert_eq!(all.recovered, 2);
-        assert_eq!((all.expected, all.delivered, all.lost), (20, 19, 1));
-        assert_eq!(all.lost_unrecovered, 8 + 5 + 9);
-        assert_eq!(all.duplicated, 1);
+        assert_eq!((all.deliveries.expected, all.deliveries.delivered, all.deliveries.lost), (20, 19, 1));
+        assert_eq!(all.deliveries.lost_unrecovered, 8 + 5 + 9);
+        assert_eq!(all.deliveries.duplicated, 1);
         assert_eq!(all.not_recovered.get("gap_too_large"), Some(&1));
         assert_eq!(all.unanswered, 1);
         assert_eq!(all.not_back.get("timeout"), Some(&1));

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreResult};
 use crate::model::{ConnectionRecord, Framing, NewMessage, StoredMessage, now_ms};
 use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor};
 use crate::testing::unique_suffix;
@@ -205,7 +205,7 @@ async fn holder_ids(store: &dyn ConnectionStore, name: &str) -> Vec<String> {
     sorted(holders.into_iter().map(|c| c.connection_id).collect())
 }
 
-fn expect_name_taken<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+fn expect_name_taken<T: std::fmt::Debug>(result: StoreResult<T>, what: &str) {
     match result {
         Err(StoreError::NameTaken(_)) => {}
         other => panic!("{what} must be NameTaken, got {other:?}"),

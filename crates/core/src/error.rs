@@ -24,6 +24,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What every port method of [`crate::store`] returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
 /// A handler failure. The gateway (like API Gateway) turns it into the client frame
 /// `{"message": "Internal server error", ...}` and keeps the connection up.
 #[derive(Debug, thiserror::Error)]

@@ -59,7 +59,7 @@ pub use aws_lambda_events::apigw::{
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
 };
 pub use connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
-pub use error::{HandlerError, StoreError};
+pub use error::{HandlerError, StoreError, StoreResult};
 pub use handlers::{ChatDeps, ChatSettings, HandlerResult, Placement, handle, is_warmup_event};
 pub use model::{ConnectionRecord, Framing};
 pub use store::{ConnectionStore, MessageLog};

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::connections_api::{ConnectionInfo, ConnectionsApi, ConnectionsApiError};
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreResult};
 use crate::model::{Appended, ConnectionRecord, NameOwner, NewMessage, Page, RoomState, StoredMessage};
 use crate::names::name_key;
 use crate::store::{ConnectionStore, MessageLog, RoomClaim, RoomsCursor, RoomsPage};
@@ -68,7 +68,7 @@ struct MemoryState {
 impl MemoryState {
     /// `NameTaken` if a connection other than `me`, of another owner, holds `name`'s key. (A
     /// scan: fine for tests; the adapters keep an index.)
-    fn check_name_free(&self, me: &str, owner: NameOwner<'_>, name: &str) -> Result<(), StoreError> {
+    fn check_name_free(&self, me: &str, owner: NameOwner<'_>, name: &str) -> StoreResult<()> {
         let key = name_key(name);
         let taken = self
             .connections
@@ -160,7 +160,7 @@ impl MemoryStore {
 
 #[async_trait]
 impl ConnectionStore for MemoryStore {
-    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn put_connection(&self, record: &ConnectionRecord) -> StoreResult<()> {
         let mut s = self.state.lock();
         if s.connections.contains_key(&record.connection_id) {
             return Err(StoreError::Conflict(format!("connection {} exists", record.connection_id)));
@@ -170,15 +170,15 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn get_connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         Ok(self.state.lock().connections.get(connection_id).cloned())
     }
 
-    async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn delete_connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         Ok(self.state.lock().connections.remove(connection_id))
     }
 
-    async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError> {
+    async fn delete_connections(&self, connection_ids: &[String]) -> StoreResult<()> {
         let mut s = self.state.lock();
         for id in connection_ids {
             s.connections.remove(id);
@@ -186,7 +186,7 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError> {
+    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> StoreResult<ConnectionRecord> {
         let mut s = self.state.lock();
         let c = s.connections.get_mut(connection_id).ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
         let old = c.clone();
@@ -194,7 +194,7 @@ impl ConnectionStore for MemoryStore {
         Ok(old)
     }
 
-    async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
+    async fn set_name(&self, connection_id: &str, name: &str) -> StoreResult<ConnectionRecord> {
         let mut s = self.state.lock();
         let current =
             s.connections.get(connection_id).cloned().ok_or_else(|| StoreError::NotFound(connection_id.to_string()))?;
@@ -204,12 +204,7 @@ impl ConnectionStore for MemoryStore {
         Ok(c.clone())
     }
 
-    async fn members(
-        &self,
-        room: &str,
-        next: Option<&str>,
-        page_size: usize,
-    ) -> Result<Page<ConnectionRecord>, StoreError> {
+    async fn members(&self, room: &str, next: Option<&str>, page_size: usize) -> StoreResult<Page<ConnectionRecord>> {
         let s = self.state.lock();
         let page_size = page_size.max(1);
         let mut items: Vec<ConnectionRecord> = s
@@ -229,7 +224,7 @@ impl ConnectionStore for MemoryStore {
         Ok(Page { items, next })
     }
 
-    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+    async fn name_holders(&self, name: &str) -> StoreResult<Vec<ConnectionRecord>> {
         let key = name_key(name);
         Ok(self.state.lock().connections.values().filter(|c| name_key(&c.name) == key).cloned().collect())
     }
@@ -237,7 +232,7 @@ impl ConnectionStore for MemoryStore {
 
 #[async_trait]
 impl MessageLog for MemoryStore {
-    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
+    async fn append(&self, message: NewMessage) -> StoreResult<Appended> {
         let mut s = self.state.lock();
         if let Some(id) = &message.id {
             let key = (message.room.clone(), message.publisher.clone(), id.clone());
@@ -268,7 +263,7 @@ impl MessageLog for MemoryStore {
         Ok(Appended { message: stored, duplicate: false })
     }
 
-    async fn read_after(&self, room: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn read_after(&self, room: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         let s = self.state.lock();
         Ok(s.rooms
             .get(room)
@@ -276,12 +271,7 @@ impl MessageLog for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn read_before(
-        &self,
-        room: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn read_before(&self, room: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         let s = self.state.lock();
         let before = before.unwrap_or(u64::MAX);
         Ok(s.rooms
@@ -290,18 +280,18 @@ impl MessageLog for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
+    async fn room_state(&self, room: &str) -> StoreResult<RoomState> {
         Ok(self.state.lock().room(room, self.ttl_ms()).state(room))
     }
 
-    async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
+    async fn room_exists(&self, room: &str) -> StoreResult<bool> {
         let ttl = self.ttl_ms();
         let s = self.state.lock();
         Ok(s.rooms.get(room).is_some_and(|log| !s.lapsed(room, log, ttl)))
     }
 
     // A test double may sort: the adapters read an index instead.
-    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> StoreResult<RoomsPage> {
         let ttl = self.ttl_ms();
         let s = self.state.lock();
         let mut rooms: Vec<(i64, &String, &RoomLog)> = s
@@ -328,12 +318,12 @@ impl MessageLog for MemoryStore {
         room: &str,
         max: usize,
         _expires_at: i64,
-    ) -> Result<RoomClaim, StoreError> {
+    ) -> StoreResult<RoomClaim> {
         let mut s = self.state.lock();
         Ok(RoomClaim::claim_in(s.claims.entry(connection_id.to_string()).or_default(), room, max))
     }
 
-    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn release_rooms(&self, connection_id: &str) -> StoreResult<()> {
         self.state.lock().claims.remove(connection_id);
         Ok(())
     }

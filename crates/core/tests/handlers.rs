@@ -522,7 +522,7 @@ impl MessageLog for PageSpy {
     async fn append(
         &self,
         message: dynamowave_core::model::NewMessage,
-    ) -> Result<dynamowave_core::model::Appended, dynamowave_core::StoreError> {
+    ) -> dynamowave_core::StoreResult<dynamowave_core::model::Appended> {
         self.inner.append(message).await
     }
     async fn read_after(
@@ -530,7 +530,7 @@ impl MessageLog for PageSpy {
         room: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<dynamowave_core::model::StoredMessage>, dynamowave_core::StoreError> {
+    ) -> dynamowave_core::StoreResult<Vec<dynamowave_core::model::StoredMessage>> {
         self.reads.lock().expect("lock").push(limit);
         self.inner.read_after(room, after, limit).await
     }
@@ -539,20 +539,20 @@ impl MessageLog for PageSpy {
         room: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<dynamowave_core::model::StoredMessage>, dynamowave_core::StoreError> {
+    ) -> dynamowave_core::StoreResult<Vec<dynamowave_core::model::StoredMessage>> {
         self.inner.read_before(room, before, limit).await
     }
-    async fn room_state(&self, room: &str) -> Result<dynamowave_core::model::RoomState, dynamowave_core::StoreError> {
+    async fn room_state(&self, room: &str) -> dynamowave_core::StoreResult<dynamowave_core::model::RoomState> {
         self.inner.room_state(room).await
     }
-    async fn room_exists(&self, room: &str) -> Result<bool, dynamowave_core::StoreError> {
+    async fn room_exists(&self, room: &str) -> dynamowave_core::StoreResult<bool> {
         self.inner.room_exists(room).await
     }
     async fn rooms_page(
         &self,
         after: Option<&dynamowave_core::store::RoomsCursor>,
         limit: usize,
-    ) -> Result<dynamowave_core::store::RoomsPage, dynamowave_core::StoreError> {
+    ) -> dynamowave_core::StoreResult<dynamowave_core::store::RoomsPage> {
         self.inner.rooms_page(after, limit).await
     }
     async fn claim_room(
@@ -561,10 +561,10 @@ impl MessageLog for PageSpy {
         room: &str,
         max: usize,
         expires_at: i64,
-    ) -> Result<dynamowave_core::store::RoomClaim, dynamowave_core::StoreError> {
+    ) -> dynamowave_core::StoreResult<dynamowave_core::store::RoomClaim> {
         self.inner.claim_room(connection_id, room, max, expires_at).await
     }
-    async fn release_rooms(&self, connection_id: &str) -> Result<(), dynamowave_core::StoreError> {
+    async fn release_rooms(&self, connection_id: &str) -> dynamowave_core::StoreResult<()> {
         self.inner.release_rooms(connection_id).await
     }
 }

@@ -84,11 +84,10 @@ pub fn authorize_event_from(
     origins: &AllowedOrigins,
     event: Value,
 ) -> Result<Value, Unauthorized> {
-    let Some(request) = parse_event(event)? else { return Ok(json!({ "warm": true })) };
-    if let Some(denied) = foreign_origin(&request, origins) {
-        return denied;
+    match gate(origins, event) {
+        Gate::Answered(answered) => answered,
+        Gate::Token(request) => answer(&request, dynamowave_auth::authorize(settings, &request)),
     }
-    answer(&request, dynamowave_auth::authorize(settings, &request))
 }
 
 /// [`authorize_event_from`], refetching the `JWKS_URL` document (rate-limited) when the token
@@ -98,11 +97,29 @@ pub async fn authorize_event_refreshing(
     origins: &AllowedOrigins,
     event: Value,
 ) -> Result<Value, Unauthorized> {
-    let Some(request) = parse_event(event)? else { return Ok(json!({ "warm": true })) };
-    if let Some(denied) = foreign_origin(&request, origins) {
-        return denied;
+    match gate(origins, event) {
+        Gate::Answered(answered) => answered,
+        Gate::Token(request) => answer(&request, dynamowave_auth::authorize_refreshing(settings, &request).await),
     }
-    answer(&request, dynamowave_auth::authorize_refreshing(settings, &request).await)
+}
+
+/// What is settled before the token is looked at.
+enum Gate {
+    /// The warmer's ping, an event that is no REQUEST event, or a page of a foreign origin.
+    Answered(Result<Value, Unauthorized>),
+    /// A request whose token decides.
+    Token(Box<ApiGatewayCustomAuthorizerRequestTypeRequest>),
+}
+
+fn gate(origins: &AllowedOrigins, event: Value) -> Gate {
+    match parse_event(event) {
+        Err(e) => Gate::Answered(Err(e)),
+        Ok(None) => Gate::Answered(Ok(json!({ "warm": true }))),
+        Ok(Some(request)) => match foreign_origin(&request, origins) {
+            Some(denied) => Gate::Answered(denied),
+            None => Gate::Token(Box::new(request)),
+        },
+    }
 }
 
 /// The REQUEST event, or `None` for the warmer's ping.

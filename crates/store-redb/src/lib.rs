@@ -38,7 +38,7 @@ mod writer;
 
 use std::time::Duration;
 
-use dynamowave_core::StoreError;
+use dynamowave_core::{StoreError, StoreResult};
 
 pub use restore::{RestoreReport, restore};
 pub use store::RedbStore;
@@ -88,7 +88,7 @@ impl Default for RedbSettings {
 
 impl RedbSettings {
     /// Refuses settings that cannot work, with the reason.
-    pub fn validate(&self) -> Result<(), StoreError> {
+    pub fn validate(&self) -> StoreResult<()> {
         let bad = |m: &str| Err(StoreError::Unavailable(format!("invalid store settings: {m}")));
         if self.max_batch == 0 {
             return bad("max_batch must be at least 1");
@@ -115,7 +115,7 @@ pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Makes the store file readable and writable by its owner only (redb creates it with the
 /// process's umask, often world-readable).
-pub(crate) fn make_file_private(path: &std::path::Path) -> Result<(), StoreError> {
+pub(crate) fn make_file_private(path: &std::path::Path) -> StoreResult<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
-use dynamowave_core::StoreError;
+use dynamowave_core::{StoreError, StoreResult};
 use redb::{
     Database, DatabaseError, Key, ReadOnlyDatabase, ReadOnlyTable, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, Table, Value,
@@ -43,7 +43,7 @@ pub struct RestoreReport {
 /// must be missing or empty. `to` must lie within the PITR window: not before the journal
 /// horizon, not in the future. If it fails once it has started writing, it removes what it
 /// wrote: the dir it created, or the store file in the empty dir it was given.
-pub fn restore(from_dir: &Path, to: DateTime<Utc>, into_dir: &Path) -> Result<RestoreReport, StoreError> {
+pub fn restore(from_dir: &Path, to: DateTime<Utc>, into_dir: &Path) -> StoreResult<RestoreReport> {
     let path = from_dir.join(FILE_NAME);
     if !path.exists() {
         return Err(StoreError::NotFound(format!("no store to restore from: {} does not exist", path.display())));
@@ -69,7 +69,7 @@ pub(crate) fn restore_from(
     source: &impl ReadableDatabase,
     to: DateTime<Utc>,
     into_dir: &Path,
-) -> Result<RestoreReport, StoreError> {
+) -> StoreResult<RestoreReport> {
     let not_empty = into_dir.exists()
         && std::fs::read_dir(into_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", into_dir.display())))?
@@ -147,7 +147,7 @@ fn write_restored(
     horizon: u64,
     to_us: u64,
     into_dir: &Path,
-) -> Result<(u64, u64, u64), StoreError> {
+) -> StoreResult<(u64, u64, u64)> {
     let path = into_dir.join(FILE_NAME);
     let target = Database::create(&path).map_err(db_err)?;
     crate::make_file_private(&path)?;
@@ -188,7 +188,7 @@ fn copy_to_both<K: Key + 'static, V: Value + 'static>(
     from: &ReadOnlyTable<K, V>,
     a: &mut Table<'_, K, V>,
     b: &mut Table<'_, K, V>,
-) -> Result<(), StoreError> {
+) -> StoreResult<()> {
     for item in from.iter().map_err(db_err)? {
         let (k, v) = item.map_err(db_err)?;
         a.insert(k.value(), v.value()).map_err(db_err)?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use dynamowave_core::model::{Appended, NewMessage, Page, RoomState, StoredMessage};
 use dynamowave_core::store::{RoomClaim, RoomsCursor, RoomsPage};
-use dynamowave_core::{ConnectionRecord, ConnectionStore, MessageLog, StoreError};
+use dynamowave_core::{ConnectionRecord, ConnectionStore, MessageLog, StoreError, StoreResult};
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
@@ -46,7 +46,7 @@ fn closed() -> StoreError {
 impl RedbStore {
     /// Opens (creating) the store in `dir`, file [`FILE_NAME`]. Fails if another process has it
     /// open. Every connection left by a previous process is purged: their sockets died with it.
-    pub fn open(dir: &Path, settings: RedbSettings) -> Result<RedbStore, StoreError> {
+    pub fn open(dir: &Path, settings: RedbSettings) -> StoreResult<RedbStore> {
         settings.validate()?;
         crate::create_private_dir(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
@@ -99,20 +99,20 @@ impl RedbStore {
         self.index.read().len()
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
         self.requests.send(make(reply)).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
     /// Waits until every write sent before it is committed, with an fsync.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub async fn flush(&self) -> StoreResult<()> {
         self.call(Request::Flush).await
     }
 
     /// Drains the writer, makes a final durable commit and stops the writer thread. Later calls
     /// fail with `Unavailable("the store is closed")`.
-    pub async fn close(&self) -> Result<(), StoreError> {
+    pub async fn close(&self) -> StoreResult<()> {
         let result = self.call(Request::Shutdown).await;
         self.join_writer();
         result
@@ -128,20 +128,20 @@ impl RedbStore {
     }
 
     /// Runs retention and journal folding now (they also run every `maintenance_interval`).
-    pub async fn run_maintenance(&self) -> Result<MaintenanceReport, StoreError> {
+    pub async fn run_maintenance(&self) -> StoreResult<MaintenanceReport> {
         self.call(Request::Maintain).await
     }
 
     /// Admin: deletes a room's whole history, its idempotency keys and its epoch (the next use
     /// starts a new log with a new epoch). Journaled, so [`RedbStore::restore_to`] or
     /// [`crate::restore`](fn@crate::restore) can undo it within the PITR window. Returns how many messages went.
-    pub async fn delete_room_history(&self, room: &str) -> Result<u64, StoreError> {
+    pub async fn delete_room_history(&self, room: &str) -> StoreResult<u64> {
         self.call(|reply| Request::DeleteRoomHistory(room.to_string(), reply)).await
     }
 
     /// Point-in-time recovery from this (running) store into a new data dir: the state as of
     /// `to`. See [`crate::restore`](fn@crate::restore) for the offline form.
-    pub fn restore_to(&self, to: chrono::DateTime<chrono::Utc>, into_dir: &Path) -> Result<RestoreReport, StoreError> {
+    pub fn restore_to(&self, to: chrono::DateTime<chrono::Utc>, into_dir: &Path) -> StoreResult<RestoreReport> {
         restore_from(self.db.as_ref(), to, into_dir)
     }
 
@@ -154,7 +154,7 @@ impl RedbStore {
     }
 
     /// On disk: (rooms, keys of the activity index). Equal unless the store is broken.
-    pub fn room_rows(&self) -> Result<(u64, u64), StoreError> {
+    pub fn room_rows(&self) -> StoreResult<(u64, u64)> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let rooms = txn.open_table(ROOMS).map_err(db_err)?.len().map_err(db_err)?;
         let activity = txn.open_table(ROOM_ACTIVITY).map_err(db_err)?.len().map_err(db_err)?;
@@ -167,7 +167,7 @@ impl RedbStore {
             && !self.index.read().has_members(room)
     }
 
-    fn room_meta(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
+    fn room_meta(&self, room: &str) -> StoreResult<Option<RoomMeta>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let rooms = txn.open_table(ROOMS).map_err(db_err)?;
         match rooms.get(room).map_err(db_err)? {
@@ -188,7 +188,7 @@ impl Drop for RedbStore {
 
 /// At open: creates the tables, checks the format, purges connections, sets the journal
 /// horizon of a new store. Returns (purged, last journal key).
-fn prepare(db: &Database) -> Result<(usize, u64), StoreError> {
+fn prepare(db: &Database) -> StoreResult<(usize, u64)> {
     let txn = db.begin_write().map_err(db_err)?;
     ensure_tables(&txn)?;
     let purged;
@@ -226,44 +226,39 @@ fn prepare(db: &Database) -> Result<(usize, u64), StoreError> {
 // Connection reads come from the in-memory index (never the disk); writes go to the writer.
 #[async_trait]
 impl ConnectionStore for RedbStore {
-    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn put_connection(&self, record: &ConnectionRecord) -> StoreResult<()> {
         self.call(|reply| Request::PutConnection(record.clone(), reply)).await
     }
 
-    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn get_connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         Ok(self.index.read().get(connection_id).cloned())
     }
 
-    async fn delete_connection(&self, connection_id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn delete_connection(&self, connection_id: &str) -> StoreResult<Option<ConnectionRecord>> {
         let removed = self.call(|reply| Request::DeleteConnections(vec![connection_id.to_string()], reply)).await?;
         Ok(removed.into_iter().next())
     }
 
-    async fn delete_connections(&self, connection_ids: &[String]) -> Result<(), StoreError> {
+    async fn delete_connections(&self, connection_ids: &[String]) -> StoreResult<()> {
         if connection_ids.is_empty() {
             return Ok(());
         }
         self.call(|reply| Request::DeleteConnections(connection_ids.to_vec(), reply)).await.map(drop)
     }
 
-    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> Result<ConnectionRecord, StoreError> {
+    async fn set_room(&self, connection_id: &str, room: Option<&str>) -> StoreResult<ConnectionRecord> {
         self.call(|reply| Request::SetRoom(connection_id.to_string(), room.map(str::to_string), reply)).await
     }
 
-    async fn set_name(&self, connection_id: &str, name: &str) -> Result<ConnectionRecord, StoreError> {
+    async fn set_name(&self, connection_id: &str, name: &str) -> StoreResult<ConnectionRecord> {
         self.call(|reply| Request::SetName(connection_id.to_string(), name.to_string(), reply)).await
     }
 
-    async fn members(
-        &self,
-        room: &str,
-        next: Option<&str>,
-        page_size: usize,
-    ) -> Result<Page<ConnectionRecord>, StoreError> {
+    async fn members(&self, room: &str, next: Option<&str>, page_size: usize) -> StoreResult<Page<ConnectionRecord>> {
         Ok(self.index.read().members(room, next, page_size))
     }
 
-    async fn name_holders(&self, name: &str) -> Result<Vec<ConnectionRecord>, StoreError> {
+    async fn name_holders(&self, name: &str) -> StoreResult<Vec<ConnectionRecord>> {
         let key = dynamowave_core::names::name_key(name);
         Ok(self.index.read().holders(&key))
     }
@@ -272,7 +267,7 @@ impl ConnectionStore for RedbStore {
         &self,
         room: &str,
         _page_size: usize,
-    ) -> Result<std::sync::Arc<[dynamowave_core::store::Recipient]>, StoreError> {
+    ) -> StoreResult<std::sync::Arc<[dynamowave_core::store::Recipient]>> {
         Ok(self.index.read().recipients(room))
     }
 }
@@ -281,11 +276,11 @@ impl ConnectionStore for RedbStore {
 // microseconds, less than a hop to a blocking pool would.
 #[async_trait]
 impl MessageLog for RedbStore {
-    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
+    async fn append(&self, message: NewMessage) -> StoreResult<Appended> {
         self.call(|reply| Request::Append(message, reply)).await
     }
 
-    async fn read_after(&self, room: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn read_after(&self, room: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         if after == u64::MAX || limit == 0 {
             return Ok(Vec::new());
         }
@@ -299,12 +294,7 @@ impl MessageLog for RedbStore {
         Ok(out)
     }
 
-    async fn read_before(
-        &self,
-        room: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn read_before(&self, room: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<StoredMessage>> {
         let before = before.unwrap_or(u64::MAX);
         if before == 0 || limit == 0 {
             return Ok(Vec::new());
@@ -319,7 +309,7 @@ impl MessageLog for RedbStore {
         Ok(out)
     }
 
-    async fn room_state(&self, room: &str) -> Result<RoomState, StoreError> {
+    async fn room_state(&self, room: &str) -> StoreResult<RoomState> {
         if let Some(meta) = self.room_meta(room)?
             && !meta.idle_and_empty(self.empty_room_ttl_ms, dynamowave_core::model::now_ms())
         {
@@ -330,13 +320,13 @@ impl MessageLog for RedbStore {
         self.call(|reply| Request::EnsureRoom(room.to_string(), reply)).await
     }
 
-    async fn room_exists(&self, room: &str) -> Result<bool, StoreError> {
+    async fn room_exists(&self, room: &str) -> StoreResult<bool> {
         Ok(self.room_meta(room)?.is_some_and(|meta| !self.lapsed(room, &meta)))
     }
 
     // One short read transaction: `limit` keys of the activity index backwards from the cursor
     // (plus the lapsed rooms that the next maintenance pass will remove), never every room.
-    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> Result<RoomsPage, StoreError> {
+    async fn rooms_page(&self, after: Option<&RoomsCursor>, limit: usize) -> StoreResult<RoomsPage> {
         let limit = limit.max(1);
         let txn = self.db.begin_read().map_err(db_err)?;
         let activity = txn.open_table(ROOM_ACTIVITY).map_err(db_err)?;
@@ -379,13 +369,13 @@ impl MessageLog for RedbStore {
         room: &str,
         max: usize,
         _expires_at: i64,
-    ) -> Result<RoomClaim, StoreError> {
+    ) -> StoreResult<RoomClaim> {
         let mut claims = self.claims.lock();
         claims.sweep_if_due(|id| self.index.read().get(id).is_some());
         Ok(claims.claim(connection_id, room, max))
     }
 
-    async fn release_rooms(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn release_rooms(&self, connection_id: &str) -> StoreResult<()> {
         self.claims.lock().release(connection_id);
         Ok(())
     }

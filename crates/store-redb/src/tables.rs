@@ -3,8 +3,8 @@
 //! the folding of old journal entries into the base tables, and restore all go through it, so a
 //! replay produces exactly what the live store wrote.
 
-use dynamowave_core::StoreError;
 use dynamowave_core::model::{RoomState, StoredMessage};
+use dynamowave_core::{StoreError, StoreResult};
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -44,18 +44,18 @@ pub(crate) fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redb: {e}"))
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
 }
 
 /// Connection records in postcard (a compact binary serde format): about a third of their JSON
 /// size, and a table of 15,000 live connections is that much less of the page cache. (The
 /// table is never read back: the registry is purged at open and served from memory.)
-pub(crate) fn encode_connection(record: &dynamowave_core::ConnectionRecord) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_connection(record: &dynamowave_core::ConnectionRecord) -> StoreResult<Vec<u8>> {
     postcard::to_stdvec(record).map_err(|e| StoreError::Corrupt(format!("encoding a connection: {e}")))
 }
 
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, StoreError> {
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -146,7 +146,7 @@ pub(crate) struct LogTables<'t> {
 }
 
 impl<'t> LogTables<'t> {
-    pub fn live(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+    pub fn live(txn: &'t WriteTransaction) -> StoreResult<Self> {
         Ok(Self {
             messages: txn.open_table(MESSAGES).map_err(db_err)?,
             idempotency: txn.open_table(IDEMPOTENCY).map_err(db_err)?,
@@ -155,7 +155,7 @@ impl<'t> LogTables<'t> {
         })
     }
 
-    pub fn base(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+    pub fn base(txn: &'t WriteTransaction) -> StoreResult<Self> {
         Ok(Self {
             messages: txn.open_table(BASE_MESSAGES).map_err(db_err)?,
             idempotency: txn.open_table(BASE_IDEMPOTENCY).map_err(db_err)?,
@@ -164,7 +164,7 @@ impl<'t> LogTables<'t> {
         })
     }
 
-    pub fn room(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
+    pub fn room(&self, room: &str) -> StoreResult<Option<RoomMeta>> {
         match self.rooms.get(room).map_err(db_err)? {
             Some(v) => Ok(Some(decode(v.value(), "room meta")?)),
             None => Ok(None),
@@ -172,7 +172,7 @@ impl<'t> LogTables<'t> {
     }
 
     /// Writes a room's meta, moving its key in the activity index.
-    fn put_room(&mut self, room: &str, meta: &RoomMeta) -> Result<(), StoreError> {
+    fn put_room(&mut self, room: &str, meta: &RoomMeta) -> StoreResult<()> {
         let old = self.room(room)?;
         self.rooms.insert(room, encode(meta)?.as_slice()).map_err(db_err)?;
         if let Some(activity) = &mut self.activity {
@@ -185,7 +185,7 @@ impl<'t> LogTables<'t> {
     }
 
     /// Removes a room's meta and its key in the activity index.
-    fn remove_room(&mut self, room: &str) -> Result<(), StoreError> {
+    fn remove_room(&mut self, room: &str) -> StoreResult<()> {
         let old = self.room(room)?;
         self.rooms.remove(room).map_err(db_err)?;
         if let (Some(activity), Some(old)) = (&mut self.activity, old) {
@@ -194,7 +194,7 @@ impl<'t> LogTables<'t> {
         Ok(())
     }
 
-    pub fn message(&self, room: &str, seq: u64) -> Result<Option<StoredRecord>, StoreError> {
+    pub fn message(&self, room: &str, seq: u64) -> StoreResult<Option<StoredRecord>> {
         match self.messages.get((room, seq)).map_err(db_err)? {
             Some(v) => Ok(Some(decode(v.value(), "message")?)),
             None => Ok(None),
@@ -202,7 +202,7 @@ impl<'t> LogTables<'t> {
     }
 
     /// Removes the room's messages with seq in `from..to`, with their idempotency keys.
-    fn remove_messages(&mut self, room: &str, from: u64, to: u64) -> Result<(), StoreError> {
+    fn remove_messages(&mut self, room: &str, from: u64, to: u64) -> StoreResult<()> {
         let mut doomed: Vec<(u64, Option<(String, String)>)> = Vec::new();
         for item in self.messages.range((room, from)..(room, to)).map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
@@ -227,7 +227,7 @@ impl<'t> LogTables<'t> {
 }
 
 /// Applies one journal entry to a generation of the MessageLog tables.
-pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
+pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> StoreResult<()> {
     match entry {
         JournalEntry::RoomCreated { room, epoch, created_ms } => {
             let meta =
@@ -277,7 +277,7 @@ pub(crate) fn apply(tables: &mut LogTables<'_>, entry: &JournalEntry) -> Result<
 }
 
 /// Opens (creating) every table, so readers never meet a missing one.
-pub(crate) fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(CONNECTIONS).map_err(db_err)?;
     LogTables::live(txn)?;
     LogTables::base(txn)?;
@@ -288,7 +288,7 @@ pub(crate) fn ensure_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 
 /// Rebuilds [`ROOM_ACTIVITY`] from [`ROOMS`] (at open: a data dir of an older version, or a
 /// restored one, has none or a stale one). Returns how many rooms there are.
-pub(crate) fn rebuild_activity(txn: &WriteTransaction) -> Result<u64, StoreError> {
+pub(crate) fn rebuild_activity(txn: &WriteTransaction) -> StoreResult<u64> {
     let rooms = txn.open_table(ROOMS).map_err(db_err)?;
     let mut activity = txn.open_table(ROOM_ACTIVITY).map_err(db_err)?;
     activity.retain(|_, _| false).map_err(db_err)?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use dynamowave_core::model::{Appended, NameOwner, NewMessage, RoomState, StoredMessage};
 use dynamowave_core::names::name_key;
-use dynamowave_core::{ConnectionRecord, StoreError};
+use dynamowave_core::{ConnectionRecord, StoreError, StoreResult};
 use parking_lot::RwLock;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tokio::sync::oneshot;
@@ -33,7 +33,7 @@ use crate::tables::{
 };
 use crate::{RedbSettings, now_micros};
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
 /// What retention and journal pruning did in one pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl Request {
 /// Sends a result once the batch's fate is known: `None` = committed.
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
-fn finish<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Finish {
+fn finish<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Finish {
     Box::new(move |failed| {
         let result = match failed {
             None => result,
@@ -221,7 +221,7 @@ impl Writer {
         batch: Vec<Request>,
         overlay: &mut Overlay,
         finishes: &mut Vec<Finish>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         let mut tx = Tx {
             connections: txn.open_table(CONNECTIONS).map_err(db_err)?,
             log: LogTables::live(txn)?,
@@ -249,10 +249,10 @@ impl Writer {
         request: Request,
         overlay: &mut Overlay,
         finishes: &mut Vec<Finish>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         macro_rules! settle {
             ($reply:expr, $result:expr) => {{
-                let result: Result<Result<_, StoreError>, StoreError> = $result;
+                let result: StoreResult<StoreResult<_>> = $result;
                 match result {
                     Ok(inner) => {
                         finishes.push(finish($reply, inner));
@@ -291,7 +291,7 @@ impl Writer {
     /// `NameTaken` if a connection other than `me`, of another owner, holds `key`: committed (in
     /// the index) or staged earlier in this batch. Only this thread writes, so nothing can
     /// claim the key between this check and the commit.
-    fn name_free(&self, overlay: &Overlay, key: &str, owner: NameOwner<'_>, me: &str) -> Result<(), StoreError> {
+    fn name_free(&self, overlay: &Overlay, key: &str, owner: NameOwner<'_>, me: &str) -> StoreResult<()> {
         let index = self.index.read();
         let staged = overlay.named.get(key).into_iter().flatten().map(String::as_str);
         for id in index.holder_ids(key).chain(staged) {
@@ -317,7 +317,7 @@ impl Writer {
         tx: &mut Tx<'_>,
         overlay: &mut Overlay,
         record: ConnectionRecord,
-    ) -> Result<Result<(), StoreError>, StoreError> {
+    ) -> StoreResult<StoreResult<()>> {
         if self.current(overlay, &record.connection_id).is_some() {
             return Ok(Err(StoreError::Conflict(format!("connection {} is registered", record.connection_id))));
         }
@@ -338,7 +338,7 @@ impl Writer {
         overlay: &mut Overlay,
         id: &str,
         name: String,
-    ) -> Result<Result<ConnectionRecord, StoreError>, StoreError> {
+    ) -> StoreResult<StoreResult<ConnectionRecord>> {
         let Some(old) = self.current(overlay, id) else {
             return Ok(Err(StoreError::NotFound(format!("connection {id}"))));
         };
@@ -358,7 +358,7 @@ impl Writer {
         tx: &mut Tx<'_>,
         overlay: &mut Overlay,
         ids: &[String],
-    ) -> Result<Result<Vec<ConnectionRecord>, StoreError>, StoreError> {
+    ) -> StoreResult<StoreResult<Vec<ConnectionRecord>>> {
         let mut removed = Vec::new();
         for id in ids {
             if let Some(old) = self.current(overlay, id) {
@@ -377,7 +377,7 @@ impl Writer {
         overlay: &mut Overlay,
         id: &str,
         change: impl FnOnce(&mut ConnectionRecord),
-    ) -> Result<Result<(ConnectionRecord, ConnectionRecord), StoreError>, StoreError> {
+    ) -> StoreResult<StoreResult<(ConnectionRecord, ConnectionRecord)>> {
         let Some(old) = self.current(overlay, id) else {
             return Ok(Err(StoreError::NotFound(format!("connection {id}"))));
         };
@@ -389,7 +389,7 @@ impl Writer {
     }
 
     /// Applies an entry to the live tables and journals it under the next commit time.
-    fn record(&mut self, tx: &mut Tx<'_>, entry: &JournalEntry) -> Result<(), StoreError> {
+    fn record(&mut self, tx: &mut Tx<'_>, entry: &JournalEntry) -> StoreResult<()> {
         apply(&mut tx.log, entry)?;
         self.journal_clock = now_micros().max(self.journal_clock + 1);
         tx.journal.insert(self.journal_clock, encode(entry)?.as_slice()).map_err(db_err)?;
@@ -398,7 +398,7 @@ impl Writer {
 
     /// The room's log; made anew (a new epoch) if it has none, or if it lapsed (empty and idle
     /// for the empty-room TTL) and awaits expiry.
-    fn ensure_room(&mut self, tx: &mut Tx<'_>, room: &str) -> Result<RoomMeta, StoreError> {
+    fn ensure_room(&mut self, tx: &mut Tx<'_>, room: &str) -> StoreResult<RoomMeta> {
         let created_ms = dynamowave_core::model::now_ms();
         if let Some(meta) = tx.log.room(room)? {
             if !meta.idle_and_empty(millis(self.settings.empty_room_ttl), created_ms) {
@@ -411,7 +411,7 @@ impl Writer {
         tx.log.room(room)?.ok_or_else(|| StoreError::Corrupt(format!("room {room} vanished after creation")))
     }
 
-    fn append(&mut self, tx: &mut Tx<'_>, new: NewMessage) -> Result<Appended, StoreError> {
+    fn append(&mut self, tx: &mut Tx<'_>, new: NewMessage) -> StoreResult<Appended> {
         if let Some(id) = &new.id {
             let known =
                 tx.log.idempotency.get((new.room.as_str(), new.publisher.as_str(), id.as_str())).map_err(db_err)?;
@@ -439,7 +439,7 @@ impl Writer {
         Ok(Appended { message, duplicate: false })
     }
 
-    fn delete_history(&mut self, tx: &mut Tx<'_>, room: &str) -> Result<u64, StoreError> {
+    fn delete_history(&mut self, tx: &mut Tx<'_>, room: &str) -> StoreResult<u64> {
         let Some(meta) = tx.log.room(room)? else { return Ok(0) };
         let count = (meta.last_seq + 1).saturating_sub(meta.first_seq);
         self.record(tx, &JournalEntry::HistoryDeleted { room: room.to_string() })?;
@@ -450,7 +450,7 @@ impl Writer {
     /// Retention (messages older than `retention` go, first_seq advances), expiry (rooms with
     /// no stored message and no member, idle for `empty_room_ttl`, go) and PITR (journal
     /// entries older than `pitr_window` are folded into the base tables).
-    fn maintain(&mut self, txn: &WriteTransaction, tx: &mut Tx<'_>) -> Result<MaintenanceReport, StoreError> {
+    fn maintain(&mut self, txn: &WriteTransaction, tx: &mut Tx<'_>) -> StoreResult<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
         let now_ms = dynamowave_core::model::now_ms();
         let cutoff_ms = now_ms - millis(self.settings.retention);
@@ -501,7 +501,7 @@ impl Writer {
         let mut folded_to = None;
         let mut drained = true;
         // The oldest entry, copied out so the table can be changed while folding it.
-        let oldest = |journal: &Table<'_, u64, &'static [u8]>| -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let oldest = |journal: &Table<'_, u64, &'static [u8]>| -> StoreResult<Option<(u64, Vec<u8>)>> {
             Ok(journal.first().map_err(db_err)?.map(|(k, v)| (k.value(), v.value().to_vec())))
         };
         while let Some((key, bytes)) = oldest(&tx.journal)? {

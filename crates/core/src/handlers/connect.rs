@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use super::{ChatDeps, HandlerResult, announce_presence, now_ms, response};
 use crate::SUBPROTOCOL;
 use crate::connections_api::ConnectionsApiError;
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreResult};
 use crate::event::{AUTH_NAME, AUTH_PRINCIPAL, WebSocketEventExt};
 use crate::model::{ConnectionRecord, Framing};
 use crate::names::{MAX_NAME_CHARS, validate_name};
@@ -107,10 +107,10 @@ fn anonymous_names(connection_id: &str) -> Vec<String> {
 /// Runs `attempt` (a put or a rename that claims `name`). When another owner holds the name,
 /// asks `@connections` about each holder first: holders that are gone (their `$disconnect`
 /// never ran) are deleted, releasing the name, and the attempt is made once more.
-pub(super) async fn claim<T, F, Fut>(deps: &ChatDeps, attempt: F, name: &str) -> Result<T, StoreError>
+pub(super) async fn claim<T, F, Fut>(deps: &ChatDeps, attempt: F, name: &str) -> StoreResult<T>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
+    Fut: std::future::Future<Output = StoreResult<T>>,
 {
     match attempt().await {
         Err(StoreError::NameTaken(why)) => {

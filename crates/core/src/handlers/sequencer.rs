@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreResult};
 
 /// The next seq allowed to fan out, per room.
 pub struct RoomSequencer {
@@ -91,10 +91,10 @@ impl RoomSequencer {
 
     /// Call before appending to `room`: makes sure the room's position is known.
     /// `last_seq` reads the log's last seq (only called once per room).
-    pub async fn prepare<F, Fut>(&self, room: &str, last_seq: F) -> Result<(), StoreError>
+    pub async fn prepare<F, Fut>(&self, room: &str, last_seq: F) -> StoreResult<()>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<u64, StoreError>>,
+        Fut: Future<Output = StoreResult<u64>>,
     {
         let turns = self.turns(room);
         turns.next.get_or_try_init(|| async { Ok::<_, StoreError>(Mutex::new(last_seq().await? + 1)) }).await?;
