@@ -8,6 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use parking_lot::RwLock;
 
 use crate::error::{AuthError, TokenRejection};
@@ -16,9 +21,30 @@ use crate::settings::{AuthSettings, JwksKey, parse_jwks};
 /// How long one fetch of the JWKS document may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[cfg(feature = "https")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "https"))]
+type Connector = HttpConnector;
+type HttpClient = Client<Connector, Empty<Bytes>>;
+
+/// The client for the JWKS URL: `http://` always, `https://` with the `https` feature (rustls on
+/// ring with the machine's roots, as the AWS SDK's client in the same Lambda package).
+fn http_client() -> Result<HttpClient, AuthError> {
+    #[cfg(feature = "https")]
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| AuthError::Config(format!("JWKS client: no usable CA roots: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    #[cfg(not(feature = "https"))]
+    let connector = HttpConnector::new();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 pub(crate) struct RemoteJwks {
     url: String,
-    client: reqwest::Client,
+    client: HttpClient,
     keys: RwLock<Arc<Vec<JwksKey>>>,
     /// When the last refetch was tried (successful or not); `None` until the first. The async
     /// lock also makes concurrent refetches wait for one fetch instead of each doing their own.
@@ -28,10 +54,7 @@ pub(crate) struct RemoteJwks {
 impl RemoteJwks {
     /// Fetches the document once; an error if it cannot be fetched or holds no usable key.
     pub(crate) async fn load(url: &str) -> Result<RemoteJwks, AuthError> {
-        let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .map_err(|e| AuthError::Config(format!("JWKS client: {e}")))?;
+        let client = http_client()?;
         let keys = fetch(&client, url).await?;
         tracing::info!(url, keys = keys.len(), "JWKS loaded");
         Ok(RemoteJwks {
@@ -86,9 +109,19 @@ pub(crate) async fn with_refetch<T>(
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<JwksKey>, AuthError> {
-    let fail = |e: reqwest::Error| AuthError::Config(format!("fetching the JWKS from {url}: {e}"));
-    let text =
-        client.get(url).send().await.map_err(fail)?.error_for_status().map_err(fail)?.text().await.map_err(fail)?;
-    parse_jwks(&text).map_err(|e| AuthError::Config(format!("the JWKS at {url}: {e}")))
+async fn fetch(client: &HttpClient, url: &str) -> Result<Vec<JwksKey>, AuthError> {
+    let fail = |e: &dyn std::fmt::Display| AuthError::Config(format!("fetching the JWKS from {url}: {e}"));
+    let uri: hyper::Uri = url.parse().map_err(|e| fail(&e))?;
+    let get = async {
+        let response = client.get(uri).await.map_err(|e| fail(&e))?;
+        if !response.status().is_success() {
+            return Err(fail(&format!("HTTP status {}", response.status())));
+        }
+        Ok(response.into_body().collect().await.map_err(|e| fail(&e))?.to_bytes())
+    };
+    let body = tokio::time::timeout(FETCH_TIMEOUT, get)
+        .await
+        .map_err(|_| fail(&format!("no complete answer within {FETCH_TIMEOUT:?}")))??;
+    let text = std::str::from_utf8(&body).map_err(|e| fail(&e))?;
+    parse_jwks(text).map_err(|e| AuthError::Config(format!("the JWKS at {url}: {e}")))
 }

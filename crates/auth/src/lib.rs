@@ -12,7 +12,8 @@
 //!   refetch interval), read from the environment by [`AuthSettings::from_env`]; [`Secret`],
 //!   which never prints itself; [`check_hs256_secret`] (at least 32 bytes).
 //! - `jwks`: a JWKS URL's keys, refetched (rate-limited) when a token names an unknown `kid`;
-//!   the one retry both `*_refreshing` functions make.
+//!   the one retry both `*_refreshing` functions make. `http://` URLs always, `https://` with
+//!   the `https` feature (rustls on ring).
 //! - [`verify`]: [`token_from`], [`verify_token`] (and [`verify_token_refreshing`]) and the
 //!   [`Claims`] they yield; [`mint_hs256`] for tests and local use.
 //! - [`authorizer`]: [`authorize`] (and [`authorize_refreshing`]), the REQUEST authorizer from

@@ -3,6 +3,10 @@
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_runtime::env_config::EnvConfigValue;
+use aws_types::os_shim_internal::Env;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -137,8 +141,39 @@ impl DynamoDbSettings {
     }
 }
 
-/// Loads the SDK configuration the standard way (region, credentials, and per-service
-/// endpoints such as `AWS_ENDPOINT_URL_DYNAMODB` from the environment).
+/// The SDK configuration of a Lambda function, from the environment alone: the region from
+/// `AWS_REGION` (else `AWS_DEFAULT_REGION`), credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and each service's endpoint from
+/// `AWS_ENDPOINT_URL_{SERVICE}` (e.g. `AWS_ENDPOINT_URL_DYNAMODB`), else `AWS_ENDPOINT_URL`.
+///
+/// Not `aws_config::defaults`: on Lambda the execution role's credentials and the region are
+/// environment variables, and the default chain's other sources (profile files, SSO, web
+/// identity through STS, ECS, IMDS) would only add their code to every package. The HTTPS
+/// client is rustls on ring (smaller than the SDK's default aws-lc) and trusts the machine's
+/// roots, which `SSL_CERT_FILE` replaces, as the default client's do.
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
+    use aws_config::meta::region::ProvideRegion;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+    let http_client =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(EnvironmentVariableRegionProvider::new().region().await)
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+        .service_config(EnvEndpoints(Env::real()))
+        .http_client(http_client)
+        .build()
+}
+
+/// Per-service settings (the endpoint URL) from the environment, by the SDK's own rule.
+#[derive(Debug)]
+struct EnvEndpoints(Env);
+
+impl LoadServiceConfig for EnvEndpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        let value = EnvConfigValue::new().env(key.env()).service_id(key.service_id()).load(&self.0, None)?;
+        Some(value.0.into_owned())
+    }
 }

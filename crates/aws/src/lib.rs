@@ -10,8 +10,9 @@
 //! # Layout
 //!
 //! - [`config`]: table names ([`Tables`], from `CONNECTIONS_TABLE`, `MESSAGES_TABLE`,
-//!   `ROOMS_TABLE`), the adapter's limits ([`DynamoDbSettings`]), and loading the SDK config
-//!   (endpoints follow the SDK's own convention, e.g. `AWS_ENDPOINT_URL_DYNAMODB`).
+//!   `ROOMS_TABLE`), the adapter's limits ([`DynamoDbSettings`]), and the Lambda functions' SDK
+//!   config ([`load_sdk_config`]: region, credentials and endpoints from the environment, e.g.
+//!   `AWS_ENDPOINT_URL_DYNAMODB`, and an HTTPS client on rustls with ring).
 //! - [`schema`]: the table contract as code: [`schema::create_tables`] creates the three tables
 //!   with their GSIs and TTL (tests against moto, and the local gateway in Lambda mode).
 //! - `store`: [`DynamoDbStore`], item encoding and SDK error mapping.
