@@ -699,7 +699,10 @@ mod tests {
         assert!((x86[3].dollars - 1250.0 * 0.000_016_666_7).abs() < 1e-9);
     }
 
-    fn ops(rows: &[(&str, u64, f64, f64, &[(&str, f64)])]) -> BTreeMap<String, OperationTotals> {
+    /// (operation, requests, RRU, WRU, parts).
+    type OpRow<'a> = (&'a str, u64, f64, f64, &'a [(&'a str, f64)]);
+
+    fn ops(rows: &[OpRow]) -> BTreeMap<String, OperationTotals> {
         rows.iter()
             .map(|(op, requests, rru, wru, parts)| {
                 let parts = parts.iter().map(|(p, u)| (p.to_string(), *u)).collect();

@@ -34,8 +34,8 @@ async fn call(endpoint: &str, operation: &str, body: Value) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_put_item_through_the_meter_is_counted_with_dynamodb_locals_units() {
+/// DynamoDB Local with the meter before it, and the meter's URL.
+async fn metered_local() -> (DynamoDbLocal, ddb_meter::MeterServer, String) {
     let install = Install::find_or_fetch(&tools_dir(), &|line| eprintln!("{line}")).expect("DynamoDB Local installs");
     let local = DynamoDbLocal::start(&install, &Options::default()).await.expect("DynamoDB Local starts");
     let meter = ddb_meter::start(&MeterArgs {
@@ -45,6 +45,12 @@ async fn a_put_item_through_the_meter_is_counted_with_dynamodb_locals_units() {
     .await
     .expect("the meter starts");
     let proxy = format!("http://{}", meter.addr);
+    (local, meter, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_item_through_the_meter_is_counted_with_dynamodb_locals_units() {
+    let (_local, meter, proxy) = metered_local().await;
 
     let (status, _) = call(
         &proxy,
@@ -106,15 +112,7 @@ fn call_as_function(endpoint: &str, function: &str, operation: &str, body: &Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_split_by_caller_operation_table_and_index() {
-    let install = Install::find_or_fetch(&tools_dir(), &|line| eprintln!("{line}")).expect("DynamoDB Local installs");
-    let local = DynamoDbLocal::start(&install, &Options::default()).await.expect("DynamoDB Local starts");
-    let meter = ddb_meter::start(&MeterArgs {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        upstream: local.endpoint().into(),
-    })
-    .await
-    .expect("the meter starts");
-    let proxy = format!("http://{}", meter.addr);
+    let (_local, meter, proxy) = metered_local().await;
 
     let (status, answer) = call(
         &proxy,
