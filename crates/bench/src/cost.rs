@@ -2,15 +2,19 @@
 //!
 //! The input ([`Measurements`], JSON, written by `scripts/cost`) holds what a local run of the real
 //! functions counted: API Gateway messages, Lambda invocations and billed milliseconds per function
-//! (their `REPORT` lines), DynamoDB read and write units (`ddb-meter`). Each load run comes with a
-//! baseline run of the same connections without messages, so a message's cost is the difference
-//! divided by the messages sent. The output is docs/cost.md's tables.
+//! (their `REPORT` lines, with each function's min, median, mean and p90), DynamoDB read and write
+//! units per calling function, operation, table and index (`ddb-meter`). Each load run comes with a
+//! baseline run of the same connections without messages. A message costs what the functions it
+//! invokes spend (those the load run invoked more often than the baseline), and the API Gateway
+//! messages the load run added, divided by the messages sent. The output is docs/cost.md's tables.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::ddb_meter::OperationTotals;
 
 /// `dynamowave-bench cost --input FILE`: prints the Markdown tables.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,12 +70,63 @@ pub struct Counted {
     pub lambda: BTreeMap<String, LambdaCount>,
     pub read_units: f64,
     pub write_units: f64,
+    /// Per calling function (or process), per operation: the meter's split.
+    #[serde(default)]
+    pub ddb: BTreeMap<String, BTreeMap<String, OperationTotals>>,
 }
 
+/// One function's invocations in a run; the statistics are of the billed ms per invocation.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct LambdaCount {
     pub requests: f64,
     pub billed_ms: f64,
+    #[serde(default)]
+    pub min_ms: Option<f64>,
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    #[serde(default)]
+    pub mean_ms: Option<f64>,
+    #[serde(default)]
+    pub p90_ms: Option<f64>,
+}
+
+/// Which measured duration prices an invocation. On a busy shared machine every invocation is
+/// slowed by whatever else runs; the low statistics are the nearer to an unloaded host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationStat {
+    Min,
+    Median,
+    Mean,
+    P90,
+}
+
+/// The figures' statistic.
+pub const FIGURE_STAT: DurationStat = DurationStat::Median;
+
+impl DurationStat {
+    pub const ALL: [DurationStat; 4] = [DurationStat::Min, DurationStat::Median, DurationStat::Mean, DurationStat::P90];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DurationStat::Min => "min",
+            DurationStat::Median => "median",
+            DurationStat::Mean => "mean",
+            DurationStat::P90 => "p90",
+        }
+    }
+}
+
+impl LambdaCount {
+    /// Billed ms of one invocation at `stat`; the mean of the sum when the statistics are missing.
+    pub fn ms_per_invocation(&self, stat: DurationStat) -> f64 {
+        let given = match stat {
+            DurationStat::Min => self.min_ms,
+            DurationStat::Median => self.p50_ms,
+            DurationStat::Mean => self.mean_ms,
+            DurationStat::P90 => self.p90_ms,
+        };
+        given.unwrap_or(if self.requests > 0.0 { self.billed_ms / self.requests } else { 0.0 })
+    }
 }
 
 /// A load run and its baseline (the same connections and windows, no messages).
@@ -81,6 +136,9 @@ pub struct Scenario {
     pub connections: u64,
     /// Messages sent (acknowledged) in the load run.
     pub messages: f64,
+    /// The 1-minute load average when the load run started and ended.
+    #[serde(default)]
+    pub load_average: Vec<f64>,
     pub load: Counted,
     pub baseline: Counted,
 }
@@ -144,9 +202,10 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn from_counted(c: &Counted, memory_mb: f64) -> Usage {
+    /// Everything `c` counted, each invocation priced at `stat`.
+    pub fn from_counted(c: &Counted, memory_mb: f64, stat: DurationStat) -> Usage {
         let requests = c.lambda.values().map(|l| l.requests).sum();
-        let billed_ms: f64 = c.lambda.values().map(|l| l.billed_ms).sum();
+        let billed_ms: f64 = c.lambda.values().map(|l| l.requests * l.ms_per_invocation(stat)).sum();
         Usage {
             api_messages: c.api_messages,
             connection_minutes: 0.0,
@@ -154,18 +213,6 @@ impl Usage {
             lambda_gb_seconds: gb_seconds(billed_ms, memory_mb),
             read_units: c.read_units,
             write_units: c.write_units,
-        }
-    }
-
-    pub fn minus(&self, o: &Usage) -> Usage {
-        let d = |a: f64, b: f64| (a - b).max(0.0);
-        Usage {
-            api_messages: d(self.api_messages, o.api_messages),
-            connection_minutes: d(self.connection_minutes, o.connection_minutes),
-            lambda_requests: d(self.lambda_requests, o.lambda_requests),
-            lambda_gb_seconds: d(self.lambda_gb_seconds, o.lambda_gb_seconds),
-            read_units: d(self.read_units, o.read_units),
-            write_units: d(self.write_units, o.write_units),
         }
     }
 
@@ -260,34 +307,82 @@ pub fn total(items: &[LineItem]) -> f64 {
     items.iter().map(|i| i.dollars).sum()
 }
 
-/// Usage per one million messages of a scenario.
-pub fn per_million_messages(s: &Scenario, memory_mb: f64) -> Usage {
-    let load = Usage::from_counted(&s.load, memory_mb);
-    let base = Usage::from_counted(&s.baseline, memory_mb);
+/// The functions a scenario's messages invoke: those the load run invoked more often than its
+/// baseline (the lifecycle functions run as often in both).
+pub fn message_functions(s: &Scenario) -> Vec<&str> {
+    s.load
+        .lambda
+        .iter()
+        .filter(|(name, l)| l.requests > s.baseline.lambda.get(*name).map_or(0.0, |b| b.requests))
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// What `function` did in the load run beyond the baseline, per operation.
+fn extra_operations<'a>(s: &'a Scenario, function: &str) -> Vec<(&'a str, OperationTotals)> {
+    let none = BTreeMap::new();
+    let base = s.baseline.ddb.get(function).unwrap_or(&none);
+    let Some(load) = s.load.ddb.get(function) else { return Vec::new() };
+    load.iter()
+        .map(|(op, l)| {
+            let b = base.get(op).cloned().unwrap_or_default();
+            let mut d = OperationTotals {
+                requests: l.requests.saturating_sub(b.requests),
+                errors: l.errors.saturating_sub(b.errors),
+                reported_units: l.reported_units - b.reported_units,
+                read_units: l.read_units - b.read_units,
+                write_units: l.write_units - b.write_units,
+                parts: BTreeMap::new(),
+            };
+            for (part, units) in &l.parts {
+                d.parts.insert(part.clone(), units - b.parts.get(part).copied().unwrap_or(0.0));
+            }
+            (op.as_str(), d)
+        })
+        .collect()
+}
+
+/// Usage per one million messages of a scenario, each invocation priced at `stat`: the message
+/// functions' invocations and DynamoDB units, the API Gateway messages the load run added.
+pub fn per_million_messages(s: &Scenario, memory_mb: f64, stat: DurationStat) -> Usage {
     if s.messages <= 0.0 {
         return Usage::default();
     }
-    // Lambda per function: the lifecycle functions' times vary between the two runs (a busy
-    // machine), and must not eat the message functions' figure.
-    let (mut requests, mut billed_ms) = (0.0, 0.0);
-    for (name, l) in &s.load.lambda {
-        let b = s.baseline.lambda.get(name).cloned().unwrap_or_default();
-        requests += (l.requests - b.requests).max(0.0);
-        billed_ms += (l.billed_ms - b.billed_ms).max(0.0);
+    let functions = message_functions(s);
+    let (mut requests, mut billed_ms, mut read_units, mut write_units) = (0.0, 0.0, 0.0, 0.0);
+    for name in &functions {
+        let l = &s.load.lambda[*name];
+        let extra = l.requests - s.baseline.lambda.get(*name).map_or(0.0, |b| b.requests);
+        requests += extra;
+        billed_ms += extra * l.ms_per_invocation(stat);
+        for (_, op) in extra_operations(s, name) {
+            read_units += op.read_units;
+            write_units += op.write_units;
+        }
     }
-    let mut diff = load.minus(&base);
-    diff.lambda_requests = requests;
-    diff.lambda_gb_seconds = gb_seconds(billed_ms, memory_mb);
-    diff.scaled(1e6 / s.messages)
+    if s.load.ddb.is_empty() {
+        // Measurements without the meter's split: the difference of the totals.
+        read_units = (s.load.read_units - s.baseline.read_units).max(0.0);
+        write_units = (s.load.write_units - s.baseline.write_units).max(0.0);
+    }
+    Usage {
+        api_messages: (s.load.api_messages - s.baseline.api_messages).max(0.0),
+        connection_minutes: 0.0,
+        lambda_requests: requests,
+        lambda_gb_seconds: gb_seconds(billed_ms, memory_mb),
+        read_units,
+        write_units,
+    }
+    .scaled(1e6 / s.messages)
 }
 
 /// Usage per 1,000 connection-hours at rest: the minutes themselves, a connect-join-disconnect
 /// every `max_connection_minutes`, and a `ping` (in, `pong` out, one `default` invocation) every
-/// `heartbeat_minutes`, the ping priced at the mean invocation of the `$default` function measured
-/// (its name holds `default`), which answers `ping`.
-pub fn at_rest_per_thousand_hours(a: &AtRest, memory_mb: f64) -> Usage {
+/// `heartbeat_minutes`, the ping priced at the `$default` function's invocation (its name holds
+/// `default`; it answers `ping`) at `stat`.
+pub fn at_rest_per_thousand_hours(a: &AtRest, memory_mb: f64, stat: DurationStat) -> Usage {
     let minutes = 1000.0 * 60.0;
-    let per_connection = Usage::from_counted(&a.counted, memory_mb).scaled(1.0 / a.connections.max(1) as f64);
+    let per_connection = Usage::from_counted(&a.counted, memory_mb, stat).scaled(1.0 / a.connections.max(1) as f64);
     let lives = minutes / a.max_connection_minutes;
     let pings = minutes / a.heartbeat_minutes;
     let ping_ms = a
@@ -295,7 +390,7 @@ pub fn at_rest_per_thousand_hours(a: &AtRest, memory_mb: f64) -> Usage {
         .lambda
         .iter()
         .find(|(name, d)| name.to_ascii_lowercase().contains("default") && d.requests > 0.0)
-        .map_or(0.0, |(_, d)| d.billed_ms / d.requests);
+        .map_or(0.0, |(_, d)| d.ms_per_invocation(stat));
     let heartbeat = Usage {
         api_messages: 2.0 * pings,
         lambda_requests: pings,
@@ -330,43 +425,177 @@ fn units(v: f64) -> String {
     }
 }
 
-fn table(out: &mut String, items: &[LineItem]) {
+/// A heading, a line under it, and the bill's table.
+fn bill_section(out: &mut String, heading: &str, line: &str, items: &[LineItem]) {
+    let _ = writeln!(out, "### {heading}\n\n{line}\n");
     out.push_str("| line item | units | $ |\n|---|---:|---:|\n");
     for i in items {
         let _ = writeln!(out, "| {} | {} {} | {:.4} |", i.name, units(i.units), i.unit, i.dollars);
     }
-    let _ = writeln!(out, "| **total** | | **{:.4}** |", total(items));
+    let _ = writeln!(out, "| **total** | | **{:.4}** |\n", total(items));
+}
+
+/// `TABLE: units, TABLE/INDEX: units` of one operation's parts, each divided by `per`.
+fn parts_line(parts: &BTreeMap<String, f64>, per: f64) -> String {
+    let shown: Vec<String> =
+        parts.iter().filter(|(_, u)| **u != 0.0).map(|(part, u)| format!("{part} {}", units(u / per))).collect();
+    if shown.is_empty() { "–".into() } else { shown.join(", ") }
+}
+
+/// One row per (function, operation): calls, read and write units per `per`, by table and index.
+fn operations_table<'a>(
+    out: &mut String,
+    rows: impl IntoIterator<Item = (&'a str, &'a str, OperationTotals)>,
+    per: f64,
+) {
+    out.push_str(
+        "| function | operation | calls | RRU | WRU | units by table / index |\n|---|---|---:|---:|---:|---|\n",
+    );
+    let (mut read, mut write) = (0.0, 0.0);
+    for (function, op, t) in rows {
+        if t.requests == 0 && t.read_units == 0.0 && t.write_units == 0.0 {
+            continue;
+        }
+        read += t.read_units;
+        write += t.write_units;
+        let _ = writeln!(
+            out,
+            "| {function} | {op} | {} | {} | {} | {} |",
+            units(t.requests as f64 / per),
+            units(t.read_units / per),
+            units(t.write_units / per),
+            parts_line(&t.parts, per)
+        );
+    }
+    let _ = writeln!(out, "| **all** | | | **{}** | **{}** | |\n", units(read / per), units(write / per));
+}
+
+fn short(function: &str) -> &str {
+    function.strip_prefix("dynamowave-").unwrap_or(function)
+}
+
+fn load_average(s: &Scenario) -> String {
+    match s.load_average.as_slice() {
+        [a, b] => format!("load average {a:.2} at its start, {b:.2} at its end"),
+        _ => "load average not recorded".into(),
+    }
 }
 
 /// docs/cost.md's tables for `m`.
 pub fn render(m: &Measurements) -> String {
     let mut out = String::new();
     let p = &PRICES;
+    let (mem, arch) = (m.memory_mb, m.architecture.as_str());
     for s in &m.scenarios {
+        bill_section(
+            &mut out,
+            &format!("Rooms of {}: per 1,000,000 messages", s.room_size),
+            &format!(
+                "{} connections; {:.0} messages measured ({}); Lambda at the {} billed duration.",
+                s.connections,
+                s.messages,
+                load_average(s),
+                FIGURE_STAT.name()
+            ),
+            &bill(&per_million_messages(s, mem, FIGURE_STAT), p, arch),
+        );
+    }
+
+    out.push_str("### How much the Lambda durations move the figure\n\nPer 1,000,000 messages: the message functions' billed ms per invocation at each statistic, the Lambda duration line and the total.\n\n| rooms of | statistic | ms per invocation | Lambda duration $ | total $ |\n|---:|---|---:|---:|---:|\n");
+    for s in &m.scenarios {
+        for stat in DurationStat::ALL {
+            let ms: Vec<String> = message_functions(s)
+                .iter()
+                .map(|f| format!("{:.0}", s.load.lambda[*f].ms_per_invocation(stat)))
+                .collect();
+            let items = bill(&per_million_messages(s, mem, stat), p, arch);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.4} | {:.4} |",
+                s.room_size,
+                stat.name(),
+                ms.join(" + "),
+                items[3].dollars,
+                total(&items)
+            );
+        }
+    }
+    out.push('\n');
+
+    for s in &m.scenarios.iter().filter(|s| !s.load.ddb.is_empty()).collect::<Vec<_>>() {
         let _ = writeln!(
             out,
-            "### Rooms of {}: per 1,000,000 messages\n\n{} connections; {:.0} messages measured.\n",
-            s.room_size, s.connections, s.messages
+            "### DynamoDB per message, rooms of {}\n\nThe message functions' calls and billed units per message ({:.0} messages), transactions doubled.\n",
+            s.room_size, s.messages
         );
-        table(&mut out, &bill(&per_million_messages(s, m.memory_mb), p, &m.architecture));
+        let functions = message_functions(s);
+        let rows: Vec<(&str, &str, OperationTotals)> = functions
+            .iter()
+            .flat_map(|f| extra_operations(s, f).into_iter().map(move |(op, t)| (short(f), op, t)))
+            .collect();
+        operations_table(&mut out, rows, s.messages);
+        let all_functions = (s.load.write_units - s.baseline.write_units) / s.messages;
+        let _ = writeln!(
+            out,
+            "The load run's write units minus the idle run's, every function's together, over the messages: {} WRU per message (the way of the first `--quick` figure).\n",
+            units(all_functions)
+        );
+    }
+
+    if let Some(a) = &m.at_rest
+        && !a.counted.ddb.is_empty()
+    {
+        let _ = writeln!(
+            out,
+            "### DynamoDB per connection life\n\nConnect, join, hold, disconnect: the idle run of {} connections, calls and billed units per connection.\n",
+            a.connections
+        );
+        let rows: Vec<(&str, &str, OperationTotals)> = a
+            .counted
+            .ddb
+            .iter()
+            .filter(|(f, _)| a.counted.lambda.contains_key(*f))
+            .flat_map(|(f, ops)| ops.iter().map(move |(op, t)| (short(f), op.as_str(), t.clone())))
+            .collect();
+        operations_table(&mut out, rows, a.connections.max(1) as f64);
+        out.push_str("Write units per connection life in each run (idle, then load), all functions:\n\n| rooms of | idle run | load run |\n|---:|---:|---:|\n");
+        for s in &m.scenarios {
+            let life = |c: &Counted| {
+                let lifecycle: f64 = c
+                    .ddb
+                    .iter()
+                    .filter(|(f, _)| !message_functions(s).contains(&f.as_str()))
+                    .flat_map(|(_, ops)| ops.values())
+                    .map(|t| t.write_units)
+                    .sum();
+                units(lifecycle / s.connections.max(1) as f64)
+            };
+            let _ = writeln!(out, "| {} | {} | {} |", s.room_size, life(&s.baseline), life(&s.load));
+        }
         out.push('\n');
     }
+
     if let Some(a) = &m.at_rest {
-        let _ = writeln!(
-            out,
-            "### At rest: per 1,000 connection-hours\n\nMeasured on {} connections; a connect, join and disconnect every {:.0} minutes (API Gateway's 2-hour limit), a `ping` every {:.0} minutes (its 10-minute idle timeout).\n",
-            a.connections, a.max_connection_minutes, a.heartbeat_minutes
+        bill_section(
+            &mut out,
+            "At rest: per 1,000 connection-hours",
+            &format!(
+                "Measured on {} connections; a connect, join and disconnect every {:.0} minutes (API Gateway's 2-hour limit), a `ping` every {:.0} minutes (its 10-minute idle timeout); Lambda at the {} billed duration.",
+                a.connections,
+                a.max_connection_minutes,
+                a.heartbeat_minutes,
+                FIGURE_STAT.name()
+            ),
+            &bill(&at_rest_per_thousand_hours(a, mem, FIGURE_STAT), p, arch),
         );
-        table(&mut out, &bill(&at_rest_per_thousand_hours(a, m.memory_mb), p, &m.architecture));
-        out.push('\n');
     }
     if !m.seed.is_empty() {
         out.push_str("### The seed's design on the same load: per 1,000,000 messages\n\n");
         out.push_str("| connections | ours (rooms) | ours $ | seed: scan RRU/msg | seed: ms/msg | seed API msgs/msg | seed $ | seed / ours |\n|---:|---|---:|---:|---:|---:|---:|---:|\n");
         for seed in &m.seed {
-            let theirs = total(&bill(&seed_per_million(seed, m.memory_mb), p, &m.architecture));
+            let theirs = total(&bill(&seed_per_million(seed, mem), p, arch));
             for s in m.scenarios.iter().filter(|s| s.connections == seed.connections) {
-                let ours = total(&bill(&per_million_messages(s, m.memory_mb), p, &m.architecture));
+                let ours = total(&bill(&per_million_messages(s, mem, FIGURE_STAT), p, arch));
                 let _ = writeln!(
                     out,
                     "| {} | rooms of {} | {:.2} | {} | {:.1} | {} | {:.2} | {:.1}× |",
@@ -420,10 +649,11 @@ mod tests {
             api_messages: msgs,
             lambda: fns
                 .iter()
-                .map(|(n, r, ms)| (n.to_string(), LambdaCount { requests: *r, billed_ms: *ms }))
+                .map(|(n, r, ms)| (n.to_string(), LambdaCount { requests: *r, billed_ms: *ms, ..Default::default() }))
                 .collect(),
             read_units: rru,
             write_units: wru,
+            ddb: BTreeMap::new(),
         }
     }
 
@@ -444,6 +674,7 @@ mod tests {
             room_size: 10,
             connections: 100,
             messages: 1000.0,
+            load_average: vec![],
             load: counted(
                 200.0 + 11_000.0,
                 &[("connect", 100.0, 300.0), ("sendmessage", 1000.0, 5000.0)],
@@ -452,7 +683,7 @@ mod tests {
             ),
             baseline: counted(200.0, &[("connect", 100.0, 300.0)], 0.0, 100.0),
         };
-        let u = per_million_messages(&s, 256.0);
+        let u = per_million_messages(&s, 256.0, FIGURE_STAT);
         assert_eq!(u.api_messages, 11e6);
         assert_eq!(u.lambda_requests, 1e6);
         assert!((u.lambda_gb_seconds - 1250.0).abs() < 1e-6, "{}", u.lambda_gb_seconds);
@@ -468,6 +699,84 @@ mod tests {
         assert!((x86[3].dollars - 1250.0 * 0.000_016_666_7).abs() < 1e-9);
     }
 
+    /// (operation, requests, RRU, WRU, parts).
+    type OpRow<'a> = (&'a str, u64, f64, f64, &'a [(&'a str, f64)]);
+
+    fn ops(rows: &[OpRow]) -> BTreeMap<String, OperationTotals> {
+        rows.iter()
+            .map(|(op, requests, rru, wru, parts)| {
+                let parts = parts.iter().map(|(p, u)| (p.to_string(), *u)).collect();
+                let t = OperationTotals {
+                    requests: *requests,
+                    read_units: *rru,
+                    write_units: *wru,
+                    parts,
+                    ..Default::default()
+                };
+                (op.to_string(), t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_costs_what_its_functions_spend_not_the_lifecycle_noise() {
+        let mut load = counted(1200.0, &[("connect", 100.0, 900.0), ("send", 100.0, 2000.0)], 50.0, 1050.0);
+        load.lambda.get_mut("send").expect("send").p50_ms = Some(12.0);
+        load.lambda.get_mut("send").expect("send").min_ms = Some(4.0);
+        // The connect function wrote more in the load run than in the idle one: not the messages'.
+        load.ddb.insert("connect".into(), ops(&[("PutItem", 100, 0.0, 250.0, &[("c", 250.0)])]));
+        load.ddb.insert(
+            "send".into(),
+            ops(&[
+                ("TransactWriteItems", 100, 0.0, 800.0, &[("m", 400.0), ("r", 200.0), ("r/i", 200.0)]),
+                ("Query", 100, 50.0, 0.0, &[("c/RoomIndex", 50.0)]),
+            ]),
+        );
+        let mut baseline = counted(200.0, &[("connect", 100.0, 300.0)], 0.0, 200.0);
+        baseline.ddb.insert("connect".into(), ops(&[("PutItem", 100, 0.0, 200.0, &[("c", 200.0)])]));
+        let s =
+            Scenario { room_size: 10, connections: 100, messages: 100.0, load_average: vec![1.5, 2.0], load, baseline };
+        assert_eq!(message_functions(&s), vec!["send"]);
+        let u = per_million_messages(&s, 1024.0, DurationStat::Median);
+        assert_eq!((u.read_units, u.write_units), (0.5e6, 8e6));
+        assert_eq!(u.api_messages, 10e6);
+        assert_eq!(u.lambda_requests, 1e6);
+        // 1e6 invocations of 12 ms at 1 GB; at the minimum, 4 ms; without statistics, the mean.
+        assert!((u.lambda_gb_seconds - 12_000.0).abs() < 1e-6, "{}", u.lambda_gb_seconds);
+        let min = per_million_messages(&s, 1024.0, DurationStat::Min);
+        assert!((min.lambda_gb_seconds - 4_000.0).abs() < 1e-6);
+        let p90 = per_million_messages(&s, 1024.0, DurationStat::P90);
+        assert!((p90.lambda_gb_seconds - 20_000.0).abs() < 1e-6);
+
+        let m = Measurements {
+            architecture: "arm64".into(),
+            memory_mb: 1024.0,
+            scenarios: vec![s.clone()],
+            at_rest: Some(AtRest {
+                connections: 100,
+                counted: s.baseline.clone(),
+                max_connection_minutes: 120.0,
+                heartbeat_minutes: 9.0,
+            }),
+            seed: vec![],
+            notes: vec![],
+        };
+        let md = render(&m);
+        for want in [
+            "| send | TransactWriteItems | 1.00 | 0.0000 | 8.00 | m 4.00, r 2.00, r/i 2.00 |",
+            "| send | Query | 1.00 | 0.5000 | 0.0000 | c/RoomIndex 0.5000 |",
+            "| **all** | | | **0.5000** | **8.00** | |",
+            // The old way: (1,050 - 200) WRU over 100 messages.
+            "every function's together, over the messages: 8.50 WRU per message",
+            "| connect | PutItem | 1.00 | 0.0000 | 2.00 | c 2.00 |",
+            "| 10 | 2.00 | 2.50 |",
+            "| 10 | min | 4 |",
+            "load average 1.50 at its start, 2.00 at its end",
+        ] {
+            assert!(md.contains(want), "{want} missing in:\n{md}");
+        }
+    }
+
     #[test]
     fn at_rest_counts_minutes_lives_and_heartbeats() {
         let a = AtRest {
@@ -476,7 +785,7 @@ mod tests {
             max_connection_minutes: 120.0,
             heartbeat_minutes: 10.0,
         };
-        let u = at_rest_per_thousand_hours(&a, 1024.0);
+        let u = at_rest_per_thousand_hours(&a, 1024.0, FIGURE_STAT);
         assert_eq!(u.connection_minutes, 60_000.0);
         // 500 lives of 3 messages, 6,000 pings in and 6,000 pongs out.
         assert_eq!(u.api_messages, 500.0 * 3.0 + 12_000.0);

@@ -40,8 +40,9 @@
 //! - [`plot`]: [`plot::PlotArgs`] and the SVG pictures of a directory of reports (`plotters`, SVG
 //!   backend only).
 //! - [`report`]: [`Report`], serialisable and printable.
-//! - [`ddb_meter`]: `dynamowave-bench ddb-meter`, a proxy before DynamoDB Local that counts each
-//!   operation's read and write units (`ReturnConsumedCapacity`).
+//! - [`ddb_meter`]: `dynamowave-bench ddb-meter`, a proxy before DynamoDB Local that counts the
+//!   read and write units (`ReturnConsumedCapacity`) per calling function, operation, table and
+//!   index.
 //! - [`cost`]: `dynamowave-bench cost`, the AWS bill of a measured run at list prices
 //!   (docs/cost.md's tables).
 //! - `main.rs`: the `dynamowave-bench` binary ([`BenchArgs`] from the command line, then [`run_blocking`]).
