@@ -21,6 +21,10 @@ use crate::settings::{AuthSettings, JwksKey, parse_jwks};
 /// How long one fetch of the JWKS document may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest JWKS document read (a provider's is a few KB): a larger one is refused rather
+/// than held in memory.
+pub const MAX_JWKS_BYTES: usize = 1 << 20;
+
 #[cfg(feature = "https")]
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[cfg(not(feature = "https"))]
@@ -117,7 +121,10 @@ async fn fetch(client: &HttpClient, url: &str) -> Result<Vec<JwksKey>, AuthError
         if !response.status().is_success() {
             return Err(fail(&format!("HTTP status {}", response.status())));
         }
-        Ok(response.into_body().collect().await.map_err(|e| fail(&e))?.to_bytes())
+        let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES);
+        let bytes =
+            body.collect().await.map_err(|e| fail(&format!("{e} (at most {MAX_JWKS_BYTES} bytes are read)")))?;
+        Ok(bytes.to_bytes())
     };
     let body = tokio::time::timeout(FETCH_TIMEOUT, get)
         .await

@@ -46,6 +46,7 @@ pub mod verify;
 
 pub use authorizer::{authorize, authorize_refreshing, deny};
 pub use error::{AuthError, TokenRejection};
+pub use jwks::MAX_JWKS_BYTES;
 pub use origin::{AllowedOrigins, DomainNames, OriginAccepted, OriginError, check_origin};
 pub use settings::{AuthSettings, MIN_HS256_SECRET_BYTES, Secret, check_hs256_secret};
 pub use verify::{Claims, mint_hs256, token_from, verify_token, verify_token_refreshing};

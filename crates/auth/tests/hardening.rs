@@ -129,6 +129,18 @@ fn connect_request(token: &str) -> ApiGatewayCustomAuthorizerRequestTypeRequest 
     .expect("authorizer request fixture parses")
 }
 
+#[tokio::test]
+async fn a_jwks_document_over_the_limit_is_refused_and_one_under_it_is_read() {
+    let keys = jwks_with_kids(&["key-1"]);
+    // Valid JSON either way: the padding is white space before the closing brace.
+    let padded = |total: usize| format!("{}{}}}", &keys[..keys.len() - 1], " ".repeat(total - keys.len()));
+    let over = jwks_server(padded(dynamowave_auth::MAX_JWKS_BYTES + 1)).await;
+    let err = AuthSettings::default().with_jwks_url(&over.url).await.expect_err("an oversized JWKS is refused");
+    assert!(err.to_string().contains("at most"), "{err}");
+    let under = jwks_server(padded(dynamowave_auth::MAX_JWKS_BYTES)).await;
+    AuthSettings::default().with_jwks_url(&under.url).await.expect("a JWKS at the limit is read");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval() {
     let server = jwks_server(jwks_with_kids(&["key-1"])).await;
