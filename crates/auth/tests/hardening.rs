@@ -1,38 +1,18 @@
-//! Short HS256 secrets, JWKS key rotation, and token values in logs.
+//! Short HS256 secrets and JWKS key rotation (token values in logs: `log_injection.rs`).
 
-use std::io::Write;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+use common::{GOOD_SECRET, connect_request, hs_token, jwks_with_kids, now, rsa_token};
 use dynamowave_auth::{
     AuthError, AuthSettings, MIN_HS256_SECRET_BYTES, TokenRejection, authorize, authorize_refreshing,
     check_hs256_secret, mint_hs256, verify_token, verify_token_refreshing,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const JWKS: &str = include_str!("fixtures/jwks.json");
-const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
-const GOOD_SECRET: &str = "a-secret-of-exactly-32-bytes-ok!";
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
-fn hs_token(secret: &str, claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .expect("test token encodes")
-}
-
-fn rsa_token(kid: &str, sub: &str) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
-    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("fixture RSA key");
-    jsonwebtoken::encode(&header, &json!({"sub": sub, "exp": now() + 60}), &key).expect("test token encodes")
-}
 
 #[test]
 fn hs256_secrets_shorter_than_32_bytes_are_refused_everywhere() {
@@ -72,21 +52,6 @@ struct JwksServer {
     fetches: Arc<AtomicUsize>,
 }
 
-/// The fixture's RSA key, under these kids (a key rotation keeps the algorithm, changes the kid).
-fn jwks_with_kids(kids: &[&str]) -> String {
-    let fixture: Value = serde_json::from_str(JWKS).expect("fixture JWKS");
-    let rsa = fixture["keys"].as_array().and_then(|k| k.iter().find(|k| k["kty"] == "RSA")).expect("RSA key").clone();
-    let keys: Vec<Value> = kids
-        .iter()
-        .map(|kid| {
-            let mut key = rsa.clone();
-            key["kid"] = json!(kid);
-            key
-        })
-        .collect();
-    json!({ "keys": keys }).to_string()
-}
-
 async fn jwks_server(initial: String) -> JwksServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().expect("addr"));
@@ -116,17 +81,6 @@ async fn jwks_server(initial: String) -> JwksServer {
         }
     });
     JwksServer { url, document, fetches }
-}
-
-fn connect_request(token: &str) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
-    serde_json::from_value(json!({
-        "type": "REQUEST",
-        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abcdef/prod/$connect",
-        "headers": {"Authorization": format!("Bearer {token}")},
-        "queryStringParameters": {},
-        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "c1", "apiId": "abcdef", "stage": "prod"}
-    }))
-    .expect("authorizer request fixture parses")
 }
 
 #[tokio::test]
@@ -198,59 +152,4 @@ fn from_env_reads_the_refetch_interval() {
     assert!(format!("{ok:?}").contains("jwks_refetch_interval: 5s"), "{ok:?}");
     let bad = AuthSettings::from_lookup(|k| (k == "JWKS_REFETCH_SECS").then(|| "soon".to_owned()));
     assert!(matches!(bad, Err(AuthError::Config(m)) if m.contains("JWKS_REFETCH_SECS")));
-}
-
-/// Everything written to the log, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn values_from_tokens_cannot_forge_log_lines_or_terminal_escapes() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let evil = "eve\n2030-01-01T00:00:00Z  INFO forged: connection authorized principal_id=admin\u{1b}[2J\r";
-    let settings = AuthSettings::default()
-        .with_hs256_secret(GOOD_SECRET.to_owned())
-        .with_jwks_json(&jwks_with_kids(&["key-1"]))
-        .expect("JWKS");
-    let mut events = 0;
-    tracing::subscriber::with_default(subscriber, || {
-        // Accepted: sub and name are logged.
-        let token = hs_token(GOOD_SECRET, &json!({"sub": evil, "name": evil, "exp": now() + 60}));
-        assert!(authorize(&settings, &connect_request(&token)).is_ok());
-        events += 1;
-        // Refused: the kid and the alg are in the logged error.
-        assert!(authorize(&settings, &connect_request(&rsa_token(evil, "x"))).is_err());
-        events += 1;
-        let header = base64_url(&json!({"alg": evil, "typ": "JWT"}).to_string());
-        let body = base64_url(&json!({"sub": "x", "exp": now() + 60}).to_string());
-        assert!(authorize(&settings, &connect_request(&format!("{header}.{body}.c2ln"))).is_err());
-        events += 1;
-    });
-    let log = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("UTF-8 log");
-    assert!(!log.contains('\u{1b}'), "a raw terminal escape reached the log:\n{log}");
-    assert!(!log.contains('\r'), "a raw carriage return reached the log:\n{log}");
-    assert_eq!(log.lines().count(), events, "one line per event, none forged:\n{log}");
-    assert!(!log.lines().any(|l| l.starts_with("2030-01-01")), "a forged line:\n{log}");
-    assert!(log.contains("\\n2030-01-01"), "the value is there, escaped:\n{log}");
-}
-
-fn base64_url(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
