@@ -148,22 +148,19 @@ impl DynamoDbSettings {
 ///
 /// Not `aws_config::defaults`: on Lambda the execution role's credentials and the region are
 /// environment variables, and the default chain's other sources (profile files, SSO, web
-/// identity through STS, ECS, IMDS) would only add their code to every package. The HTTPS
-/// client is rustls on ring (smaller than the SDK's default aws-lc) and trusts the machine's
-/// roots, which `SSL_CERT_FILE` replaces, as the default client's do.
+/// identity through STS, ECS, IMDS) would only add their code to every package. The HTTP
+/// client is [`Http1Client`](crate::http::Http1Client): HTTP/1.1, rustls on ring (smaller than
+/// the SDK's default aws-lc), trusting the machine's roots, which `SSL_CERT_FILE` replaces, as
+/// the default client's do.
 pub async fn load_sdk_config() -> SdkConfig {
     use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
     use aws_config::meta::region::ProvideRegion;
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-
-    let http_client =
-        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(EnvironmentVariableRegionProvider::new().region().await)
         .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
         .service_config(EnvEndpoints(Env::real()))
-        .http_client(http_client)
+        .http_client(crate::http::Http1Client::new())
         .build()
 }
 

@@ -13,6 +13,8 @@
 //!   `ROOMS_TABLE`), the adapter's limits ([`DynamoDbSettings`]), and the Lambda functions' SDK
 //!   config ([`load_sdk_config`]: region, credentials and endpoints from the environment, e.g.
 //!   `AWS_ENDPOINT_URL_DYNAMODB`, and an HTTPS client on rustls with ring).
+//! - [`http`]: [`http::Http1Client`], the SDK clients' HTTP/1.1 client (rustls on ring), which
+//!   [`load_sdk_config`] gives every client.
 //! - [`schema`]: the table contract as code: [`schema::create_tables`] creates the three tables
 //!   with their GSIs and TTL (tests against moto, and the local gateway in Lambda mode).
 //! - `store`: [`DynamoDbStore`], item encoding and SDK error mapping.
@@ -35,6 +37,7 @@
 
 pub mod config;
 pub mod connections_api;
+pub mod http;
 pub mod schema;
 
 mod connections;

@@ -45,6 +45,7 @@ impl TestGateway {
     /// (`None`: no credentials at all; the request goes out unsigned).
     fn sdk(&self, credentials: Option<(&str, &str)>) -> Client {
         let mut config = aws_sdk_apigatewaymanagement::Config::builder()
+            .http_client(dynamowave_aws::http::Http1Client::new())
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(self.endpoint());
@@ -63,9 +64,11 @@ impl TestGateway {
     }
 }
 
-/// The SDK config the adapter is built from, with these credentials.
+/// The SDK config the adapter is built from, with these credentials, on the functions' HTTP
+/// client.
 async fn sdk_config(access_key: &str, secret: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(dynamowave_aws::http::Http1Client::new())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(access_key, secret, None, None, "test"))
         .load()

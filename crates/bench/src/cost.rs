@@ -52,6 +52,9 @@ pub const PRICES: Prices = Prices {
 };
 /// The last change known: DynamoDB's on-demand price cut of 1 November 2024.
 pub const PRICES_AS_OF: &str = "2024-11-01";
+/// When [`PRICES`] were last compared with published figures, and with which.
+pub const PRICES_CHECKED: &str =
+    "2026-12-02, against stored copies of 2025 summaries of the three pricing pages (this machine reaches no AWS page)";
 pub const PRICE_SOURCES: [&str; 3] = [
     "https://aws.amazon.com/api-gateway/pricing/",
     "https://aws.amazon.com/lambda/pricing/",
@@ -614,7 +617,7 @@ pub fn render(m: &Measurements) -> String {
     }
     let _ = writeln!(
         out,
-        "### Prices\n\nus-east-1 list prices as known on {PRICES_AS_OF} (they must be checked against the pricing pages before use): API Gateway WebSocket ${:.2} per million messages (first billion, 32 KB increments) and ${:.2} per million connection minutes; Lambda ${:.2} per million requests and ${} per GB-second ({}; x86_64 ${}, arm64 ${}); DynamoDB on demand ${:.3} per million write request units and ${:.3} per million read request units. Sources: {}. Free tiers are not counted.",
+        "### Prices\n\nus-east-1 list prices in effect since {PRICES_AS_OF}, checked {PRICES_CHECKED}; check them against the pricing pages before use: API Gateway WebSocket ${:.2} per million messages (first billion, 32 KB increments) and ${:.2} per million connection minutes; Lambda ${:.2} per million requests and ${} per GB-second ({}; x86_64 ${}, arm64 ${}); DynamoDB on demand ${:.3} per million write request units and ${:.3} per million read request units. Sources: {}. Free tiers are not counted.",
         p.api_messages_per_million,
         p.connection_minutes_per_million,
         p.lambda_requests_per_million,

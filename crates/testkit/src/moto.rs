@@ -61,9 +61,12 @@ pub async fn sdk_config(moto: &Moto) -> SdkConfig {
 }
 
 /// SDK config with moto's test credentials and region, every service at `endpoint` (moto, or a
-/// proxy in front of it), with `timeouts` if given (the SDK's defaults otherwise).
+/// proxy in front of it), with `timeouts` if given (the SDK's defaults otherwise). The HTTP client
+/// is the functions' own ([`dynamowave_aws::http::Http1Client`]), so that the adapter tests, the
+/// fault scenarios among them, exercise it.
 pub async fn sdk_config_at(endpoint: &str, timeouts: Option<TimeoutConfig>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(dynamowave_aws::http::Http1Client::new())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .endpoint_url(endpoint);
